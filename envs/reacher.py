@@ -1,0 +1,242 @@
+"""dm_control's two-link reacher behind the gymnasium API, with image goals.
+
+One gymnasium step applies the action for `action_repeat` dm_control control steps (0.02 s each)
+and renders one frame from the fixed top camera. The physics is dm_control's own reacher model,
+stepped exactly as `dm_control.suite` steps it, so a recorded start state and the per-control-step
+actions replay in plain dm_control without this project.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from dm_control.suite import reacher as dm_reacher
+from gymnasium import spaces
+
+from envs._gl import rendering_error, track_renderer
+from envs.goals import (
+    GOAL_KINDS,
+    JOINT_TOLERANCE,
+    LINK_LENGTH,
+    fingertip_xy,
+    joint_errors,
+    reach_qpos,
+)
+
+# Target radius per task (dm_control's _BIG_TARGET and _SMALL_TARGET); the finger radius is read
+# from the model. The task's own success: fingertip centre within target radius + finger radius.
+TARGET_SIZE = {"easy": 0.05, "hard": 0.015}
+# dm_control samples the target radius uniformly in [0.05, 0.20] around the shoulder.
+TARGET_RADIUS_RANGE = (0.05, 0.20)
+PHYSICS_STATE_SIZE = 4  # qpos (2) + qvel (2): what dm_control's physics.get_state() returns here
+
+
+class ReacherEnv(gym.Env):
+    """Reacher with pixels, proprioception and a goal image in a dict observation.
+
+    Observation:
+        pixels  uint8 [H, W, 3]   the current frame (fixed top camera)
+        goal    uint8 [H, W, 3]   the arm posed at the goal, same target and scene
+        proprio float32 [4]       joint angles (shoulder, wrist) and their velocities
+    Action: float32 [2] in [-1, 1], motor commands, held for `action_repeat` control steps.
+
+    `reset(seed=..., options=...)` options (all optional):
+        goal_kind      "task" (dm_control's target: fingertip on target) or "state" (a joint pose)
+        goal_qpos      [2] joint angles of a state goal (required for goal_kind="state")
+        physics_state  [4] start state as from `physics.get_state()`; default: dm_control's random init
+        target_pos     [2] target x, y; default: dm_control's random target
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(
+        self,
+        task: str = "easy",
+        image_size: int = 64,
+        action_repeat: int = 1,
+        time_limit: int = 1000,
+        goal_kind: str = "task",
+        render_mode: str | None = None,
+    ):
+        if task not in TARGET_SIZE:
+            raise ValueError(f"unknown reacher task {task!r}; choose one of {sorted(TARGET_SIZE)}")
+        if goal_kind not in GOAL_KINDS:
+            raise ValueError(f"unknown goal_kind {goal_kind!r}; choose one of {GOAL_KINDS}")
+        if action_repeat < 1 or time_limit < 1 or image_size < 8:
+            raise ValueError("action_repeat and time_limit must be >= 1 and image_size >= 8")
+        self.task = task
+        self.image_size = image_size
+        self.action_repeat = action_repeat
+        self.time_limit = time_limit  # in control steps, like dm_control's 1000-step (20 s) episodes
+        self.default_goal_kind = goal_kind
+        self.render_mode = render_mode
+
+        xml, assets = dm_reacher.get_model_and_assets()
+        self.physics = dm_reacher.Physics.from_xml_string(xml, assets)
+        self.physics.named.model.geom_size["target", 0] = TARGET_SIZE[task]
+        self.success_radius = float(TARGET_SIZE[task] + self.physics.named.model.geom_size["finger", 0])
+        # A second MjData poses the arm for goal images without touching the simulated state.
+        self._goal_data = mujoco.MjData(self.physics.model.ptr)
+        self._renderer: mujoco.Renderer | None = None
+
+        size = (image_size, image_size, 3)
+        self.observation_space = spaces.Dict(
+            {
+                "pixels": spaces.Box(0, 255, size, np.uint8),
+                "goal": spaces.Box(0, 255, size, np.uint8),
+                "proprio": spaces.Box(-np.inf, np.inf, (4,), np.float32),
+            }
+        )
+        self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.wrist_range = tuple(float(x) for x in self.physics.named.model.jnt_range["wrist"])
+
+        self.goal_kind = goal_kind
+        self.goal_qpos = np.zeros(2)
+        self._goal_image = np.zeros(size, np.uint8)
+        self._control_steps = 0
+
+    # ----------------------------------------------------------------------------- simulator state
+    @property
+    def qpos(self) -> np.ndarray:
+        return self.physics.data.qpos.copy()
+
+    @property
+    def target_pos(self) -> np.ndarray:
+        return self.physics.named.model.geom_pos["target", :2].copy()
+
+    def get_physics_state(self) -> np.ndarray:
+        """[4] float64: dm_control's `physics.get_state()` (qpos, qvel)."""
+        return self.physics.get_state().copy()
+
+    def set_sim_state(self, physics_state: np.ndarray, target_pos: np.ndarray) -> None:
+        """Sets the full simulator state. `reset_context` resets MjData first (solver warm start
+        included), exactly as dm_control does at reset, so replays are bit-identical."""
+        physics_state = np.asarray(physics_state, np.float64)
+        if physics_state.shape != (PHYSICS_STATE_SIZE,):
+            raise ValueError(f"physics_state must have shape ({PHYSICS_STATE_SIZE},), got {physics_state.shape}")
+        with self.physics.reset_context():
+            self.physics.set_state(physics_state)
+            self.physics.named.model.geom_pos["target", "x"] = float(target_pos[0])
+            self.physics.named.model.geom_pos["target", "y"] = float(target_pos[1])
+
+    def _random_sim_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """dm_control's reacher initial-state distribution, drawn from gymnasium's np_random."""
+        rng = self.np_random
+        shoulder = rng.uniform(-np.pi, np.pi)
+        wrist = rng.uniform(*self.wrist_range)
+        angle = rng.uniform(0, 2 * np.pi)
+        radius = rng.uniform(*TARGET_RADIUS_RANGE)
+        target = np.array([radius * np.sin(angle), radius * np.cos(angle)])
+        return np.array([shoulder, wrist, 0.0, 0.0]), target
+
+    # ----------------------------------------------------------------------------- rendering
+    def _render_data(self, data: mujoco.MjData) -> np.ndarray:
+        if self._renderer is None:
+            try:
+                self._renderer = mujoco.Renderer(self.physics.model.ptr, self.image_size, self.image_size)
+            except Exception as err:  # any GL failure surfaces as one actionable error
+                raise rendering_error(err) from err
+            track_renderer(self._renderer)
+        self._renderer.update_scene(data, camera="fixed")
+        return self._renderer.render().copy()
+
+    def render_qpos(self, qpos: np.ndarray) -> np.ndarray:
+        """uint8 [H, W, 3]: the scene with the arm at `qpos` (velocities zero)."""
+        self._goal_data.qpos[:] = qpos
+        self._goal_data.qvel[:] = 0.0
+        mujoco.mj_forward(self.physics.model.ptr, self._goal_data)
+        return self._render_data(self._goal_data)
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        return self._render_data(self.physics.data.ptr)
+
+    # ----------------------------------------------------------------------------- goals
+    def fingertip(self) -> np.ndarray:
+        return self.physics.named.data.geom_xpos["finger", :2].copy()
+
+    def evaluate(self) -> dict[str, Any]:
+        """Success and distances for the current state and goal (the task's own criteria)."""
+        fingertip_distance = float(np.linalg.norm(self.target_pos - self.fingertip()))
+        errors = joint_errors(self.qpos, self.goal_qpos)
+        max_joint_error = float(np.max(np.abs(errors)))
+        if self.goal_kind == "state":
+            success = max_joint_error <= JOINT_TOLERANCE
+        else:
+            success = fingertip_distance <= self.success_radius
+        return {
+            "success": bool(success),
+            "goal_kind": self.goal_kind,
+            "fingertip_distance": fingertip_distance,
+            "max_joint_error": max_joint_error,
+            "joint_errors": errors,
+        }
+
+    def _set_goal(self, goal_kind: str, goal_qpos: np.ndarray | None) -> None:
+        if goal_kind not in GOAL_KINDS:
+            raise ValueError(f"unknown goal_kind {goal_kind!r}; choose one of {GOAL_KINDS}")
+        if goal_kind == "state":
+            if goal_qpos is None:
+                raise ValueError("goal_kind='state' needs options['goal_qpos'] (2 joint angles in rad)")
+            goal_qpos = np.asarray(goal_qpos, np.float64)
+        else:
+            # The fingertip on the target: of the two inverse-kinematics solutions, the one nearer
+            # the current arm, so the goal image shows the pose a direct reach ends in.
+            goal_qpos = reach_qpos(self.target_pos, near=self.qpos, wrist_range=self.wrist_range)
+        if goal_qpos.shape != (2,):
+            raise ValueError(f"goal_qpos must have shape (2,), got {goal_qpos.shape}")
+        self.goal_kind = goal_kind
+        self.goal_qpos = goal_qpos
+        self._goal_image = self.render_qpos(goal_qpos)
+
+    # ----------------------------------------------------------------------------- gymnasium API
+    def _observation(self) -> dict[str, np.ndarray]:
+        proprio = np.concatenate([self.physics.data.qpos, self.physics.data.qvel]).astype(np.float32)
+        return {
+            "pixels": self._render_data(self.physics.data.ptr),
+            "goal": self._goal_image.copy(),
+            "proprio": proprio,
+        }
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = set(options) - {"goal_kind", "goal_qpos", "physics_state", "target_pos"}
+        if unknown:
+            raise ValueError(
+                f"unknown reset options {sorted(unknown)}; valid: goal_kind, goal_qpos, physics_state, target_pos"
+            )
+        physics_state, target_pos = self._random_sim_state()
+        if "physics_state" in options:
+            physics_state = np.asarray(options["physics_state"], np.float64)
+        if "target_pos" in options:
+            target_pos = np.asarray(options["target_pos"], np.float64)
+        self.set_sim_state(physics_state, target_pos)
+        self._control_steps = 0
+        self._set_goal(options.get("goal_kind", self.default_goal_kind), options.get("goal_qpos"))
+        return self._observation(), self.evaluate()
+
+    def step(self, action):
+        action = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
+        if action.shape != (2,) or not np.all(np.isfinite(action)):
+            raise ValueError(f"action must be 2 finite numbers, got {action!r}")
+        for _ in range(self.action_repeat):
+            # What dm_control's control.Environment.step does for this task: set, then step.
+            self.physics.set_control(action)
+            self.physics.step()
+        self._control_steps += self.action_repeat
+        info = self.evaluate()
+        truncated = self._control_steps >= self.time_limit
+        return self._observation(), float(info["success"]), False, truncated, info
+
+    def close(self):
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+
+__all__ = ["ReacherEnv", "LINK_LENGTH", "fingertip_xy"]

@@ -1,0 +1,193 @@
+"""The environment contract: gymnasium API, determinism, exact replay, goals and success."""
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import envs
+from envs.goals import JOINT_TOLERANCE, fingertip_xy, joint_errors, reach_qpos
+
+
+@pytest.fixture
+def env():
+    e = envs.make("reacher", image_size=32, action_repeat=5)
+    yield e
+    e.close()
+
+
+def test_passes_gymnasium_checker():
+    e = envs.make("reacher", image_size=32, render_mode="rgb_array")
+    check_env(e, skip_render_check=False)
+    e.close()
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(ValueError, match="valid names: reacher, reacher-hard"):
+        envs.make("reacher-easy")
+    with pytest.raises(ValueError, match="no setting"):
+        envs.make("reacher", imagesize=32)
+
+
+def test_shapes_and_dtypes(env):
+    obs, info = env.reset(seed=0)
+    assert obs["pixels"].shape == obs["goal"].shape == (32, 32, 3)
+    assert obs["pixels"].dtype == obs["goal"].dtype == np.uint8
+    assert obs["proprio"].shape == (4,) and obs["proprio"].dtype == np.float32
+    assert env.observation_space.contains(obs)
+    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    assert env.observation_space.contains(obs)
+    assert isinstance(reward, float) and not terminated and not truncated
+    assert {"success", "fingertip_distance", "max_joint_error"} <= set(info)
+
+
+def test_same_seed_same_frames_other_seed_other_frames(env):
+    other = envs.make("reacher", image_size=32, action_repeat=5)
+    c, _ = other.reset(seed=8)
+    a, _ = env.reset(seed=7)
+    b, _ = other.reset(seed=7)
+    np.testing.assert_array_equal(a["pixels"], b["pixels"])
+    np.testing.assert_array_equal(a["goal"], b["goal"])
+    assert not np.array_equal(a["pixels"], c["pixels"])
+    for action in np.random.default_rng(0).uniform(-1, 1, (5, 2)):
+        a, *_ = env.step(action)
+        b, *_ = other.step(action)
+        np.testing.assert_array_equal(a["pixels"], b["pixels"])
+    other.close()
+
+
+def test_time_limit_truncates():
+    e = envs.make("reacher", image_size=16, action_repeat=5, time_limit=20)
+    e.reset(seed=0)
+    truncations = [e.step(np.zeros(2))[3] for _ in range(4)]
+    assert truncations == [False, False, False, True]
+    e.close()
+
+
+def _run(env, actions):
+    for action in actions:
+        env.step(action)
+    return env.get_physics_state()
+
+
+def test_replay_from_start_state_is_exact(env):
+    env.reset(seed=3)
+    for action in np.random.default_rng(1).uniform(-1, 1, (7, 2)):  # start mid-motion
+        env.step(action)
+    start, target = env.get_physics_state(), env.target_pos
+    actions = np.random.default_rng(2).uniform(-1, 1, (30, 2))
+    final = _run(env, actions)
+
+    fresh = envs.make("reacher", image_size=32, action_repeat=5)
+    fresh.reset(seed=99, options={"physics_state": start, "target_pos": target})
+    np.testing.assert_array_equal(fresh.target_pos, target)
+    assert np.array_equal(_run(fresh, actions), final)  # bit for bit
+    fresh.close()
+
+
+def test_replay_in_plain_dm_control(env):
+    """A record (start state, target, per-control-step actions) replays without this project."""
+    from dm_control import suite
+
+    env.reset(seed=5)
+    start, target = env.get_physics_state(), env.target_pos
+    actions = np.random.default_rng(3).uniform(-1, 1, (10, 2))
+    final = _run(env, actions)
+
+    dm_env = suite.load("reacher", "easy", task_kwargs={"random": 0})
+    dm_env.reset()
+    with dm_env.physics.reset_context():
+        dm_env.physics.set_state(start)
+        dm_env.physics.named.model.geom_pos["target", "x"] = target[0]
+        dm_env.physics.named.model.geom_pos["target", "y"] = target[1]
+    for action in np.repeat(actions, env.action_repeat, axis=0):  # one per control step
+        dm_env.step(action)
+    assert np.array_equal(dm_env.physics.get_state(), final)
+    fingertip_to_target = np.linalg.norm(dm_env.physics.finger_to_target())
+    assert fingertip_to_target == pytest.approx(env.evaluate()["fingertip_distance"], abs=1e-12)
+
+
+def test_forward_kinematics_matches_simulator(env):
+    for seed in range(5):
+        env.reset(seed=seed)
+        np.testing.assert_allclose(fingertip_xy(env.qpos), env.fingertip(), atol=1e-9)
+
+
+def test_joint_errors_wrap_around_the_circle():
+    goal = np.array([np.pi - 0.01, 0.0])
+    np.testing.assert_allclose(joint_errors(np.array([-np.pi + 0.02, 0.03]), goal), [0.03, 0.03], atol=1e-12)
+    np.testing.assert_allclose(joint_errors(np.array([np.pi - 0.01 + 4 * np.pi, 0.0]), goal), [0, 0], atol=1e-9)
+
+
+def test_state_goal_success_on_constructed_states(env):
+    goal = np.array([np.pi - 0.01, 0.5])
+    env.reset(seed=0, options={"goal_kind": "state", "goal_qpos": goal})
+    target = env.target_pos
+    cases = [
+        ([-np.pi + 0.02, 0.5 + 0.04], True),  # shoulder 0.03 rad away across the +-pi seam
+        ([-np.pi + 0.05, 0.5], False),  # 0.06 rad across the seam
+        ([np.pi - 0.01, 0.5 - JOINT_TOLERANCE - 1e-3], False),
+        ([np.pi - 0.01 + 2 * np.pi, 0.5], True),  # a full extra turn is the same pose
+    ]
+    for qpos, expected in cases:
+        env.set_sim_state(np.r_[qpos, 0.0, 0.0], target)
+        assert env.evaluate()["success"] is expected, qpos
+
+
+def test_state_goal_needs_qpos_and_renders_that_pose(env):
+    with pytest.raises(ValueError, match="goal_qpos"):
+        env.reset(seed=0, options={"goal_kind": "state"})
+    goal = np.array([1.0, -0.5])
+    obs, info = env.reset(seed=0, options={"goal_kind": "state", "goal_qpos": goal})
+    np.testing.assert_array_equal(obs["goal"], env.render_qpos(goal))
+    assert not info["success"]
+
+
+@pytest.mark.parametrize("name, radius", [("reacher", 0.06), ("reacher-hard", 0.025)])
+def test_task_goal_success_is_the_task_reward_criterion(name, radius):
+    e = envs.make(name, image_size=16)
+    obs, _ = e.reset(seed=4, options={"goal_kind": "task"})
+    target = e.target_pos
+    # The goal image is the arm posed by inverse kinematics with the fingertip on the target.
+    np.testing.assert_allclose(fingertip_xy(e.goal_qpos), target, atol=1e-9)
+    np.testing.assert_array_equal(obs["goal"], e.render_qpos(e.goal_qpos))
+    assert e.success_radius == pytest.approx(radius)
+    # Fingertip exactly on the target, then just inside and just outside the radius.
+    e.set_sim_state(np.r_[e.goal_qpos, 0.0, 0.0], target)
+    assert e.evaluate()["success"]
+    sideways = np.array([-target[1], target[0]]) / np.linalg.norm(target)  # stays within reach
+    for offset, expected in [(radius - 2e-3, True), (radius + 2e-3, False)]:
+        beside = target + offset * sideways
+        e.set_sim_state(np.r_[reach_qpos(beside, e.qpos, e.wrist_range), 0.0, 0.0], target)
+        assert e.evaluate()["success"] is expected
+        assert e.evaluate()["fingertip_distance"] == pytest.approx(offset, abs=1e-9)
+    e.close()
+
+
+def test_unreachable_target_is_refused(env):
+    with pytest.raises(ValueError, match="out of the arm's reach"):
+        env.reset(seed=0, options={"target_pos": [0.3, 0.2]})
+
+
+def test_bad_simulator_pair_gives_one_clear_line(monkeypatch):
+    from importlib import metadata
+
+    from envs import _versions
+
+    real = metadata.version
+    monkeypatch.setattr(_versions.metadata, "version", lambda n: "4.0.0" if n == "mujoco" else real(n))
+    with pytest.raises(ImportError, match=r"pip install mujoco==3\.17\.0"):
+        _versions.check_simulator_versions()
+
+
+def test_gl_failure_says_what_to_set(monkeypatch):
+    import mujoco
+
+    from envs._gl import RenderingUnavailable
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("eglInitialize failed")
+
+    monkeypatch.setattr(mujoco, "Renderer", broken)
+    e = envs.make("reacher", image_size=16)
+    with pytest.raises(RenderingUnavailable, match="MUJOCO_GL"):
+        e.reset(seed=0)
