@@ -26,9 +26,13 @@ def tiny_config(out, **overrides) -> CollectConfig:
     return cfg
 
 
+def collect_cfg(cfg: CollectConfig, progress: bool = False) -> Path:
+    return collect(cfg.env, cfg, cfg.cache_root, progress=progress)
+
+
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
-    return collect(tiny_config(tmp_path_factory.mktemp("ds") / "data"), progress=False)
+    return collect_cfg(tiny_config(tmp_path_factory.mktemp("ds") / "data"))
 
 
 def file_hashes(root: Path) -> dict:
@@ -66,20 +70,20 @@ def test_manifest_records_versions_shapes_and_config(tiny_dataset):
 
 
 def test_workers_do_not_change_the_data(tiny_dataset, tmp_path):
-    parallel = collect(tiny_config(tmp_path / "p", workers=2), progress=False)
+    parallel = collect_cfg(tiny_config(tmp_path / "p", workers=2))
     assert file_hashes(parallel) == file_hashes(tiny_dataset)
 
 
 def test_collected_twice_is_reused(tiny_dataset, capsys):
     before = (tiny_dataset / "manifest.json").stat().st_mtime_ns
-    collect(tiny_config(tiny_dataset), progress=False)
+    collect_cfg(tiny_config(tiny_dataset))
     assert "already complete" in capsys.readouterr().out
     assert (tiny_dataset / "manifest.json").stat().st_mtime_ns == before
 
 
 def test_other_config_in_same_folder_is_refused(tiny_dataset):
     with pytest.raises(DatasetError, match="different config"):
-        collect(tiny_config(tiny_dataset, seed=1), progress=False)
+        collect_cfg(tiny_config(tiny_dataset, seed=1))
 
 
 def test_resume_after_kill_gives_the_uninterrupted_data(tmp_path):
@@ -106,9 +110,7 @@ def test_resume_after_kill_gives_the_uninterrupted_data(tmp_path):
     # Shards written before the kill were kept, not rewritten.
     kept = {(s["name"], f): m["sha256"] for s in partial["shards"] for f, m in s["files"].items()}
     assert kept.items() <= file_hashes(out).items()
-    reference = collect(
-        tiny_config(tmp_path / "whole", episodes=16, steps=20, episodes_per_shard=2), progress=False
-    )
+    reference = collect_cfg(tiny_config(tmp_path / "whole", episodes=16, steps=20, episodes_per_shard=2))
     assert file_hashes(out) == file_hashes(reference)
     assert not list(out.glob("*.tmp"))
 

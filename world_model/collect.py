@@ -67,11 +67,9 @@ def env_settings(env: Any) -> dict:
 
 
 @dataclass
-class CollectConfig:
-    """`python -m world_model.collect` settings."""
+class DataConfig:
+    """What to record: everything that changes the data, plus how to record it (workers)."""
 
-    env: EnvConfig = field(default_factory=EnvConfig)
-    """The environment the video is recorded in."""
     behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
     """The behaviour policy that acts while recording."""
     episodes: int = 200
@@ -84,30 +82,38 @@ class CollectConfig:
     """Episodes per shard file set: the unit of work, of progress and of resume."""
     workers: int = 2
     """Worker processes that render in parallel (1 = in this process)."""
-    cache_root: str = "cache"
-    """Folder under which datasets are cached, keyed by their config."""
     out: str | None = None
     """Dataset folder; default <cache_root>/datasets/<env>-<hash of the config>."""
 
 
-def identity(cfg) -> dict:
+@dataclass
+class CollectConfig(DataConfig):
+    """`python -m world_model.collect` settings: the data settings at the top level, and the env."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    """The environment the video is recorded in."""
+    cache_root: str = "cache"
+    """Folder under which datasets are cached, keyed by their config."""
+
+
+def identity(env, data) -> dict:
     """What makes two datasets the same data (workers and paths do not)."""
     return {
         "schema_version": SCHEMA_VERSION,
-        "env": env_settings(cfg.env),
-        "behaviour": _plain(cfg.behaviour),
-        "episodes": int(cfg.episodes),
-        "steps": int(cfg.steps),
-        "seed": int(cfg.seed),
-        "episodes_per_shard": int(cfg.episodes_per_shard),
+        "env": env_settings(env),
+        "behaviour": _plain(data.behaviour),
+        "episodes": int(data.episodes),
+        "steps": int(data.steps),
+        "seed": int(data.seed),
+        "episodes_per_shard": int(data.episodes_per_shard),
     }
 
 
-def dataset_dir(cfg) -> Path:
-    if cfg.out:
-        return Path(cfg.out)
-    key = hashlib.sha256(json.dumps(identity(cfg), sort_keys=True, default=list).encode()).hexdigest()[:10]
-    return Path(cfg.cache_root) / "datasets" / f"{cfg.env.name}-{key}"
+def dataset_dir(env, data, cache_root: str) -> Path:
+    if data.out:
+        return Path(data.out)
+    key = hashlib.sha256(json.dumps(identity(env, data), sort_keys=True).encode()).hexdigest()[:10]
+    return Path(cache_root) / "datasets" / f"{env.name}-{key}"
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -200,17 +206,18 @@ def _versions() -> dict:
     }
 
 
-def collect(cfg, progress: bool = True) -> Path:
-    """Collects (or finishes collecting) the dataset described by `cfg`; returns its folder."""
+def collect(env, data, cache_root: str = "cache", progress: bool = True) -> Path:
+    """Collects (or finishes collecting) the dataset of `env` (EnvConfig) and `data` (DataConfig);
+    returns its folder."""
     from tqdm import tqdm
 
-    if cfg.steps * cfg.env.action_repeat > cfg.env.time_limit:
+    if data.steps * env.action_repeat > env.time_limit:
         raise ValueError(
-            f"steps * env.action_repeat = {cfg.steps * cfg.env.action_repeat} control steps exceeds "
-            f"env.time_limit = {cfg.env.time_limit}; lower steps or raise env.time_limit"
+            f"steps * env.action_repeat = {data.steps * env.action_repeat} control steps exceeds "
+            f"env.time_limit = {env.time_limit}; lower steps or raise env.time_limit"
         )
-    root = dataset_dir(cfg)
-    ident = identity(cfg)
+    root = dataset_dir(env, data, cache_root)
+    ident = identity(env, data)
     if (root / MANIFEST).exists():
         manifest = read_manifest(root)
         if manifest["identity"] != ident:
@@ -226,7 +233,7 @@ def collect(cfg, progress: bool = True) -> Path:
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "identity": ident,
-            "env": {"name": cfg.env.name, "config": ident["env"]},
+            "env": {"name": env.name, "config": ident["env"]},
             "collect": {k: ident[k] for k in ("episodes", "steps", "seed", "episodes_per_shard", "behaviour")},
             "versions": _versions(),
             "arrays": {},
@@ -237,16 +244,16 @@ def collect(cfg, progress: bool = True) -> Path:
 
     done = {s["name"] for s in manifest["shards"]}
     jobs = []
-    for first in range(0, cfg.episodes, cfg.episodes_per_shard):
-        name = f"shard-{first // cfg.episodes_per_shard:05d}"
+    for first in range(0, data.episodes, data.episodes_per_shard):
+        name = f"shard-{first // data.episodes_per_shard:05d}"
         if name not in done:
-            last = min(first + cfg.episodes_per_shard, cfg.episodes)
+            last = min(first + data.episodes_per_shard, data.episodes)
             jobs.append(
-                {"env": ident["env"], "behaviour": ident["behaviour"], "steps": cfg.steps, "seed": cfg.seed,
+                {"env": ident["env"], "behaviour": ident["behaviour"], "steps": data.steps, "seed": data.seed,
                  "first": first, "last": last, "name": name, "root": str(root)}
             )
     finished = sum(s["episodes"][1] - s["episodes"][0] for s in manifest["shards"])
-    bar = tqdm(total=cfg.episodes, initial=finished, unit="ep", desc="collect", disable=not progress)
+    bar = tqdm(total=data.episodes, initial=finished, unit="ep", desc="collect", disable=not progress)
 
     def record(entry: dict) -> None:
         manifest["arrays"] = entry.pop("shapes")
@@ -255,12 +262,12 @@ def collect(cfg, progress: bool = True) -> Path:
         bar.update(entry["episodes"][1] - entry["episodes"][0])
 
     try:
-        if cfg.workers <= 1:
+        if data.workers <= 1:
             for job in jobs:
                 record(collect_shard(job))
         else:
             # spawn, not fork: each worker makes its own GL context; forked EGL state is unusable.
-            with mp.get_context("spawn").Pool(cfg.workers) as pool:
+            with mp.get_context("spawn").Pool(data.workers) as pool:
                 for entry in pool.imap_unordered(collect_shard, jobs):
                     record(entry)
     except KeyboardInterrupt:
@@ -287,7 +294,7 @@ def main() -> None:
 
     @hydra.main(version_base="1.3", config_path="../configs", config_name="collect")
     def run(cfg: DictConfig) -> None:
-        root = collect(cfg)
+        root = collect(cfg.env, cfg, cfg.cache_root)
         print(f"dataset: {root}")
 
     run()
