@@ -1,0 +1,74 @@
+"""Cost modules: what the planner minimises. Each maps (representations [B, N, H, D],
+actions [B, N, H, A]) to [B, N]; `CompositeCost` adds them with weights."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class GoalEnergy:
+    """Energy between predicted representations and the goal's.
+
+    `last_weight` weighs the last predicted step and `step_weight` every earlier step, so the
+    planner can aim for the goal at the horizon (success is judged at the end of the budget)
+    while still preferring paths that get there early and stay.
+    """
+
+    def __init__(self, metric: str = "l2", last_weight: float = 1.0, step_weight: float = 0.0):
+        if metric not in ("l2", "l1"):
+            raise ValueError(f"metric must be 'l2' or 'l1', got {metric!r}")
+        self.metric = metric
+        self.last_weight = last_weight
+        self.step_weight = step_weight
+        self.goal: Tensor | None = None
+
+    def set_goal(self, z_goal: Tensor) -> None:
+        """z_goal [B, D]: the encoded goal image of each of the B problems."""
+        self.goal = z_goal
+
+    def __call__(self, z: Tensor, actions: Tensor) -> Tensor:
+        if self.goal is None:
+            raise RuntimeError("GoalEnergy has no goal; call set_goal(z_goal) first")
+        diff = z - self.goal[:, None, None]  # [B, N, H, D]
+        energy = diff.square().mean(-1) if self.metric == "l2" else diff.abs().mean(-1)  # [B, N, H]
+        weights = torch.full((z.shape[2],), self.step_weight, device=z.device, dtype=z.dtype)
+        weights[-1] = self.last_weight
+        return (energy * weights).sum(-1)
+
+
+class ActionMagnitude:
+    """Mean squared action: prefers gentle motor commands."""
+
+    def __call__(self, z: Tensor, actions: Tensor) -> Tensor:
+        return actions.square().mean(dim=(-1, -2))
+
+
+class ActionSmoothness:
+    """Mean squared change between consecutive actions: prefers smooth commands."""
+
+    def __call__(self, z: Tensor, actions: Tensor) -> Tensor:
+        if actions.shape[2] < 2:
+            return actions.new_zeros(actions.shape[:2])
+        return (actions[:, :, 1:] - actions[:, :, :-1]).square().mean(dim=(-1, -2))
+
+
+class CompositeCost:
+    """Weighted sum of cost modules; terms with weight 0 are skipped."""
+
+    def __init__(self, terms: dict[str, tuple[float, object]]):
+        self.terms = {name: (w, fn) for name, (w, fn) in terms.items() if w != 0}
+        if not self.terms:
+            raise ValueError("every cost weight is 0; give at least the goal energy a weight")
+
+    def set_goal(self, z_goal: Tensor) -> None:
+        for _, fn in self.terms.values():
+            if hasattr(fn, "set_goal"):
+                fn.set_goal(z_goal)
+
+    def __call__(self, z: Tensor, actions: Tensor) -> Tensor:
+        return sum(w * fn(z, actions) for w, fn in self.terms.values())
+
+    def breakdown(self, z: Tensor, actions: Tensor) -> dict[str, Tensor]:
+        """Each weighted term separately, [B, N] each (for videos and diagnostics)."""
+        return {name: w * fn(z, actions) for name, (w, fn) in self.terms.items()}

@@ -1,0 +1,195 @@
+"""The JEPA training loss: latent prediction plus the terms that keep the representation informative."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from world_model.ema import ema_copy, ema_update
+from world_model.model import WorldModel
+
+REGULARIZERS = ("vicreg", "barlow")
+
+
+@dataclass
+class LossConfig:
+    """Weights and settings of every loss term; a weight of 0 removes the term from the total
+    (it is still reported, detached, when it is cheap to compute)."""
+
+    rollout_steps: int = 3  # R, autoregressive steps; a batch has L = history + R frames
+    prediction_weight: float = 1.0  # teacher-forced next-latent MSE over every window of the clip
+    rollout_weight: float = 1.0  # MSE of the R-step autoregressive rollout from the first `history` latents
+    ema_target: bool = False  # targets from an EMA copy of the encoder, not the online one (stop-gradient either way)
+    ema_momentum: float = 0.996  # EMA momentum; call JEPALoss.update_target after each optimizer step
+    regularizer: str = "vicreg"  # anti-collapse term: "vicreg" (variance + covariance) or "barlow"
+    variance_weight: float = 1.0  # VICReg hinge pushing each dimension's std over the batch up to variance_target
+    variance_target: float = 1.0  # std each dimension should reach
+    covariance_weight: float = 0.04  # VICReg off-diagonal covariance penalty (decorrelates dimensions)
+    barlow_weight: float = 1.0  # Barlow Twins: predicted vs target cross-correlation pushed to identity
+    barlow_off_diagonal: float = 0.005  # relative weight of the off-diagonal part of the Barlow term
+    motion_weight: float = 1.0  # hinge keeping each dimension's std of z_{t+1} - z_t above motion_floor
+    motion_floor: float = 0.1  # minimum per-dimension spread of frame-to-frame change
+    inverse_dynamics_weight: float = 0.5  # MSE of an MLP predicting a_t from (z_t, z_{t+1}); 0 builds no head
+    inverse_dynamics_hidden: int = 256  # hidden width of that MLP
+    smoothness_weight: float = 0.0  # mean squared z_{t+1} - z_t; works against motion spread, so off by default
+
+    def __post_init__(self):
+        if self.rollout_steps < 1:
+            raise ValueError(f"rollout_steps must be >= 1, got {self.rollout_steps}")
+        if self.regularizer not in REGULARIZERS:
+            raise ValueError(f"regularizer {self.regularizer!r} is unknown; use one of {REGULARIZERS}")
+        if not 0.0 <= self.ema_momentum <= 1.0:
+            raise ValueError(f"ema_momentum must be in [0, 1], got {self.ema_momentum}")
+
+
+def vicreg_variance(z: Tensor, target: float = 1.0, eps: float = 1e-4) -> Tensor:
+    """Hinge on per-dimension std. z [N, D] -> scalar mean over D of relu(target - std)."""
+    std = torch.sqrt(z.var(dim=0) + eps)
+    return F.relu(target - std).mean()
+
+
+def vicreg_covariance(z: Tensor) -> Tensor:
+    """Sum of squared off-diagonal covariances divided by D. z [N, D] -> scalar."""
+    n, d = z.shape
+    zc = z.float() - z.float().mean(dim=0)
+    with torch.autocast(z.device.type, enabled=False):  # bf16 products would swamp small covariances
+        cov = zc.T @ zc / (n - 1)  # [D, D]
+    off = cov - torch.diag(torch.diag(cov))
+    return off.square().sum() / d
+
+
+def barlow_twins(a: Tensor, b: Tensor, off_diagonal: float, eps: float = 1e-5) -> Tensor:
+    """Cross-correlation of standardised a and b pushed to identity, divided by D.
+    a, b [N, D] -> scalar."""
+    n, d = a.shape
+    a, b = a.float(), b.float()
+    a = (a - a.mean(0)) / (a.std(0) + eps)
+    b = (b - b.mean(0)) / (b.std(0) + eps)
+    with torch.autocast(a.device.type, enabled=False):  # correlations in float32 even under bf16 autocast
+        c = a.T @ b / (n - 1)  # [D, D]
+    on = (torch.diagonal(c) - 1).square().sum()
+    off = (c - torch.diag(torch.diagonal(c))).square().sum()
+    return (on + off_diagonal * off) / d
+
+
+def motion_spread(z: Tensor, floor: float, eps: float = 1e-4) -> Tensor:
+    """Hinge keeping the per-dimension std of frame-to-frame change above `floor`.
+
+    Without it the prediction loss is minimised by encoding only what never moves (the
+    target) and dropping the arm; change that varies across samples must stay visible.
+    z [B, L, D] -> scalar.
+    """
+    dz = (z[:, 1:] - z[:, :-1]).flatten(0, 1)  # [B*(L-1), D]
+    return F.relu(floor - torch.sqrt(dz.var(dim=0) + eps)).mean()
+
+
+def _windows(x: Tensor, k: int) -> Tensor:
+    """All windows of k consecutive steps, folded into the batch: [B, T, F] -> [B*(T-k+1), k, F]."""
+    # unfold gives [B, T-k+1, F, k]; put the window's time axis before features
+    return x.unfold(1, k, 1).permute(0, 1, 3, 2).reshape(-1, k, x.shape[-1])
+
+
+class JEPALoss(nn.Module):
+    """Computes every loss term of one batch.
+
+    Owns the trainable inverse-dynamics head and, with ema_target, the frozen EMA encoder;
+    optimise `model.parameters()` together with `loss_fn.trainable_parameters()`.
+    """
+
+    def __init__(self, cfg: LossConfig, model: WorldModel):
+        super().__init__()
+        self.cfg = cfg
+        self.history = model.cfg.history
+        d, a = model.cfg.latent_dim, model.cfg.action_dim
+        self.inverse_dynamics = None
+        if cfg.inverse_dynamics_weight > 0:
+            h = cfg.inverse_dynamics_hidden
+            self.inverse_dynamics = nn.Sequential(
+                nn.Linear(2 * d, h), nn.GELU(), nn.Linear(h, h), nn.GELU(), nn.Linear(h, a)
+            )
+        self.target_encoder = ema_copy(model.encoder) if cfg.ema_target else None
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters the optimizer should update (the EMA encoder is excluded)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def update_target(self, model: WorldModel) -> None:
+        """EMA step of the target encoder toward model.encoder; no-op without ema_target."""
+        if self.target_encoder is not None:
+            ema_update(self.target_encoder, model.encoder, self.cfg.ema_momentum)
+
+    def forward(self, model: WorldModel, frames: Tensor, actions: Tensor) -> dict[str, Tensor]:
+        """Args:
+            model: the world model being trained
+            frames: uint8 [B, L, H, W, 3], L = history + rollout_steps consecutive frames
+            actions: float [B, L-1, A]; actions[:, t] leads from frame t to frame t+1
+        Returns:
+            dict of scalar tensors: "loss" (the weighted total, with gradients) and every named term
+        """
+        cfg, k = self.cfg, self.history
+        length = k + cfg.rollout_steps
+        if frames.ndim != 5 or frames.shape[1] != length:
+            raise ValueError(
+                f"frames must be [B, L, H, W, 3] with L = history + rollout_steps = {length}, "
+                f"got {tuple(frames.shape)}; sample clips of {length} frames"
+            )
+        if actions.shape[:2] != (frames.shape[0], length - 1):
+            raise ValueError(
+                f"actions must be [B, L-1, A] = [{frames.shape[0]}, {length - 1}, A], got {tuple(actions.shape)}; "
+                "actions[:, t] leads from frame t to t+1"
+            )
+        b = frames.shape[0]
+        # float32 for the statistics below even when the encoder ran under bf16 autocast
+        z = model.encode(frames).float()  # [B, L, D]
+        d = z.shape[-1]
+        if self.target_encoder is not None:
+            with torch.no_grad():
+                target = self.target_encoder(frames).float()  # [B, L, D]
+        else:
+            target = z.detach()  # stop-gradient: targets may not move to meet the predictions
+
+        # autoregressive: from the first K latents, R steps with predictions fed back
+        rolled = model.rollout(z[:, :k], actions[:, k - 1 :], past_actions=actions[:, : k - 1])  # [B, R, D]
+        # teacher-forced: every window of K consecutive latents predicts the K latents one step later
+        predicted = model.predictor(_windows(z[:, :-1], k), _windows(actions, k))  # [B*(L-K), K, D]
+        terms = {
+            "prediction": F.mse_loss(predicted, _windows(target[:, 1:], k)),
+            "rollout": F.mse_loss(rolled, target[:, k:]),
+        }
+
+        if cfg.regularizer == "vicreg":
+            frames_z = z.reshape(b * length, d)  # [B*L, D], every frame of the batch
+            terms["variance"] = vicreg_variance(frames_z, cfg.variance_target)
+            terms["covariance"] = vicreg_covariance(frames_z)
+        else:
+            # the regularizer is about the online encoder, so its target side keeps gradients
+            # (unless targets come from the EMA encoder, which has none)
+            side = target if self.target_encoder is not None else z
+            pred_all = torch.cat([predicted.reshape(-1, d), rolled.reshape(-1, d)])  # [N, D]
+            side_all = torch.cat([_windows(side[:, 1:], k).reshape(-1, d), side[:, k:].reshape(-1, d)])  # [N, D]
+            terms["barlow"] = barlow_twins(pred_all, side_all, cfg.barlow_off_diagonal)
+        terms["motion"] = motion_spread(z, cfg.motion_floor)
+        terms["smoothness"] = (z[:, 1:] - z[:, :-1]).square().mean()
+        if self.inverse_dynamics is not None:
+            pairs = torch.cat([z[:, :-1], z[:, 1:]], dim=-1)  # [B, L-1, 2D]
+            terms["inverse_dynamics"] = F.mse_loss(self.inverse_dynamics(pairs), actions)
+
+        weights = {
+            "prediction": cfg.prediction_weight,
+            "rollout": cfg.rollout_weight,
+            "variance": cfg.variance_weight,
+            "covariance": cfg.covariance_weight,
+            "barlow": cfg.barlow_weight,
+            "motion": cfg.motion_weight,
+            "smoothness": cfg.smoothness_weight,
+            "inverse_dynamics": cfg.inverse_dynamics_weight,
+        }
+        total = sum(weights[name] * value for name, value in terms.items() if weights[name] > 0)
+        if not torch.is_tensor(total):
+            raise ValueError("every loss weight is 0; set at least prediction_weight or rollout_weight above 0")
+        out = {name: value.detach() for name, value in terms.items()}
+        out["loss"] = total
+        return out

@@ -1,0 +1,120 @@
+"""Quality monitors for a world model; none of them computes gradients or changes the model."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from world_model.model import WorldModel
+
+LINK_LENGTH = 0.12  # metres, both reacher links
+REACHER_PROBE_NAMES = ("sin_q1", "cos_q1", "sin_q2", "cos_q2", "tip_x", "tip_y")
+
+
+@torch.no_grad()
+def rollout_error(model: WorldModel, frames: Tensor, actions: Tensor) -> dict[str, Tensor]:
+    """Per-step rollout error against the copy-last-representation baseline.
+
+    Args:
+        frames: uint8 [B, L, H, W, 3], L = history + H
+        actions: [B, L-1, A]; actions[:, t] leads from frame t to t+1
+    Returns:
+        {"model": [H], "copy_last": [H]}: mean squared latent error at each rollout step, of the
+        rollout and of predicting that nothing changes after the last history frame
+    """
+    k = model.cfg.history
+    if frames.shape[1] <= k or actions.shape[1] != frames.shape[1] - 1:
+        raise ValueError(
+            f"need frames [B, L, H, W, 3] with L > history={k} and actions [B, L-1, A], "
+            f"got {tuple(frames.shape)} and {tuple(actions.shape)}"
+        )
+    z = model.encode(frames)  # [B, L, D]
+    rolled = model.rollout(z[:, :k], actions[:, k - 1 :], past_actions=actions[:, : k - 1])  # [B, H, D]
+    target = z[:, k:]  # [B, H, D]
+    return {
+        "model": (rolled - target).square().mean(dim=(0, 2)),
+        "copy_last": (z[:, k - 1 : k] - target).square().mean(dim=(0, 2)),
+    }
+
+
+@torch.no_grad()
+def dimension_std(z: Tensor) -> float:
+    """Mean over dimensions of the std over samples. z [N, D] -> float; near 0 means collapse."""
+    return z.float().std(dim=0).mean().item()
+
+
+@torch.no_grad()
+def effective_rank(z: Tensor) -> float:
+    """exp(entropy) of the normalised singular values of centred z [N, D] -> float in [1, min(N, D)].
+
+    Scale-free: near 1 means the samples vary along one direction only (dimensional collapse);
+    pair it with dimension_std, which catches a shrinking scale.
+    """
+    zc = z.double() - z.double().mean(dim=0)
+    s = torch.linalg.svdvals(zc)
+    if s.sum() == 0:
+        return 1.0  # every sample identical: one (degenerate) direction at most
+    p = s / s.sum()
+    p = p[p > 0]
+    return torch.exp(-(p * p.log()).sum()).item()
+
+
+class RidgeMap:
+    """A fitted linear map z [M, D] -> y [M, K] (float64), from ridge_fit."""
+
+    def __init__(self, mean: Tensor, std: Tensor, weights: Tensor):
+        self.mean, self.std, self.weights = mean, std, weights  # [D], [D], [D+1, K]
+
+    @torch.no_grad()
+    def __call__(self, z: Tensor) -> Tensor:
+        """z [M, D] -> predictions [M, K]"""
+        x = F.pad((z.detach().double() - self.mean) / self.std, (0, 1), value=1.0)  # [M, D+1], last column = bias
+        return x @ self.weights
+
+
+@torch.no_grad()
+def ridge_fit(z: Tensor, y: Tensor, ridge: float = 1e-3) -> RidgeMap:
+    """Closed-form ridge regression from frozen representations z [N, D] to targets y [N, K].
+
+    Features are standardised with these rows' statistics so `ridge` means the same at any
+    latent scale; the bias is not shrunk. Nothing flows back to whatever produced z.
+    """
+    z, y = z.detach().double(), y.detach().double().to(z.device)
+    mean, std = z.mean(0), z.std(0) + 1e-8
+    x = F.pad((z - mean) / std, (0, 1), value=1.0)  # [N, D+1], last column = bias
+    reg = ridge * len(x) * torch.eye(x.shape[1], dtype=torch.float64, device=z.device)
+    reg[-1, -1] = 0
+    return RidgeMap(mean, std, torch.linalg.solve(x.T @ x + reg, x.T @ y))  # weights [D+1, K]
+
+
+@torch.no_grad()
+def linear_probe(z_train: Tensor, y_train: Tensor, z_test: Tensor, y_test: Tensor, ridge: float = 1e-3) -> Tensor:
+    """Ridge probe fitted on the training rows, scored on held-out rows.
+
+    Args:
+        z_train: [N, D], y_train: [N, K] rows used to fit
+        z_test: [M, D], y_test: [M, K] held-out rows used to score
+    Returns:
+        R^2 per target [K] (float64; 1 perfect, 0 no better than the held-out mean, can be negative)
+    """
+    y_test = y_test.detach().double().to(z_test.device)
+    residual = (y_test - ridge_fit(z_train, y_train, ridge)(z_test)).square().sum(0)
+    total = (y_test - y_test.mean(0)).square().sum(0).clamp_min(1e-12)
+    return 1 - residual / total
+
+
+def reacher_probe_targets(qpos: Tensor) -> Tensor:
+    """Probe targets of the 2-link reacher from joint angles.
+
+    Args:
+        qpos: [N, 2] shoulder and elbow angles in radians
+    Returns:
+        [N, 6] in REACHER_PROBE_NAMES order: sin/cos of each joint, then the fingertip xy in metres
+    """
+    if qpos.ndim != 2 or qpos.shape[1] != 2:
+        raise ValueError(f"qpos must be [N, 2] (shoulder, elbow), got {tuple(qpos.shape)}")
+    q1, q2 = qpos[:, 0], qpos[:, 1]
+    tip_x = LINK_LENGTH * torch.cos(q1) + LINK_LENGTH * torch.cos(q1 + q2)
+    tip_y = LINK_LENGTH * torch.sin(q1) + LINK_LENGTH * torch.sin(q1 + q2)
+    return torch.stack([q1.sin(), q1.cos(), q2.sin(), q2.cos(), tip_x, tip_y], dim=1)

@@ -1,0 +1,64 @@
+"""Action-conditioned predictor: a window of latents and actions -> the next latent at every step."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from world_model.transformer import AdaLNBlock, causal_mask
+
+
+class Predictor(nn.Module):
+    """Transformer over time with one token per time step.
+
+    Token t is z_t (linear D -> width plus a learned time embedding); the action a_t taken
+    after frame t conditions the blocks at token t through AdaLN-zero. Attention is causal
+    over time, so the output at t depends on z_<=t and a_<=t only, and output t is the
+    prediction of z_{t+1}.
+    """
+
+    def __init__(self, dim: int, action_dim: int, width: int = 256, depth: int = 3, heads: int = 4, history: int = 2):
+        super().__init__()
+        self.dim, self.action_dim, self.history = dim, action_dim, history
+        self.embed = nn.Linear(dim, width)
+        # positions count from the start of the window, so a window of k < history frames sees
+        # the same embeddings as the first k tokens of a full window (both are causal prefixes)
+        self.time = nn.Parameter(torch.randn(1, history, width) * 0.02)
+        self.action = nn.Sequential(nn.Linear(action_dim, width), nn.SiLU(), nn.Linear(width, width))
+        self.blocks = nn.ModuleList(AdaLNBlock(width, heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(width, elementwise_affine=False)
+        self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+        self.out = nn.Linear(width, dim)
+        # zero start: the first prediction is z_t itself (the copy-last baseline) and learning
+        # only has to add the change
+        for layer in (self.final_modulation[1], self.out):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, z: Tensor, actions: Tensor) -> Tensor:
+        """Args:
+            z: latents [B, K, D], K <= history
+            actions: [B, K, A]; actions[:, t] is applied after frame t
+        Returns:
+            predicted next latents [B, K, D]; row t predicts z_{t+1}
+        """
+        b, k, d = z.shape
+        if d != self.dim or k < 1 or k > self.history:
+            raise ValueError(
+                f"z must be [B, K, {self.dim}] with 1 <= K <= history={self.history}, got {tuple(z.shape)}; "
+                "pass the last `history` latents"
+            )
+        if actions.shape != (b, k, self.action_dim):
+            raise ValueError(
+                f"actions must be [B, K, A] = {(b, k, self.action_dim)} to match z, got {tuple(actions.shape)}"
+            )
+        x = self.embed(z) + self.time[:, :k]  # [B, K, width]
+        cond = self.action(actions)  # [B, K, width]
+        mask = causal_mask(k, z.device)
+        for block in self.blocks:
+            x = block(x, cond, mask)
+        shift, scale = self.final_modulation(cond).chunk(2, dim=-1)
+        # predict the change z_{t+1} - z_t and add z_t: consecutive latents are close, so the
+        # residual is small and mostly the effect of the action, while the identity part
+        # (everything the action does not move) comes for free
+        return z + self.out(self.norm(x) * (1 + scale) + shift)

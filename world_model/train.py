@@ -1,0 +1,344 @@
+"""Trains the JEPA world model on offline agent video: `python -m world_model.train env=reacher`.
+
+The run folder (default cache/models/<env>-<hash of the config>) holds `latest/` and `best/`
+checkpoints, `metrics.jsonl` / `metrics.csv`, and `summary.json` once training has finished.
+`resume=true` continues from `latest/` and ends exactly where an uninterrupted run would: batches
+are drawn from the torch RNG, whose state is saved with every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from world_model.checkpoint import load, load_training_state, save
+from world_model.collect import DataConfig, EnvConfig, collect, dataset_dir, identity
+from world_model.dataset import Dataset, write_json_atomic
+from world_model.losses import JEPALoss, LossConfig
+from world_model.metrics_log import MetricsLog
+from world_model.model import WorldModel, WorldModelConfig
+from world_model.monitors import effective_rank, dimension_std, reacher_probe_targets, rollout_error
+from world_model.probe import probe_report
+from world_model.windows import WindowSampler, split_episodes
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up then cosine decay."""
+
+    batch_size: int = 64
+    """Clips per step."""
+    lr: float = 1e-3
+    """Peak learning rate."""
+    weight_decay: float = 0.05
+    """AdamW decoupled weight decay (matrices only; norms and biases are not decayed)."""
+    warmup_steps: int = 200
+    """Linear warm-up length in steps."""
+    min_lr_ratio: float = 0.05
+    """Final learning rate as a fraction of the peak."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip."""
+
+
+@dataclass
+class TrainConfig:
+    """`python -m world_model.train` settings."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    """The environment whose video is learned (decides which dataset)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """The dataset; collected first if it is not cached."""
+    world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
+    """Architecture (image_size must match env.image_size)."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """Loss terms and their weights."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimiser and schedule."""
+    steps: int = 3000
+    """Optimiser steps."""
+    seed: int = 0
+    """Seeds the initial weights and the batch order."""
+    held_out_fraction: float = 0.1
+    """Fraction of episodes (the last ones) kept out of training for the monitors and the probe."""
+    log_every: int = 50
+    """Steps between metric records."""
+    monitor_every: int = 500
+    """Steps between quality monitors (also run at the end)."""
+    checkpoint_every: int = 250
+    """Steps between checkpoints of latest/."""
+    monitor_clips: int = 256
+    """Held-out clips used for the rollout-error monitor and the held-out loss."""
+    probe_frames: int = 3000
+    """Frames per split (train / held-out) used to fit and score the linear probe."""
+    device: str = "auto"
+    """"auto" (CUDA when present), "cpu" or "cuda"."""
+    compile: bool = False
+    """torch.compile the encoder and predictor."""
+    threads: int = 0
+    """torch CPU threads; 0 keeps torch's default."""
+    resume: bool = False
+    """Continue an unfinished run from its latest/ checkpoint."""
+    cache_root: str = "cache"
+    """Root of the dataset and model caches."""
+    out: str | None = None
+    """Run folder; default <cache_root>/models/<env>-<hash of the config>."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files (needs `pip install tensorboard`)."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient became NaN or infinite."""
+
+
+def _plain(node: Any) -> Any:
+    if dataclasses.is_dataclass(node):
+        return dataclasses.asdict(node)
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def run_identity(cfg) -> dict:
+    """Everything that changes the trained weights (not logging, device or paths)."""
+    keys = ("world_model", "loss", "optim")
+    return {
+        "data": identity(cfg.env, cfg.data),
+        **{k: _plain(getattr(cfg, k)) for k in keys},
+        "steps": int(cfg.steps),
+        "seed": int(cfg.seed),
+        "held_out_fraction": float(cfg.held_out_fraction),
+    }
+
+
+def run_dir(cfg) -> Path:
+    if cfg.out:
+        return Path(cfg.out)
+    key = hashlib.sha256(json.dumps(run_identity(cfg), sort_keys=True).encode()).hexdigest()[:10]
+    return Path(cfg.cache_root) / "models" / f"{cfg.env.name}-{key}"
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda but torch sees no CUDA device; use device=auto or device=cpu")
+    return torch.device(name)
+
+
+def warmup_cosine(warmup: int, total: int, min_ratio: float):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _optimizer(cfg: OptimConfig, modules: list[torch.nn.Module]) -> torch.optim.AdamW:
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
+
+
+@torch.no_grad()
+def encode_frames(model: WorldModel, frames: np.ndarray, device: torch.device, chunk: int = 256) -> torch.Tensor:
+    """uint8 [N, H, W, 3] -> z [N, D] (on the CPU), in chunks."""
+    out = []
+    for i in range(0, len(frames), chunk):
+        batch = torch.from_numpy(np.ascontiguousarray(frames[i : i + chunk])).to(device)
+        out.append(model.encode(batch[:, None])[:, 0].float().cpu())  # [n, 1, H, W, 3] -> [n, D]
+    return torch.cat(out)
+
+
+def _probe_rows(ds: Dataset, episodes: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to `count` random (frame, qpos) rows from `episodes`: uint8 [N, H, W, 3], [N, 2]."""
+    rows = [(e, t) for e in episodes for t in range(int(ds.episode_lengths[e]))]
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(rows), size=min(count, len(rows)), replace=False)
+    frames, qpos = [], []
+    for i in sorted(picks):
+        e, t = rows[i]
+        ep = ds.episode(e)
+        frames.append(ep.frames[t])
+        qpos.append(ep.states[t, :2])
+    return np.stack(frames), np.stack(qpos)
+
+
+@torch.no_grad()
+def monitor(model: WorldModel, loss_fn: JEPALoss, clips: dict, probe: dict, device: torch.device) -> dict:
+    """Held-out quality monitors: loss, per-step rollout error vs copy-last, collapse, probe."""
+    model.eval()
+    frames, actions = clips["frames"].to(device), clips["actions"].to(device).float()
+    held_loss = loss_fn(model, frames, actions)
+    errors = rollout_error(model, frames, actions)
+    z = encode_frames(model, probe["held_frames"], device)
+    report = {
+        "held_loss": held_loss["loss"].item(),
+        "held_prediction": held_loss["prediction"].item(),
+        **{f"rollout_err_{h + 1}": v.item() for h, v in enumerate(errors["model"])},
+        **{f"copy_last_err_{h + 1}": v.item() for h, v in enumerate(errors["copy_last"])},
+        "dim_std": dimension_std(z),
+        "effective_rank": effective_rank(z),
+    }
+    z_train = encode_frames(model, probe["train_frames"], device)
+    report.update(probe_report(z_train, probe["train_qpos"], z, probe["held_qpos"]))
+    model.train()
+    return report
+
+
+def train(cfg, progress: bool = True) -> Path:
+    """Trains (or resumes, or reuses) the run described by `cfg`; returns the run folder."""
+    from tqdm import tqdm
+
+    folder = run_dir(cfg)
+    if (folder / "summary.json").exists():
+        print(f"world model already trained at {folder}")
+        return folder
+    if (folder / "latest").exists() and not cfg.resume:
+        raise RuntimeError(
+            f"{folder} holds an unfinished run; pass resume=true to continue it, or delete the folder to start over"
+        )
+    device = pick_device(cfg.device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    model_cfg = WorldModelConfig(**_plain(cfg.world_model))
+    loss_cfg = LossConfig(**_plain(cfg.loss))
+
+    ds = Dataset(collect(cfg.env, cfg.data, cfg.cache_root, progress=progress))
+    if ds.image_size != model_cfg.image_size or ds.action_dim != model_cfg.action_dim:
+        raise ValueError(
+            f"dataset {ds.root} has {ds.image_size}px frames and {ds.action_dim}-d actions but world_model "
+            f"expects {model_cfg.image_size}px and {model_cfg.action_dim}-d; set world_model.image_size=${{env.image_size}}"
+        )
+    train_eps, held_eps = split_episodes(ds.num_episodes, cfg.held_out_fraction)
+    length = model_cfg.history + loss_cfg.rollout_steps
+    sampler = WindowSampler(ds, train_eps, length)
+    held = WindowSampler(ds, held_eps, length)
+    clips = held.fixed(cfg.monitor_clips, seed=1)
+    train_frames, train_qpos = _probe_rows(ds, train_eps, cfg.probe_frames, seed=2)
+    held_frames, held_qpos = _probe_rows(ds, held_eps, cfg.probe_frames, seed=3)
+    probe = {"train_frames": train_frames, "train_qpos": train_qpos, "held_frames": held_frames, "held_qpos": held_qpos}
+
+    torch.manual_seed(cfg.seed)
+    model = WorldModel(model_cfg).to(device)
+    loss_fn = JEPALoss(loss_cfg, model).to(device)
+    optimizer = _optimizer(cfg.optim, [model, loss_fn])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(cfg.optim.warmup_steps, cfg.steps, cfg.optim.min_lr_ratio)
+    )
+    step = 0
+    best = math.inf
+    if cfg.resume and (folder / "latest").exists():
+        model.load_state_dict(load(folder / "latest").state_dict())
+        step = load_training_state(folder / "latest", optimizer, scheduler, loss_fn)
+        best = json.loads((folder / "best.json").read_text())["held_loss"] if (folder / "best.json").exists() else best
+        print(f"resuming {folder} at step {step}")
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / "config.json", {"identity": run_identity(cfg), "dataset": str(ds.root)})
+    if cfg.compile:
+        model.encoder.compile()
+        model.predictor.compile()
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    log = MetricsLog(folder, tensorboard=cfg.tensorboard)
+    train_cfg = {"identity": run_identity(cfg)}
+
+    def checkpoint(name: str) -> None:
+        save(folder / name, model, step, loss_fn=loss_fn, train_cfg=train_cfg, optimizer=optimizer, scheduler=scheduler)
+
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"training {n_params / 1e6:.2f}M parameters on {device}, {len(sampler)} clips of {length} frames "
+          f"from {len(train_eps)} episodes; run folder {folder}")
+    bar = tqdm(total=cfg.steps, initial=step, unit="step", desc="train", disable=not progress)
+    model.train()
+    tic, seen = time.perf_counter(), 0
+    while step < cfg.steps:
+        batch = sampler.sample(cfg.optim.batch_size, generator=None)
+        frames = batch["frames"].to(device, non_blocking=True)
+        actions = batch["actions"].to(device, non_blocking=True).float()
+        with autocast:
+            out = loss_fn(model, frames, actions)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss became {loss.item()} at step {step + 1} (terms: "
+                f"{ {k: round(v.item(), 4) for k, v in out.items() if k != 'loss'} }); lower optim.lr or "
+                "raise optim.warmup_steps, and resume from latest/ with resume=true"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+        if not torch.isfinite(grad_norm):
+            raise TrainingDiverged(
+                f"gradient norm became {grad_norm.item()} at step {step + 1}; lower optim.lr or optim.grad_clip "
+                "and resume from latest/ with resume=true"
+            )
+        optimizer.step()
+        scheduler.step()
+        loss_fn.update_target(model)
+        step += 1
+        seen += frames.shape[0]
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            elapsed = time.perf_counter() - tic
+            record = {k: v.item() for k, v in out.items()}
+            record.update(lr=scheduler.get_last_lr()[0], grad_norm=grad_norm.item(), samples_per_s=seen / elapsed)
+            log.log(step, record)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", sps=f"{record['samples_per_s']:.0f}")
+            tic, seen = time.perf_counter(), 0
+        if step % cfg.monitor_every == 0 or step == cfg.steps:
+            report = monitor(model, loss_fn, clips, probe, device)
+            log.log(step, report)
+            bar.write(
+                f"step {step}: held loss {report['held_loss']:.3f}, rollout err {report['rollout_err_1']:.3f} "
+                f"(copy-last {report['copy_last_err_1']:.3f}), rank {report['effective_rank']:.1f}, "
+                f"probe R2 joints {report['probe_r2_joints']:.3f} tip {report['probe_r2_fingertip']:.3f}"
+            )
+            if report["held_loss"] < best:
+                best = report["held_loss"]
+                checkpoint("best")
+                write_json_atomic(folder / "best.json", {"step": step, **report})
+            tic, seen = time.perf_counter(), 0  # monitors are not training time
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            checkpoint("latest")
+    bar.close()
+    log.close()
+    last = [json.loads(line) for line in open(folder / "metrics.jsonl") if "held_loss" in line][-1]
+    write_json_atomic(folder / "summary.json", {"step": step, "parameters": n_params, "final": last})
+    return folder
+
+
+def _register_configs() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def main() -> None:
+    import hydra
+
+    _register_configs()
+
+    @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+    def run(cfg) -> None:
+        folder = train(cfg)
+        print(f"world model: {folder / 'latest'}")
+
+    run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
