@@ -72,3 +72,15 @@ class CompositeCost:
     def breakdown(self, z: Tensor, actions: Tensor) -> dict[str, Tensor]:
         """Each weighted term separately, [B, N] each (for videos and diagnostics)."""
         return {name: w * fn(z, actions) for name, (w, fn) in self.terms.items()}
+
+
+def build_cost(weights: dict, goal_energy: dict) -> CompositeCost:
+    """The composite cost from the configurator's weights {goal, action_magnitude,
+    action_smoothness} and goal-energy settings {metric, last_weight, step_weight}."""
+    return CompositeCost(
+        {
+            "goal": (weights["goal"], GoalEnergy(**goal_energy)),
+            "action_magnitude": (weights["action_magnitude"], ActionMagnitude()),
+            "action_smoothness": (weights["action_smoothness"], ActionSmoothness()),
+        }
+    )

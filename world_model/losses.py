@@ -32,7 +32,7 @@ class LossConfig:
     barlow_off_diagonal: float = 0.005  # relative weight of the off-diagonal part of the Barlow term
     motion_weight: float = 1.0  # hinge keeping each dimension's std of z_{t+1} - z_t above motion_floor
     motion_floor: float = 0.1  # minimum per-dimension spread of frame-to-frame change
-    inverse_dynamics_weight: float = 0.5  # MSE of an MLP predicting a_t from (z_t, z_{t+1}); 0 builds no head
+    inverse_dynamics_weight: float = 0.5  # MSE of an MLP predicting a_t from (z_{t-1}, z_t, z_{t+1}); 0 builds no head
     inverse_dynamics_hidden: int = 256  # hidden width of that MLP
     smoothness_weight: float = 0.0  # mean squared z_{t+1} - z_t; works against motion spread, so off by default
 
@@ -108,7 +108,7 @@ class JEPALoss(nn.Module):
         if cfg.inverse_dynamics_weight > 0:
             h = cfg.inverse_dynamics_hidden
             self.inverse_dynamics = nn.Sequential(
-                nn.Linear(2 * d, h), nn.GELU(), nn.Linear(h, h), nn.GELU(), nn.Linear(h, a)
+                nn.Linear(3 * d, h), nn.GELU(), nn.Linear(h, h), nn.GELU(), nn.Linear(h, a)
             )
         self.target_encoder = ema_copy(model.encoder) if cfg.ema_target else None
 
@@ -174,8 +174,11 @@ class JEPALoss(nn.Module):
         terms["motion"] = motion_spread(z, cfg.motion_floor)
         terms["smoothness"] = (z[:, 1:] - z[:, :-1]).square().mean()
         if self.inverse_dynamics is not None:
-            pairs = torch.cat([z[:, :-1], z[:, 1:]], dim=-1)  # [B, L-1, 2D]
-            terms["inverse_dynamics"] = F.mse_loss(self.inverse_dynamics(pairs), actions)
+            # Two frames show positions only; the action changes velocity, so the head also sees
+            # the frame before: (z_{t-1}, z_t, z_{t+1}) -> a_t. From a pair it cannot tell the
+            # action from the momentum already there, and stays near chance.
+            triples = torch.cat([z[:, :-2], z[:, 1:-1], z[:, 2:]], dim=-1)  # [B, L-2, 3D]
+            terms["inverse_dynamics"] = F.mse_loss(self.inverse_dynamics(triples), actions[:, 1:])
 
         weights = {
             "prediction": cfg.prediction_weight,

@@ -1,0 +1,51 @@
+"""The episode loop: B episodes in lockstep (observe, act, step), producing records and frames."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from agent.protocols import EpisodeSpec
+from agent.records import make_record
+
+
+def run_episodes(envs, specs: list[EpisodeSpec], policy, keep_frames: int = 0, progress=None) -> tuple[list[dict], list]:
+    """Runs len(specs) episodes, one per env, stepping them together so a planner can plan for
+    all of them in one batched call.
+
+    Returns the per-episode records and, for the first `keep_frames` episodes, a list per episode of
+    (observation frame, goal frame, decision, energy) for the video.
+    """
+    if len(envs) < len(specs):
+        raise ValueError(f"{len(specs)} episodes need as many envs, got {len(envs)}")
+    envs = envs[: len(specs)]
+    repeat = envs[0].action_repeat
+    budgets = {s.budget for s in specs}
+    if len(budgets) != 1 or next(iter(budgets)) % repeat:
+        raise ValueError(f"episodes run together need one budget that is a multiple of action_repeat={repeat}")
+    decisions = budgets.pop() // repeat
+    start = time.perf_counter()
+    obs = [env.reset(seed=s.seed, options=s.reset_options())[0] for env, s in zip(envs, specs)]
+    policy.reset(obs, specs, envs)
+    actions = np.zeros((len(specs), decisions, 2), np.float32)
+    plan_ms = np.zeros(decisions)
+    frames = [[] for _ in range(min(keep_frames, len(specs)))]
+    for d in range(decisions):
+        action, info = policy.act(obs, d)
+        actions[:, d] = action
+        plan_ms[d] = info["plan_ms"]
+        for i, episode_frames in enumerate(frames):
+            energy = float(info["energy"][i]) if "energy" in info else float("nan")
+            episode_frames.append((obs[i]["pixels"], obs[i]["goal"], d, energy))
+        obs = [env.step(a)[0] for env, a in zip(envs, action)]
+        if progress is not None:
+            progress.update(1)
+    wall = time.perf_counter() - start
+    records = [
+        make_record(spec, env, actions[i], repeat, plan_ms, policy.name, wall / len(specs))
+        for i, (spec, env) in enumerate(zip(specs, envs))
+    ]
+    for i, episode_frames in enumerate(frames):
+        episode_frames.append((obs[i]["pixels"], obs[i]["goal"], decisions, float("nan")))
+    return records, frames

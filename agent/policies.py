@@ -1,0 +1,118 @@
+"""Policies the episode loop can run on a batch of B episodes: the latent planner and baselines.
+
+Each has `reset(obs, specs, envs)` and `act(obs, decision) -> (actions [B, A], info)`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from agent.configurator import PlanSetup
+
+
+def _frames(obs: list[dict], key: str, device: torch.device) -> torch.Tensor:
+    """uint8 [B, 1, H, W, 3] from the B observations."""
+    return torch.from_numpy(np.stack([o[key] for o in obs]))[:, None].to(device)
+
+
+class PlanningPolicy:
+    """Observe, encode, plan in latent space, act: receding-horizon MPC with a warm start."""
+
+    name = "planner"
+
+    def __init__(self, world_model, planner, cost, setup: PlanSetup, device: torch.device):
+        self.wm, self.planner, self.cost, self.setup, self.device = world_model, planner, cost, setup, device
+        self.low = torch.full((world_model.cfg.action_dim,), -1.0, device=device)
+        self.high = torch.full((world_model.cfg.action_dim,), 1.0, device=device)
+
+    @torch.no_grad()
+    def reset(self, obs: list[dict], specs, envs) -> None:
+        self.z_goal = self.wm.encode(_frames(obs, "goal", self.device))[:, 0]  # [B, D]
+        self.cost.set_goal(self.z_goal)
+        z_now = self.wm.encode(_frames(obs, "pixels", self.device))[:, 0]  # [B, D]
+        # The frame before the start, when the episode knows it (a start taken mid-trajectory);
+        # otherwise the arm is at rest and repeating the first frame with a zero action is exact.
+        previous = [
+            {"pixels": env.render_qpos(np.asarray(s.previous_qpos)) if s.previous_qpos is not None else o["pixels"]}
+            for o, s, env in zip(obs, specs, envs)
+        ]
+        self.z_prev = self.wm.encode(_frames(previous, "pixels", self.device))[:, 0]  # [B, D]
+        self.z_prev = torch.where(
+            torch.tensor([s.previous_qpos is None for s in specs], device=self.device)[:, None], z_now, self.z_prev
+        )
+        self.last_action = torch.tensor(
+            np.array([s.previous_action if s.previous_action is not None else [0.0, 0.0] for s in specs]),
+            dtype=torch.float32, device=self.device,
+        )  # [B, A]
+        self.plan: torch.Tensor | None = None  # [B, H, A], remaining actions of the current plan
+        self.steps_since_plan = 0
+
+    def _warm_start(self, b: int, horizon: int) -> torch.Tensor:
+        """The previous plan shifted by the executed steps, padded with zeros: [B, horizon, A]."""
+        init = torch.zeros(b, horizon, self.low.shape[0], device=self.device)
+        if self.plan is not None:
+            keep = min(horizon, self.plan.shape[1])
+            init[:, :keep] = self.plan[:, :keep]
+        return init
+
+    @torch.no_grad()
+    def act(self, obs: list[dict], decision: int) -> tuple[np.ndarray, dict]:
+        start = time.perf_counter()
+        z_now = self.wm.encode(_frames(obs, "pixels", self.device))[:, 0]  # [B, D]
+        z_hist = torch.stack([self.z_prev, z_now], dim=1)  # [B, 2, D]
+        k = self.wm.cfg.history
+        if k != 2:
+            raise ValueError(f"the episode loop keeps a 2-frame history, but the world model has history={k}")
+        b = z_now.shape[0]
+        energy = self.wm.energy(z_now, self.z_goal)  # [B]
+        planned = False
+        if self.plan is None or self.steps_since_plan >= self.setup.replan_every or self.plan.shape[1] == 0:
+            horizon = self.setup.horizon_at(decision)
+            past = self.last_action[:, None]  # [B, 1, A]
+
+            def rollout_fn(actions: torch.Tensor) -> torch.Tensor:
+                """actions [B, N, H, A] -> z [B, N, H, D]"""
+                n, h = actions.shape[1], actions.shape[2]
+                flat = actions.reshape(b * n, h, -1)  # [B*N, H, A]
+                hist = z_hist[:, None].expand(-1, n, -1, -1).reshape(b * n, 2, -1)  # [B*N, 2, D]
+                past_n = past[:, None].expand(-1, n, -1, -1).reshape(b * n, 1, -1)  # [B*N, 1, A]
+                return self.wm.rollout(hist, flat, past_actions=past_n).reshape(b, n, h, -1)
+
+            result = self.planner.plan(rollout_fn, self.cost, self._warm_start(b, horizon), self.low, self.high)
+            self.plan, self.steps_since_plan, planned = result.actions, 0, True
+        action = self.plan[:, 0]  # [B, A]
+        self.plan = self.plan[:, 1:]
+        self.steps_since_plan += 1
+        self.z_prev, self.last_action = z_now, action
+        plan_ms = 1000 * (time.perf_counter() - start)
+        return action.cpu().numpy(), {"plan_ms": plan_ms if planned else 0.0, "energy": energy.cpu().numpy()}
+
+
+class RandomPolicy:
+    """Uniform random actions (baseline)."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def reset(self, obs, specs, envs) -> None:
+        self.rng = np.random.default_rng([self.seed, len(specs)])
+
+    def act(self, obs, decision: int) -> tuple[np.ndarray, dict]:
+        return self.rng.uniform(-1, 1, (len(obs), 2)).astype(np.float32), {"plan_ms": 0.0}
+
+
+class ZeroPolicy:
+    """Does nothing: zero torque every step (baseline)."""
+
+    name = "zero"
+
+    def reset(self, obs, specs, envs) -> None:
+        pass
+
+    def act(self, obs, decision: int) -> tuple[np.ndarray, dict]:
+        return np.zeros((len(obs), 2), np.float32), {"plan_ms": 0.0}

@@ -1,0 +1,133 @@
+"""The agent: protocols, records that replay in plain dm_control, reports, and an end-to-end smoke run."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import envs
+from agent.configurator import Configurator, ConfiguratorConfig
+from agent.costs import ActionSmoothness, GoalEnergy, build_cost
+from agent.episode import run_episodes
+from agent.policies import RandomPolicy, ZeroPolicy
+from agent.protocols import state_goal_episodes, task_goal_episodes
+from agent.records import replay
+from agent.report import summarize, wilson_interval
+from envs.goals import joint_errors
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def env_batch():
+    batch = [envs.make("reacher", image_size=16, action_repeat=5) for _ in range(3)]
+    yield batch
+    for e in batch:
+        e.close()
+
+
+def test_state_goal_episodes_follow_the_protocol(env_batch):
+    specs = state_goal_episodes(env_batch[0], 3, seed=0)
+    assert [s.budget for s in specs] == [50] * 3 and all(s.goal_kind == "state" for s in specs)
+    assert specs[0].seed != specs[1].seed
+    assert state_goal_episodes(env_batch[0], 3, seed=0) == specs  # reproducible
+    for spec in specs:
+        # mid-motion start, and the goal is a real pose some way along the trajectory
+        assert np.abs(spec.physics_state_start[2:]).max() > 0
+        assert np.abs(joint_errors(spec.physics_state_start[:2], spec.goal_qpos)).max() > 0
+
+
+def test_records_replay_in_plain_dm_control(env_batch):
+    specs = state_goal_episodes(env_batch[0], 2, seed=1)
+    records, frames = run_episodes(env_batch, specs, RandomPolicy(seed=0), keep_frames=1)
+    assert len(frames[0]) == 11  # 10 decisions + the final frame
+    for record in records:
+        assert len(record["actions"]) == 50  # one per control step
+        again = replay(record)
+        assert again["final_qpos"] == record["final_qpos"]  # bit for bit
+        assert again["success"] == record["success"]
+        assert again["final_distance"] == pytest.approx(record["final_distance"], abs=1e-12)
+    tasks = task_goal_episodes(env_batch[0], 3, seed=2)
+    for record in run_episodes(env_batch, tasks, ZeroPolicy())[0]:
+        assert len(record["actions"]) == 100 and not np.any(record["actions"])
+        assert replay(record)["final_qpos"] == record["final_qpos"]
+
+
+def test_a_replayed_goal_is_reached_by_its_own_trajectory(env_batch):
+    """The state goal really is 25 control steps along the held-out trajectory from the start."""
+    spec = state_goal_episodes(env_batch[0], 1, seed=4)[0]
+    rng = np.random.default_rng([7_340_033, 0, 4, 0])
+    rng.integers(2**31 - 1)
+    warmup = int(rng.integers(2, 11))
+    for _ in range(warmup):
+        rng.uniform(-1, 1, 2)
+    env = env_batch[1]
+    env.reset(seed=0, options=spec.reset_options())
+    for _ in range(5):
+        env.step(rng.uniform(-1, 1, 2).astype(np.float32))
+    # Not bit-exact: the original trajectory carried the solver's warm start into the start state.
+    assert env.evaluate()["success"] and env.evaluate()["max_joint_error"] < 1e-6
+
+
+def test_wilson_interval_known_values():
+    low, high = wilson_interval(40, 50)
+    assert low == pytest.approx(0.6696, abs=1e-3) and high == pytest.approx(0.8876, abs=1e-3)
+    assert wilson_interval(0, 50)[0] == 0.0 and wilson_interval(50, 50)[1] == 1.0
+    row = summarize([{"success": True, "final_distance": 0.1, "plan_ms": [10.0, 30.0], "wall_s": 1.0},
+                     {"success": False, "final_distance": 0.3, "plan_ms": [20.0, 0.0], "wall_s": 3.0}])
+    assert row["success_rate"] == 0.5 and row["plan_ms_mean"] == pytest.approx(20.0) and row["wall_s_per_episode"] == 2.0
+
+
+def test_goal_energy_weights_the_last_step_and_costs_compose():
+    z = torch.zeros(1, 2, 3, 4)  # [B, N, H, D]
+    z[0, 1, -1] = 1.0  # candidate 1 ends one unit away from the goal in every dimension
+    energy = GoalEnergy(last_weight=1.0, step_weight=0.0)
+    energy.set_goal(torch.zeros(1, 4))
+    assert energy(z, None).tolist() == [[0.0, 1.0]]
+    actions = torch.zeros(1, 2, 3, 2)
+    actions[0, 0, 1] = 1.0
+    assert ActionSmoothness()(z, actions)[0, 0] > 0 and ActionSmoothness()(z, actions)[0, 1] == 0
+    cost = build_cost({"goal": 2.0, "action_magnitude": 0.0, "action_smoothness": 1.0},
+                      {"metric": "l2", "last_weight": 1.0, "step_weight": 0.0})
+    cost.set_goal(torch.zeros(1, 4))
+    assert set(cost.terms) == {"goal", "action_smoothness"}
+    assert cost(z, actions)[0, 1] == pytest.approx(2.0)
+
+
+def test_configurator_clips_the_horizon_at_the_budget():
+    setup = Configurator(ConfiguratorConfig()).setup("state", action_repeat=5)
+    assert setup.decisions == 10
+    assert [setup.horizon_at(d) for d in (0, 5, 7, 9)] == [5, 5, 3, 1]
+    with pytest.raises(ValueError, match="multiple"):
+        Configurator(ConfiguratorConfig()).setup("state", action_repeat=3)
+
+
+def test_agent_run_smoke(tmp_path):
+    """The whole pipeline on a tiny config writes records, a summary and a video."""
+    out = tmp_path / "run"
+    args = [
+        sys.executable, "-m", "agent.run", "env=reacher", "env.image_size=32", f"cache_root={tmp_path / 'cache'}",
+        "data.episodes=4", "data.steps=12", "data.workers=1", "data.episodes_per_shard=2",
+        "steps=4", "optim.batch_size=4", "monitor_every=4", "probe_frames=20", "monitor_clips=4",
+        "world_model.dim=16", "world_model.stem_channels=8", "world_model.encoder_width=16",
+        "world_model.encoder_depth=1", "world_model.predictor_width=32", "world_model.predictor_depth=1",
+        "eval.episodes=2", "eval.videos=1", "configurator.state.samples=16", "configurator.state.iterations=2",
+        "configurator.state.elites=4", "configurator.task.samples=16", "configurator.task.iterations=2",
+        "configurator.task.elites=4", "configurator.task.budget=20", f"hydra.run.dir={out}",
+    ]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "success" in done.stdout and "replay in plain dm_control: 0 of" in done.stdout
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 2 * 2 * 3  # 2 protocols x 2 episodes x (planner, random, zero)
+    assert all(r["replay_matches"] for r in records if r["policy"] == "planner")
+    summary = json.loads((out / "summary.json").read_text())
+    assert {(r["protocol"], r["policy"]) for r in summary["rows"]} == {
+        (p, q) for p in ("state", "task") for q in ("planner", "random", "zero")
+    }
+    videos = sorted((out / "videos").glob("*.mp4"))
+    assert [v.name for v in videos] == ["state-00.mp4", "task-00.mp4"] and videos[0].stat().st_size > 1000
