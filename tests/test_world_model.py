@@ -27,7 +27,7 @@ PREDICTION_ONLY = dict(variance_weight=0, covariance_weight=0, motion_weight=0, 
 def tiny_config(**overrides) -> WorldModelConfig:
     sizes = dict(
         image_size=SIZE, action_dim=A, dim=DIM, stem_channels=8, encoder_width=32, encoder_depth=1,
-        encoder_heads=2, predictor_width=32, predictor_depth=1, predictor_heads=2,
+        encoder_heads=2, predictor_width=32, predictor_depth=1, predictor_heads=2, representation="pooled",
     )
     return WorldModelConfig(**{**sizes, **overrides})
 
@@ -232,7 +232,10 @@ def test_barlow_and_ema_variants_train():
 
 def test_loss_decreases_on_moving_squares():
     model = WorldModel(tiny_config())
-    losses = train(model, JEPALoss(LossConfig(), model), steps=60, seed=0)
+    # Light regularisers: on this toy the inverse-dynamics and covariance terms at their reacher
+    # weights (2.0, 1.0) dominate the total and need far more than 60 steps to move.
+    loss = JEPALoss(LossConfig(covariance_weight=0.04, inverse_dynamics_weight=0.5), model)
+    losses = train(model, loss, steps=60, seed=0)
     first, last = np.mean(losses[:10]), np.mean(losses[-10:])
     assert last < 0.9 * first, (first, last)
 

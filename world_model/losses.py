@@ -27,12 +27,12 @@ class LossConfig:
     regularizer: str = "vicreg"  # anti-collapse term: "vicreg" (variance + covariance) or "barlow"
     variance_weight: float = 1.0  # VICReg hinge pushing each dimension's std over the batch up to variance_target
     variance_target: float = 1.0  # std each dimension should reach
-    covariance_weight: float = 0.04  # VICReg off-diagonal covariance penalty (decorrelates dimensions)
+    covariance_weight: float = 1.0  # VICReg off-diagonal covariance penalty (decorrelates dimensions)
     barlow_weight: float = 1.0  # Barlow Twins: predicted vs target cross-correlation pushed to identity
     barlow_off_diagonal: float = 0.005  # relative weight of the off-diagonal part of the Barlow term
     motion_weight: float = 1.0  # hinge keeping each dimension's std of z_{t+1} - z_t above motion_floor
     motion_floor: float = 0.1  # minimum per-dimension spread of frame-to-frame change
-    inverse_dynamics_weight: float = 0.5  # MSE of an MLP predicting a_t from (z_{t-1}, z_t, z_{t+1}); 0 builds no head
+    inverse_dynamics_weight: float = 2.0  # MSE of an MLP predicting a_t from (z_{t-1}, z_t, z_{t+1}); 0 builds no head
     inverse_dynamics_hidden: int = 256  # hidden width of that MLP
     smoothness_weight: float = 0.0  # mean squared z_{t+1} - z_t; works against motion spread, so off by default
 

@@ -19,15 +19,15 @@ class WorldModelConfig:
 
     image_size: int = 64  # square frame side in pixels: 32, 64, 96 or 128
     action_dim: int = 2  # A, size of one action vector
-    representation: str = "pooled"  # "pooled": one attention-pooled vector; "tokens": 64 per-cell vectors, flattened
+    representation: str = "tokens"  # "pooled": one attention-pooled vector; "tokens": 64 per-cell vectors, flattened
     dim: int = 128  # D of the pooled representation (ignored by "tokens")
-    token_dim: int = 8  # per-cell size for "tokens"; then D = 64 * token_dim
-    stem_channels: int = 32  # channels of the first conv stage, doubling per stage up to encoder_width
-    encoder_width: int = 128  # transformer width over the 8x8 tokens
+    token_dim: int = 4  # per-cell size for "tokens"; then D = 64 * token_dim
+    stem_channels: int = 16  # channels of the first conv stage, doubling per stage up to encoder_width
+    encoder_width: int = 64  # transformer width over the 8x8 tokens
     encoder_depth: int = 2  # transformer blocks in the encoder
     encoder_heads: int = 4  # attention heads in the encoder
-    predictor_width: int = 256  # predictor transformer width
-    predictor_depth: int = 3  # predictor blocks
+    predictor_width: int = 128  # predictor transformer width
+    predictor_depth: int = 2  # predictor blocks
     predictor_heads: int = 4  # predictor attention heads
     history: int = 2  # K, latents the predictor sees to predict the next one
     metric: str = "l2"  # default energy: "l2" (mean squared difference) or "l1" (mean absolute)
