@@ -15,11 +15,11 @@ class TaskSettings:
     """Control steps the episode may use; success is judged at the end."""
     horizon: int = 5
     """Decisions planned ahead (each `env.action_repeat` control steps)."""
-    samples: int = 300
+    samples: int = 150
     """Candidate action sequences per CEM iteration."""
-    iterations: int = 10
+    iterations: int = 6
     """CEM iterations per decision."""
-    elites: int = 30
+    elites: int = 15
     """Candidates the sampling distribution is refitted to."""
     replan_every: int = 1
     """Decisions executed from each plan before planning again (1 = full MPC)."""

@@ -18,8 +18,6 @@ STAGES = ("collect", "train", "eval", "all")
 
 def evaluate(cfg, checkpoint: Path, out: Path, progress: bool = True) -> dict:
     """Runs every protocol with the planner and the baselines; writes records, summary, videos."""
-    import numpy as np
-    import torch
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
     from tqdm import tqdm

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 
-from envs._gl import select_gl_backend
+from envs._gl import rendering_error, select_gl_backend
 
 select_gl_backend()
 
@@ -18,7 +18,14 @@ MUJOCO_VERSION, DM_CONTROL_VERSION = check_simulator_versions()
 
 import gymnasium  # noqa: E402
 
-from envs.reacher import ReacherEnv  # noqa: E402
+try:
+    from envs.reacher import ReacherEnv  # noqa: E402
+except (ImportError, AttributeError) as err:
+    # dm_control loads the OpenGL backend named by MUJOCO_GL at import; without libEGL, PyOpenGL
+    # fails with an AttributeError deep inside. Anything else is not ours to relabel.
+    if "gl" not in f"{type(err).__name__} {err}".lower():
+        raise
+    raise rendering_error(err) from err
 
 # name -> (class, fixed keyword arguments). Overrides may set any other constructor argument.
 REGISTRY = {

@@ -1,7 +1,9 @@
 """Headless OpenGL selection. Must run before mujoco is first imported, which reads MUJOCO_GL once."""
 
+import atexit
 import os
 import sys
+import weakref
 
 DEFAULT_BACKEND = "egl"
 
@@ -22,21 +24,25 @@ def rendering_error(err: Exception) -> RenderingUnavailable:
     return RenderingUnavailable(
         f"offscreen rendering with MUJOCO_GL={backend!r} failed ({type(err).__name__}: {err}); "
         "on a headless Linux machine install EGL (Debian/Ubuntu: `apt-get install libegl1 libgl1`) and set "
-        "MUJOCO_GL=egl, or with a display set MUJOCO_GL=glfw"
+        "MUJOCO_GL=egl, or with a display set MUJOCO_GL=glfw; to train from a collected dataset without "
+        "rendering, set MUJOCO_GL=disable"
     )
 
 
 # Renderers still open at interpreter exit are closed while EGL is still loaded; left to the
 # garbage collector they try to free their context after EGL is gone and print EGLError noise.
-_open_renderers: "weakref.WeakSet" = None  # type: ignore[assignment]
+# The hook is registered at the first renderer, after mujoco's own EGL teardown hook, because
+# atexit runs hooks last-registered first.
+_open_renderers: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def _close_open_renderers() -> None:
+    for renderer in list(_open_renderers):
+        renderer.close()
 
 
 def track_renderer(renderer) -> None:
-    global _open_renderers
-    if _open_renderers is None:
-        import atexit
-        import weakref
-
-        _open_renderers = weakref.WeakSet()
-        atexit.register(lambda: [r.close() for r in list(_open_renderers)])
+    if not _open_renderers:
+        atexit.unregister(_close_open_renderers)
+        atexit.register(_close_open_renderers)
     _open_renderers.add(renderer)

@@ -78,7 +78,7 @@ def test_mpc_with_an_exact_model_reaches_the_goal():
     plan = torch.zeros(2, 10, 2)
     for _ in range(40):
         result = cem.plan(
-            lambda actions: system.rollout(state, actions),
+            lambda actions, state=state: system.rollout(state, actions),
             lambda z, actions: (z[..., :2] - goal[:, None, None]).square().sum(-1).mean(-1),
             plan, torch.tensor([-1.0, -1.0]), torch.tensor([1.0, 1.0]),
         )

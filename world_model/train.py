@@ -22,12 +22,12 @@ import numpy as np
 import torch
 
 from world_model.checkpoint import load, load_training_state, save
-from world_model.collect import DataConfig, EnvConfig, collect, dataset_dir, identity
+from world_model.collect import DataConfig, EnvConfig, collect, identity
 from world_model.dataset import Dataset, write_json_atomic
 from world_model.losses import JEPALoss, LossConfig
 from world_model.metrics_log import MetricsLog
 from world_model.model import WorldModel, WorldModelConfig
-from world_model.monitors import effective_rank, dimension_std, reacher_probe_targets, rollout_error
+from world_model.monitors import effective_rank, dimension_std, rollout_error
 from world_model.probe import probe_report
 from world_model.windows import WindowSampler, split_episodes
 
