@@ -32,7 +32,6 @@ class PlanningPolicy:
     def reset(self, obs: list[dict], specs, envs) -> None:
         self.z_goal = self.wm.encode(_frames(obs, "goal", self.device))[:, 0]  # [B, D]
         self.cost.set_goal(self.z_goal)
-        z_now = self.wm.encode(_frames(obs, "pixels", self.device))[:, 0]  # [B, D]
         # The frame before the start, when the episode knows it (a start taken mid-trajectory);
         # otherwise the arm is at rest and repeating the first frame with a zero action is exact.
         previous = [
@@ -40,9 +39,6 @@ class PlanningPolicy:
             for o, s, env in zip(obs, specs, envs)
         ]
         self.z_prev = self.wm.encode(_frames(previous, "pixels", self.device))[:, 0]  # [B, D]
-        self.z_prev = torch.where(
-            torch.tensor([s.previous_qpos is None for s in specs], device=self.device)[:, None], z_now, self.z_prev
-        )
         self.last_action = torch.tensor(
             np.array([s.previous_action if s.previous_action is not None else [0.0, 0.0] for s in specs]),
             dtype=torch.float32, device=self.device,
