@@ -33,6 +33,9 @@ class TaskSettings:
     """Goal-energy weight of the last planned step."""
     step_weight: float = 0.1
     """Goal-energy weight of every earlier planned step (rewards arriving early and staying)."""
+    energy_scales: list[int] = field(default_factory=lambda: [1])
+    """Token-grid poolings the goal energy sums over (spatial representations only): [1, 2] adds
+    a 2x2-pooled copy, which keeps the energy informative when the arm is far from the goal."""
     action_magnitude: float = 0.0
     """Weight of the mean squared action."""
     action_smoothness: float = 0.0
@@ -88,5 +91,6 @@ class Configurator:
             shrink_horizon=s.shrink_horizon,
             cost_weights={"goal": s.goal_weight, "action_magnitude": s.action_magnitude,
                           "action_smoothness": s.action_smoothness},
-            goal_energy={"metric": s.metric, "last_weight": s.last_weight, "step_weight": s.step_weight},
+            goal_energy={"metric": s.metric, "last_weight": s.last_weight, "step_weight": s.step_weight,
+                         "scales": tuple(s.energy_scales)},
         )

@@ -13,15 +13,39 @@ class GoalEnergy:
     `last_weight` weighs the last predicted step and `step_weight` every earlier step, so the
     planner can aim for the goal at the horizon (success is judged at the end of the budget)
     while still preferring paths that get there early and stay.
+
+    With a spatial representation (`grid` = (cells per side, numbers per cell)), `scales` adds the
+    same distance between average-pooled copies of the token grid (2 = 2x2 cells pooled): far from
+    the goal the arm's tokens do not overlap the goal's and the fine energy is flat, while a
+    coarser grid still says which way to move.
     """
 
-    def __init__(self, metric: str = "l2", last_weight: float = 1.0, step_weight: float = 0.0):
+    def __init__(self, metric: str = "l2", last_weight: float = 1.0, step_weight: float = 0.0,
+                 scales: tuple[int, ...] = (1,), grid: tuple[int, int] | None = None):
         if metric not in ("l2", "l1"):
             raise ValueError(f"metric must be 'l2' or 'l1', got {metric!r}")
+        if tuple(scales) != (1,) and grid is None:
+            raise ValueError("energy scales other than (1,) need a spatial representation (grid)")
         self.metric = metric
         self.last_weight = last_weight
         self.step_weight = step_weight
+        self.scales = tuple(scales)
+        self.grid = grid
         self.goal: Tensor | None = None
+
+    def _distance(self, diff: Tensor) -> Tensor:
+        """diff [..., D] -> [...], summed over the scales."""
+        total = 0.0
+        for scale in self.scales:
+            d = diff
+            if scale > 1:
+                cells, channels = self.grid
+                lead = diff.shape[:-1]
+                # [..., cells*cells*C] -> [L, C, cells, cells] -> pooled -> [..., (cells/scale)^2 * C]
+                d = diff.reshape(-1, cells, cells, channels).permute(0, 3, 1, 2)
+                d = torch.nn.functional.avg_pool2d(d, scale).permute(0, 2, 3, 1).reshape(*lead, -1)
+            total = total + (d.square().mean(-1) if self.metric == "l2" else d.abs().mean(-1))
+        return total
 
     def set_goal(self, z_goal: Tensor) -> None:
         """z_goal [B, D]: the encoded goal image of each of the B problems."""
@@ -30,8 +54,7 @@ class GoalEnergy:
     def __call__(self, z: Tensor, actions: Tensor) -> Tensor:
         if self.goal is None:
             raise RuntimeError("GoalEnergy has no goal; call set_goal(z_goal) first")
-        diff = z - self.goal[:, None, None]  # [B, N, H, D]
-        energy = diff.square().mean(-1) if self.metric == "l2" else diff.abs().mean(-1)  # [B, N, H]
+        energy = self._distance(z - self.goal[:, None, None])  # [B, N, H, D] -> [B, N, H]
         weights = torch.full((z.shape[2],), self.step_weight, device=z.device, dtype=z.dtype)
         weights[-1] = self.last_weight
         return (energy * weights).sum(-1)
@@ -74,12 +97,13 @@ class CompositeCost:
         return {name: w * fn(z, actions) for name, (w, fn) in self.terms.items()}
 
 
-def build_cost(weights: dict, goal_energy: dict) -> CompositeCost:
+def build_cost(weights: dict, goal_energy: dict, grid: tuple[int, int] | None = None) -> CompositeCost:
     """The composite cost from the configurator's weights {goal, action_magnitude,
-    action_smoothness} and goal-energy settings {metric, last_weight, step_weight}."""
+    action_smoothness} and goal-energy settings {metric, last_weight, step_weight, scales};
+    `grid` describes a spatial representation (cells per side, numbers per cell)."""
     return CompositeCost(
         {
-            "goal": (weights["goal"], GoalEnergy(**goal_energy)),
+            "goal": (weights["goal"], GoalEnergy(**goal_energy, grid=grid)),
             "action_magnitude": (weights["action_magnitude"], ActionMagnitude()),
             "action_smoothness": (weights["action_smoothness"], ActionSmoothness()),
         }

@@ -33,6 +33,7 @@ def evaluate(cfg, checkpoint: Path, out: Path, progress: bool = True) -> dict:
     from agent.report import summarize, table
     from agent.video import write_video
     from world_model.collect import env_settings
+    from world_model.encoder import GRID
     from world_model.metrics_log import MetricsLog
     from world_model.train import pick_device
 
@@ -55,7 +56,8 @@ def evaluate(cfg, checkpoint: Path, out: Path, progress: bool = True) -> dict:
             setup = configurator.setup(protocol, envs[0].action_repeat)
             specs = make_episodes(protocol, envs[0], cfg.eval.episodes, cfg.eval.seed, setup.budget)
             planner = instantiate(cfg.planner, **setup.planner_overrides)
-            cost = build_cost(setup.cost_weights, setup.goal_energy)
+            grid = (GRID, wm.cfg.token_dim) if wm.cfg.representation == "tokens" else None
+            cost = build_cost(setup.cost_weights, setup.goal_energy, grid)
             policies = [PlanningPolicy(wm, planner, cost, setup, device)]
             baselines = {"random": lambda: RandomPolicy(cfg.eval.seed), "zero": ZeroPolicy}
             for name in cfg.eval.baselines:

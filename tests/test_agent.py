@@ -131,3 +131,21 @@ def test_agent_run_smoke(tmp_path):
     }
     videos = sorted((out / "videos").glob("*.mp4"))
     assert [v.name for v in videos] == ["state-00.mp4", "task-00.mp4"] and videos[0].stat().st_size > 1000
+
+
+def test_coarse_energy_scale_says_which_way_to_move_when_fine_tokens_do_not_overlap():
+    grid = (8, 2)
+    goal = torch.zeros(1, 8, 8, 2)
+    goal[0, 0, 0] = 1.0  # the "arm" in the top-left cell
+    near, far = torch.zeros(8, 8, 2), torch.zeros(8, 8, 2)
+    near[0, 1] = 1.0  # one cell to the right: no overlap with the goal, same 2x2 block
+    far[7, 7] = 1.0  # the opposite corner
+    z = torch.stack([near, far]).reshape(1, 2, 1, -1)  # [B, N, H, D]
+    fine = GoalEnergy(scales=(1,), grid=grid)
+    fine.set_goal(goal.reshape(1, -1))
+    assert fine(z, None)[0, 0] == fine(z, None)[0, 1]  # flat: the fine energy cannot tell them apart
+    multi = GoalEnergy(scales=(1, 2), grid=grid)
+    multi.set_goal(goal.reshape(1, -1))
+    assert multi(z, None)[0, 0] < multi(z, None)[0, 1]
+    with pytest.raises(ValueError, match="spatial"):
+        GoalEnergy(scales=(1, 2))
