@@ -72,7 +72,7 @@ class DataConfig:
 
     behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
     """The behaviour policy that acts while recording."""
-    episodes: int = 200
+    episodes: int = 400
     """Number of episodes to record."""
     steps: int = 100
     """Env steps per episode (each `env.action_repeat` control steps); frames per episode = steps + 1."""
