@@ -19,7 +19,6 @@ STAGES = ("collect", "train", "eval", "all")
 def evaluate(cfg, checkpoint: Path, out: Path, progress: bool = True) -> dict:
     """Runs every protocol with the planner and the baselines; writes records, summary, videos."""
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
     from tqdm import tqdm
 
     import envs as envs_pkg
@@ -35,6 +34,7 @@ def evaluate(cfg, checkpoint: Path, out: Path, progress: bool = True) -> dict:
     from world_model.collect import env_settings
     from world_model.encoder import GRID
     from world_model.metrics_log import MetricsLog
+    from world_model.plain import plain
     from world_model.train import pick_device
 
     device = pick_device(cfg.device)
@@ -44,8 +44,7 @@ def evaluate(cfg, checkpoint: Path, out: Path, progress: bool = True) -> dict:
             f"checkpoint {checkpoint} was trained on {wm.cfg.image_size}px frames but env.image_size="
             f"{cfg.env.image_size}; pass env.image_size={wm.cfg.image_size}"
         )
-    conf = OmegaConf.to_container(cfg.configurator, resolve=True) if OmegaConf.is_config(cfg.configurator) else cfg.configurator
-    configurator = Configurator(ConfiguratorConfig(**{k: TaskSettings(**v) for k, v in dict(conf).items()}))
+    configurator = Configurator(ConfiguratorConfig(**{k: TaskSettings(**v) for k, v in plain(cfg.configurator).items()}))
     batch = min(cfg.eval.batch, cfg.eval.episodes)
     envs = [envs_pkg.make(**env_settings(cfg.env)) for _ in range(batch)]
     log = MetricsLog(out, name="results")

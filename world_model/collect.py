@@ -15,7 +15,7 @@ import os
 import platform
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from world_model.dataset import (
     sha256_file,
     write_json_atomic,
 )
+from world_model.plain import plain
 
 
 @dataclass
@@ -51,18 +52,9 @@ class EnvConfig:
     """Default goal kind at reset: "task" (dm_control target) or "state" (a joint pose)."""
 
 
-def _plain(node: Any) -> dict:
-    """A dataclass, DictConfig or dict as a plain JSON-able dict."""
-    if isinstance(node, (EnvConfig, BehaviourConfig)):
-        return asdict(node)
-    from omegaconf import DictConfig, OmegaConf
-
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
-
-
 def env_settings(env: Any) -> dict:
     """The keyword arguments of envs.make from an env config (a dataclass, dict or DictConfig)."""
-    settings = {k: v for k, v in _plain(env).items() if k != "_target_"}
+    settings = {k: v for k, v in plain(env).items() if k != "_target_"}
     return {"name": settings.pop("name"), **settings}
 
 
@@ -101,7 +93,7 @@ def identity(env, data) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
         "env": env_settings(env),
-        "behaviour": _plain(data.behaviour),
+        "behaviour": plain(data.behaviour),
         "episodes": int(data.episodes),
         "steps": int(data.steps),
         "seed": int(data.seed),

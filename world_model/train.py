@@ -8,7 +8,6 @@ are drawn from the torch RNG, whose state is saved with every checkpoint.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -16,7 +15,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +25,8 @@ from world_model.dataset import Dataset, write_json_atomic
 from world_model.losses import JEPALoss, LossConfig
 from world_model.metrics_log import MetricsLog
 from world_model.model import WorldModel, WorldModelConfig
-from world_model.monitors import effective_rank, dimension_std, rollout_error
+from world_model.monitors import dimension_std, effective_rank, rollout_error
+from world_model.plain import plain
 from world_model.probe import probe_report
 from world_model.windows import WindowSampler, split_episodes
 
@@ -100,20 +99,12 @@ class TrainingDiverged(RuntimeError):
     """The loss or the gradient became NaN or infinite."""
 
 
-def _plain(node: Any) -> Any:
-    if dataclasses.is_dataclass(node):
-        return dataclasses.asdict(node)
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-
-
 def run_identity(cfg) -> dict:
     """Everything that changes the trained weights (not logging, device or paths)."""
     keys = ("world_model", "loss", "optim")
     return {
         "data": identity(cfg.env, cfg.data),
-        **{k: _plain(getattr(cfg, k)) for k in keys},
+        **{k: plain(getattr(cfg, k)) for k in keys},
         "steps": int(cfg.steps),
         "seed": int(cfg.seed),
         "held_out_fraction": float(cfg.held_out_fraction),
@@ -214,8 +205,8 @@ def train(cfg, progress: bool = True) -> Path:
     device = pick_device(cfg.device)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    model_cfg = WorldModelConfig(**_plain(cfg.world_model))
-    loss_cfg = LossConfig(**_plain(cfg.loss))
+    model_cfg = WorldModelConfig(**plain(cfg.world_model))
+    loss_cfg = LossConfig(**plain(cfg.loss))
 
     ds = Dataset(collect(cfg.env, cfg.data, cfg.cache_root, progress=progress))
     if ds.image_size != model_cfg.image_size or ds.action_dim != model_cfg.action_dim:
