@@ -19,7 +19,6 @@ import json
 import os
 import pickle
 import random
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 from torch import nn
 
+from world_model.atomic import write_bytes_atomic
 from world_model.losses import JEPALoss, LossConfig
 from world_model.model import WorldModel, WorldModelConfig
 
@@ -42,26 +42,6 @@ MANIFEST = "checkpoint.json"
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, incomplete, altered or does not match its config."""
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder, fsync, then rename over `path`, so a
-    reader sees the old file or the new one, never a partial one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)  # make the rename itself durable
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _file_record(data: bytes) -> dict[str, Any]:
@@ -140,7 +120,7 @@ def save(
 
     # safetensors refuses non-contiguous or shared tensors; the model has none tied, so copies are exact
     weights = safetensors_save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
-    _atomic_write(folder / WEIGHTS, weights)
+    write_bytes_atomic(folder / WEIGHTS, weights)
     manifest["files"][WEIGHTS] = _file_record(weights)
 
     if optimizer is not None or scheduler is not None or loss_fn is not None:
@@ -153,11 +133,11 @@ def save(
         }
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        _atomic_write(folder / TRAINING_STATE, buffer.getvalue())
+        write_bytes_atomic(folder / TRAINING_STATE, buffer.getvalue())
         manifest["files"][TRAINING_STATE] = _file_record(buffer.getvalue())
 
     manifest_bytes = json.dumps(manifest, indent=2).encode()
-    _atomic_write(folder / MANIFEST, manifest_bytes)
+    write_bytes_atomic(folder / MANIFEST, manifest_bytes)
     return folder / MANIFEST
 
 

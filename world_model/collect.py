@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from world_model.atomic import fsync_dir
 from world_model.behaviour import BehaviourConfig, BehaviourPolicy
 from world_model.dataset import (
     MANIFEST,
     SCHEMA_VERSION,
     DatasetError,
-    fsync_dir,
     read_manifest,
     sha256_file,
     write_json_atomic,

@@ -19,11 +19,12 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from world_model.atomic import write_bytes_atomic
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -43,23 +44,9 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_json_atomic(path: Path, data: dict) -> None:
-    """Writes JSON to a temporary file, fsyncs it, then renames it over `path`."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    """Writes JSON crash-safely (temporary file, fsync, rename)."""
+    write_bytes_atomic(path, json.dumps(data, indent=1).encode())
 
 
 def read_manifest(root: Path) -> dict:
