@@ -60,6 +60,26 @@ class GoalEnergy:
         return (energy * weights).sum(-1)
 
 
+class CriticDistance:
+    """The reach critic's estimated env steps from the last predicted representation to the goal
+    (agent/critic.py). It stays informative far from the goal, where the token energy is flat;
+    the energy keeps the precision near it. Only the last step is embedded: the critic is an MLP
+    per latent, and the energy's step weights already reward arriving early."""
+
+    def __init__(self, critic):
+        self.critic = critic
+        self.goal: Tensor | None = None
+
+    def set_goal(self, z_goal: Tensor) -> None:
+        """z_goal [B, D]: embedded once per episode, not once per candidate."""
+        self.goal = self.critic.embed(z_goal)  # [B, dim]
+
+    def __call__(self, z: Tensor, actions: Tensor) -> Tensor:
+        if self.goal is None:
+            raise RuntimeError("CriticDistance has no goal; call set_goal(z_goal) first")
+        return (self.critic.embed(z[:, :, -1]) - self.goal[:, None]).norm(dim=-1)  # [B, N, D] -> [B, N]
+
+
 class ActionMagnitude:
     """Mean squared action: prefers gentle motor commands."""
 
@@ -97,14 +117,19 @@ class CompositeCost:
         return {name: w * fn(z, actions) for name, (w, fn) in self.terms.items()}
 
 
-def build_cost(weights: dict, goal_energy: dict, grid: tuple[int, int] | None = None) -> CompositeCost:
-    """The composite cost from the configurator's weights {goal, action_magnitude,
+def build_cost(weights: dict, goal_energy: dict, grid: tuple[int, int] | None = None, critic=None) -> CompositeCost:
+    """The composite cost from the configurator's weights {goal, critic, action_magnitude,
     action_smoothness} and goal-energy settings {metric, last_weight, step_weight, scales};
-    `grid` describes a spatial representation (cells per side, numbers per cell)."""
-    return CompositeCost(
-        {
-            "goal": (weights["goal"], GoalEnergy(**goal_energy, grid=grid)),
-            "action_magnitude": (weights["action_magnitude"], ActionMagnitude()),
-            "action_smoothness": (weights["action_smoothness"], ActionSmoothness()),
-        }
-    )
+    `grid` describes a spatial representation (cells per side, numbers per cell); `critic` is a
+    trained ReachCritic, required when the critic weight is not 0."""
+    terms = {
+        "goal": (weights["goal"], GoalEnergy(**goal_energy, grid=grid)),
+        "action_magnitude": (weights["action_magnitude"], ActionMagnitude()),
+        "action_smoothness": (weights["action_smoothness"], ActionSmoothness()),
+    }
+    if weights.get("critic", 0.0):
+        if critic is None:
+            raise ValueError("the configurator gives the critic a weight but no critic was passed; pass the one "
+                             "agent.run trains, or set configurator.<goal kind>.critic_weight=0")
+        terms["critic"] = (weights["critic"], CriticDistance(critic))
+    return CompositeCost(terms)

@@ -16,7 +16,33 @@ from pathlib import Path
 STAGES = ("collect", "train", "eval", "all")
 
 
-def evaluate(cfg, checkpoint: Path, out: Path, progress: bool = True) -> dict:
+def critic_for(cfg, checkpoint: Path, device, progress: bool = True):
+    """The reach critic for this world model, trained once on the config's dataset (collected
+    first if it is not cached) and cached under cache_root/critics; None when no protocol gives
+    it a weight."""
+    from agent.critic import CriticConfig, critic_key, load_critic, save_critic, train_critic
+    from world_model.collect import collect
+    from world_model.dataset import Dataset
+    from world_model.plain import plain
+
+    if not any(cfg.configurator[p].critic_weight for p in cfg.eval.protocols):
+        return None
+    ccfg = CriticConfig(**plain(cfg.critic))
+    dataset_root = collect(cfg.env, cfg.data, cfg.cache_root)
+    folder = Path(cfg.cache_root) / "critics" / f"{cfg.env.name}-{critic_key(checkpoint, dataset_root, ccfg)}"
+    if (folder / "critic.json").exists():
+        return load_critic(folder).to(device)
+    import world_model
+
+    wm = world_model.load(checkpoint)
+    critic, stats = train_critic(wm, Dataset(dataset_root, verify="size"), ccfg, device, progress)
+    save_critic(folder, critic, stats)
+    print(f"critic: {folder} (encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s, "
+          f"held-out step {stats['held_out_step']:.2f}, spread {stats['held_out_spread']:.2f})")
+    return critic
+
+
+def evaluate(cfg, checkpoint: Path, out: Path, progress: bool = True, critic=None) -> dict:
     """Runs every protocol with the planner and the baselines; writes records, summary, videos."""
     from hydra.utils import instantiate
     from tqdm import tqdm
@@ -56,7 +82,7 @@ def evaluate(cfg, checkpoint: Path, out: Path, progress: bool = True) -> dict:
             specs = make_episodes(protocol, envs[0], cfg.eval.episodes, cfg.eval.seed, setup.budget)
             planner = instantiate(cfg.planner, **setup.planner_overrides)
             grid = (GRID, wm.cfg.token_dim) if wm.cfg.representation == "tokens" else None
-            cost = build_cost(setup.cost_weights, setup.goal_energy, grid)
+            cost = build_cost(setup.cost_weights, setup.goal_energy, grid, critic)
             policies = [PlanningPolicy(wm, planner, cost, setup, device)]
             baselines = {"random": lambda: RandomPolicy(cfg.eval.seed), "zero": ZeroPolicy}
             for name in cfg.eval.baselines:
@@ -106,7 +132,7 @@ def evaluate(cfg, checkpoint: Path, out: Path, progress: bool = True) -> dict:
 
 def run(cfg, out: Path) -> None:
     from world_model.collect import collect
-    from world_model.train import run_dir, train
+    from world_model.train import pick_device, run_dir, train
 
     if cfg.stage not in STAGES:
         raise ValueError(f"unknown stage {cfg.stage!r}; choose one of {', '.join(STAGES)}")
@@ -133,7 +159,11 @@ def run(cfg, out: Path) -> None:
                 f"no trained world model for this config at {folder}; run stage=train first or pass checkpoint=PATH"
             )
         checkpoint = folder / "latest"
-    summary = evaluate(cfg, checkpoint, out)
+    mark = time.perf_counter()
+    critic = critic_for(cfg, checkpoint, pick_device(cfg.device))
+    if critic is not None:
+        timings["critic_s"] = time.perf_counter() - mark
+    summary = evaluate(cfg, checkpoint, out, critic=critic)
     timings["total_s"] = time.perf_counter() - start
     summary["timings"] = timings
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.configurator import ConfiguratorConfig
+from agent.critic import CriticConfig
 from world_model.train import TrainConfig
 
 
@@ -41,5 +42,8 @@ class RunConfig(TrainConfig):
     """Planner to instantiate (configs/planner); the configurator sets horizon and budget."""
     configurator: ConfiguratorConfig = field(default_factory=ConfiguratorConfig)
     """Per-env planning settings per goal kind (configs/configurator)."""
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    """The reach critic trained on the world model's latents (configs/critic), used by the
+    protocols whose configurator entry gives it a weight."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Evaluation settings."""

@@ -117,7 +117,8 @@ def test_agent_run_smoke(tmp_path):
         "world_model.encoder_depth=1", "world_model.predictor_width=32", "world_model.predictor_depth=1",
         "eval.episodes=2", "eval.videos=1", "configurator.state.samples=16", "configurator.state.iterations=2",
         "configurator.state.elites=4", "configurator.task.samples=16", "configurator.task.iterations=2",
-        "configurator.task.elites=4", "configurator.task.budget=20", f"hydra.run.dir={out}",
+        "configurator.task.elites=4", "configurator.task.budget=20", "critic.steps=20", "critic.batch_size=16",
+        "critic.hidden=16", "critic.dim=4", f"hydra.run.dir={out}",
     ]
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -126,6 +127,7 @@ def test_agent_run_smoke(tmp_path):
     assert len(records) == 2 * 2 * 3  # 2 protocols x 2 episodes x (planner, random, zero)
     assert all(r["replay_matches"] for r in records if r["policy"] == "planner")
     summary = json.loads((out / "summary.json").read_text())
+    assert "critic_s" in summary["timings"]  # protocol (b) plans with the reach critic by default
     assert {(r["protocol"], r["policy"]) for r in summary["rows"]} == {
         (p, q) for p in ("state", "task") for q in ("planner", "random", "zero")
     }

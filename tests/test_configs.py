@@ -84,3 +84,14 @@ def test_top_level_configs_compose_and_reject_unknown_keys(name):
     assert cfg.env.name == "reacher"
     with pytest.raises(Exception, match="no_such_key"):
         _compose(name, ["no_such_key=1"])
+
+
+@pytest.mark.parametrize("critic", options("critic"))
+def test_every_critic_config_builds_a_critic(critic):
+    import torch
+
+    from agent.critic import CriticConfig, ReachCritic
+
+    cfg = _compose("run", [f"critic={critic}"])
+    built = ReachCritic(256, CriticConfig(**OmegaConf.to_container(cfg.critic)))
+    assert built.embed(torch.zeros(3, 256)).shape == (3, cfg.critic.dim)

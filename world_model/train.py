@@ -63,7 +63,7 @@ class TrainConfig:
     """Loss terms and their weights."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     """Optimiser and schedule."""
-    steps: int = 3000
+    steps: int = 2500
     """Optimiser steps."""
     seed: int = 0
     """Seeds the initial weights and the batch order."""

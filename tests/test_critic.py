@@ -1,0 +1,83 @@
+"""The reach critic: learns a distance that grows with how far apart states are, from transitions
+alone; its cost module, checkpoints and configuration errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from agent.costs import CriticDistance, build_cost
+from agent.critic import CriticConfig, fit_critic, load_critic, save_critic
+from world_model.checkpoint import CheckpointError
+
+FAST = CriticConfig(dim=8, hidden=64, steps=600, batch_size=256, lr=3e-3)
+
+
+def _walks(episodes: int, steps: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 1-D position doing bounded random walks, seen through a non-linear 12-D "encoder".
+    Returns latents [E, T, 12] and positions [E, T]."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(episodes, steps)
+    x[:, 0] = torch.rand(episodes, generator=g) * 2 - 1
+    for t in range(1, steps):
+        x[:, t] = (x[:, t - 1] + 0.08 * torch.randn(episodes, generator=g)).clamp(-1, 1)
+    freqs = torch.arange(1, 7, dtype=torch.float32)
+    z = torch.cat([torch.sin(x[..., None] * freqs), torch.cos(x[..., None] * freqs)], -1)  # [E, T, 12]
+    return z, x
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(np.argsort(np.argsort(a)), np.argsort(np.argsort(b)))[0, 1])
+
+
+def test_critic_distance_tracks_true_distance_and_respects_the_step_bound():
+    torch.manual_seed(0)
+    z, x = _walks(64, 40, seed=0)
+    z_held, x_held = _walks(16, 40, seed=1)
+    critic, stats = fit_critic(z, z_held, FAST, progress=False)
+    assert stats["held_out_step"] < 1.05  # one step of the video moves the embedding by at most ~1
+    a, b = z_held.reshape(-1, 12), x_held.reshape(-1)
+    i, j = torch.randint(len(a), (2000,)), torch.randint(len(a), (2000,))
+    with torch.no_grad():
+        d = critic.distance(a[i], a[j]).numpy()
+    true = (b[i] - b[j]).abs().numpy()
+    assert _spearman(d, true) > 0.8  # monotone in the real distance, which the critic never saw
+    # An untrained critic of the same shape does not have that property.
+    fresh = type(critic)(12, FAST)
+    with torch.no_grad():
+        assert _spearman(fresh.distance(a[i], a[j]).numpy(), true) < _spearman(d, true) - 0.2
+
+
+def test_critic_cost_prefers_candidates_ending_nearer_the_goal_and_round_trips(tmp_path):
+    z, x = _walks(32, 30, seed=2)
+    critic, stats = fit_critic(z, z[:4], FAST, progress=False)
+    goal_x = torch.tensor([0.5])
+    cands = torch.tensor([0.45, -0.8])  # two candidate plans' final positions
+    freqs = torch.arange(1, 7, dtype=torch.float32)
+    emb = lambda v: torch.cat([torch.sin(v[..., None] * freqs), torch.cos(v[..., None] * freqs)], -1)
+    zs = emb(cands).reshape(1, 2, 1, 12).expand(1, 2, 3, 12)  # [B, N, H, D]
+    cost = CriticDistance(critic)
+    cost.set_goal(emb(goal_x))
+    with torch.no_grad():
+        c = cost(zs, torch.zeros(1, 2, 3, 2))
+    assert c.shape == (1, 2) and c[0, 0] < c[0, 1]
+
+    save_critic(tmp_path / "c", critic, stats)
+    again = load_critic(tmp_path / "c")
+    assert torch.equal(again.distance(zs[0, :, 0], zs[0, :, 1]), critic.distance(zs[0, :, 0], zs[0, :, 1]))
+    weights = tmp_path / "c" / "critic.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_critic(tmp_path / "c")
+    assert json.loads((tmp_path / "c" / "critic.json").read_text())["config"]["dim"] == FAST.dim
+
+
+def test_a_critic_weight_without_a_critic_is_one_clear_error():
+    weights = {"goal": 1.0, "critic": 0.3, "action_magnitude": 0.0, "action_smoothness": 0.0}
+    energy = {"metric": "l2", "last_weight": 1.0, "step_weight": 0.1, "scales": (1,)}
+    with pytest.raises(ValueError, match="critic"):
+        build_cost(weights, energy)
+    assert "critic" not in build_cost({**weights, "critic": 0.0}, energy).terms
