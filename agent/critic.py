@@ -26,7 +26,8 @@ from safetensors.torch import save as safetensors_save
 from torch import Tensor, nn
 
 from world_model.atomic import write_bytes_atomic
-from world_model.checkpoint import CheckpointError
+from world_model.checkpoint import WEIGHTS as MODEL_WEIGHTS
+from world_model.checkpoint import CheckpointError, read_manifest
 
 WEIGHTS, MANIFEST = "critic.safetensors", "critic.json"
 
@@ -152,9 +153,8 @@ def train_critic(wm, dataset, cfg: CriticConfig, device: torch.device, progress:
 
 def critic_key(checkpoint: Path, dataset_root: Path, cfg: CriticConfig) -> str:
     """Cache key: the world model's weights (by their recorded hash), the dataset and the config."""
-    manifest = json.loads((Path(checkpoint) / "checkpoint.json").read_text())
     identity = {
-        "weights": manifest["files"]["model.safetensors"]["sha256"],
+        "weights": read_manifest(checkpoint)["files"][MODEL_WEIGHTS]["sha256"],
         "dataset": Path(dataset_root).name,
         "critic": dataclasses.asdict(cfg),
     }
