@@ -1,6 +1,6 @@
 """Rendering and collection throughput, and bytes per stored frame.
 
-    python benchmarks/collection_speed.py [--sizes 64 128] [--episodes 20]
+    python benchmarks/collection_speed.py [--sizes 64 128] [--episodes 20] [--shadows]
 
 Prints one JSON line per measurement. Run it on an otherwise idle machine: rendering is CPU-bound
 (software EGL) and anything else running halves the numbers.
@@ -26,9 +26,9 @@ from world_model.collect import CollectConfig, EnvConfig, collect  # noqa: E402
 from world_model.dataset import Dataset  # noqa: E402
 
 
-def render_fps(size: int, steps: int = 300) -> float:
+def render_fps(size: int, shadows: bool, steps: int = 300) -> float:
     """env.step (5 control steps + one rendered frame) per second in one process."""
-    env = envs.make("reacher", image_size=size, action_repeat=5)
+    env = envs.make("reacher", image_size=size, action_repeat=5, shadows=shadows)
     env.reset(seed=0)
     actions = np.random.default_rng(0).uniform(-1, 1, (steps, 2))
     env.step(actions[0])
@@ -40,9 +40,9 @@ def render_fps(size: int, steps: int = 300) -> float:
     return steps / elapsed
 
 
-def collection(size: int, workers: int, episodes: int, steps: int) -> dict:
+def collection(size: int, shadows: bool, workers: int, episodes: int, steps: int) -> dict:
     out = Path(tempfile.mkdtemp()) / "data"
-    cfg = CollectConfig(env=EnvConfig(image_size=size), episodes=episodes, steps=steps,
+    cfg = CollectConfig(env=EnvConfig(image_size=size, shadows=shadows), episodes=episodes, steps=steps,
                         episodes_per_shard=max(1, episodes // (4 * workers)), workers=workers, out=str(out))
     start = time.perf_counter()
     collect(cfg.env, cfg, progress=False)
@@ -60,12 +60,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--shadows", action="store_true", help="render dm_control's shadows and floor reflection")
     args = parser.parse_args()
-    machine = {"cpus": os.cpu_count(), "machine": platform.processor() or platform.machine()}
+    machine = {"cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(), "shadows": args.shadows}
     for size in args.sizes:
-        print(json.dumps({"bench": "render", "image_size": size, "env_steps_per_s": round(render_fps(size), 1), **machine}))
+        print(json.dumps({"bench": "render", "image_size": size, "env_steps_per_s": round(render_fps(size, args.shadows), 1), **machine}))
         for workers in (1, 2):
-            result = collection(size, workers, args.episodes, args.steps)
+            result = collection(size, args.shadows, workers, args.episodes, args.steps)
             print(json.dumps({"bench": "collect", "image_size": size, "workers": workers, **result, **machine}))
 
 

@@ -28,6 +28,19 @@ def test_unknown_name_lists_valid_names():
         envs.make("reacher", imagesize=32)
 
 
+def test_shadows_are_a_rendering_choice_only(env):
+    shaded = envs.make("reacher", image_size=32, action_repeat=5, shadows=True)
+    a, _ = env.reset(seed=3)
+    b, _ = shaded.reset(seed=3)
+    assert not np.array_equal(a["pixels"], b["pixels"])  # the flag reaches the renderer
+    np.testing.assert_array_equal(env.get_physics_state(), shaded.get_physics_state())
+    for action in np.random.default_rng(1).uniform(-1, 1, (3, 2)):
+        env.step(action)
+        shaded.step(action)
+    np.testing.assert_array_equal(env.get_physics_state(), shaded.get_physics_state())
+    shaded.close()
+
+
 def test_shapes_and_dtypes(env):
     obs, info = env.reset(seed=0)
     assert obs["pixels"].shape == obs["goal"].shape == (32, 32, 3)
