@@ -32,7 +32,12 @@ def fingertip_xy(qpos: np.ndarray) -> np.ndarray:
 
 def reach_qpos(target: np.ndarray, near: np.ndarray, wrist_range: tuple[float, float]) -> np.ndarray:
     """[2] joint angles that put the fingertip on `target` [2]; of the two elbow solutions, the one
-    whose angles are nearer (on the circle) to `near` [2]."""
+    the arm at `near` [2] reaches with the least joint travel.
+
+    The shoulder turns freely, so its travel is measured on the circle; the wrist is limited
+    (about +-2.8 rad), so it must swing through straight, never through +-pi, and its travel is
+    the plain difference. (Wrapping the wrist too would call a fold to the other side, a
+    4-5 rad swing, "near" a fold 1 rad away across the limit.)"""
     x, y = float(target[0]), float(target[1])
     radius = np.hypot(x, y)
     cos_wrist = (radius**2 - 2 * LINK_LENGTH**2) / (2 * LINK_LENGTH**2)
@@ -42,7 +47,8 @@ def reach_qpos(target: np.ndarray, near: np.ndarray, wrist_range: tuple[float, f
     for wrist in (np.arccos(cos_wrist), -np.arccos(cos_wrist)):
         # With equal links the shoulder bisects: the fingertip direction is q1 + q2 / 2.
         qpos = np.array([wrap_angle(np.arctan2(y, x) - wrist / 2), wrist])
-        distance = np.abs(joint_errors(qpos, near)).sum()
+        shoulder_travel = abs(float(joint_errors(qpos, near)[0]))
+        distance = shoulder_travel + abs(float(qpos[1] - near[1]))
         if best is None or distance < best[0]:
             best = (distance, qpos)
     return best[1]

@@ -176,6 +176,20 @@ def test_task_goal_success_is_the_task_reward_criterion(name, radius):
     e.close()
 
 
+def test_task_goal_keeps_the_fold_side_the_wrist_can_reach_directly():
+    # Folded hard to one side, the arm must not be sent to the mirror fold: the wrist is limited
+    # and would swing ~5 rad through straight, although the angles differ by ~1.2 rad mod 2 pi.
+    start = np.array([-3.12, -2.69])
+    target = fingertip_xy(np.array([-0.69, -2.39]))
+    goal = reach_qpos(target, near=start, wrist_range=(-2.79, 2.79))
+    np.testing.assert_allclose(fingertip_xy(goal), target, atol=1e-9)
+    assert goal[1] < 0
+    # An open arm goes to whichever fold is less total travel, shoulder counted on the circle.
+    near = np.array([np.pi - 0.1, 0.2])
+    goal = reach_qpos(fingertip_xy(np.array([-np.pi + 0.3, 1.0])), near=near, wrist_range=(-2.79, 2.79))
+    np.testing.assert_allclose(goal, [-np.pi + 0.3, 1.0], atol=1e-9)
+
+
 def test_unreachable_target_is_refused(env):
     with pytest.raises(ValueError, match="out of the arm's reach"):
         env.reset(seed=0, options={"target_pos": [0.3, 0.2]})
