@@ -1,0 +1,95 @@
+"""Linear vs non-linear probe: is the pose missing from the representation, or only not linear in it?
+
+    PYTHONPATH=. python benchmarks/probe_depth.py --checkpoint RUN/latest --dataset cache/datasets/<env>-<hash>
+        [--frames 20000] [--held-out-fraction 0.1]
+
+Encodes frames of the training and held-out episodes (the same split as world_model.train: the last
+episodes are held out), fits on the training rows a ridge probe (the training monitor's) and a small
+MLP (2 hidden layers of 256, Adam), and prints held-out R^2 per target (sin/cos of each joint,
+fingertip x/y) as one JSON line per probe. The probes never touch the encoder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+import world_model
+from world_model.dataset import Dataset
+from world_model.monitors import REACHER_PROBE_NAMES, reacher_probe_targets, ridge_fit
+from world_model.train import _probe_rows, encode_frames
+from world_model.windows import split_episodes
+
+
+def r2_per_target(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """[N, T] predictions and targets -> [T] coefficients of determination."""
+    residual = (y_hat - y).square().sum(0)
+    total = (y - y.mean(0)).square().sum(0)
+    return 1 - residual / total
+
+
+def mlp_probe(z: torch.Tensor, y: torch.Tensor, steps: int, seed: int = 0) -> nn.Module:
+    """Fits z [N, D] -> y [N, T] with standardised inputs; returns the fitted module."""
+    torch.manual_seed(seed)
+    mean, std = z.mean(0), z.std(0) + 1e-6
+    net = nn.Sequential(nn.Linear(z.shape[1], 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(), nn.Linear(256, y.shape[1]))
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    zs = (z - mean) / std
+    for _ in range(steps):
+        idx = torch.randint(0, len(z), (512,))
+        loss = (net(zs[idx]) - y[idx]).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    net.eval()
+    return lambda x: net((x - mean) / std)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--frames", type=int, default=20000, help="training rows for both probes")
+    parser.add_argument("--held-frames", type=int, default=3000)
+    parser.add_argument("--held-out-fraction", type=float, default=0.1)
+    parser.add_argument("--mlp-steps", type=int, default=3000)
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    model = world_model.load(args.checkpoint).eval()
+    ds = Dataset(args.dataset, verify="size")
+    train_eps, held_eps = split_episodes(ds.num_episodes, args.held_out_fraction)
+    train_frames, train_qpos = _probe_rows(ds, train_eps, args.frames, seed=2)
+    held_frames, held_qpos = _probe_rows(ds, held_eps, args.held_frames, seed=3)
+    device = torch.device("cpu")
+    with torch.no_grad():
+        z_train = encode_frames(model, train_frames, device).double()  # [N, D]
+        z_held = encode_frames(model, held_frames, device).double()  # [M, D]
+    y_train = reacher_probe_targets(torch.as_tensor(train_qpos, dtype=torch.float64))  # [N, 6]
+    y_held = reacher_probe_targets(torch.as_tensor(held_qpos, dtype=torch.float64))  # [M, 6]
+    machine = {"cpus": os.cpu_count(), "machine": platform.processor() or platform.machine()}
+    probes = {"linear (ridge)": ridge_fit(z_train, y_train)}
+    probes["mlp 256x2"] = mlp_probe(z_train.float(), y_train.float(), args.mlp_steps)
+    for name, fn in probes.items():
+        with torch.no_grad():
+            y_hat = fn(z_held if name.startswith("linear") else z_held.float()).double()
+        r2 = r2_per_target(y_hat, y_held)
+        print(json.dumps({
+            "probe": name, "train_rows": len(z_train), "held_rows": len(z_held),
+            **{name_: round(r2[i].item(), 3) for i, name_ in enumerate(REACHER_PROBE_NAMES)},
+            "joints": round(r2[:4].mean().item(), 3), "fingertip": round(r2[4:].mean().item(), 3),
+            "seconds": round(time.perf_counter() - start, 1), **machine,
+        }))
+
+
+if __name__ == "__main__":
+    main()
