@@ -23,21 +23,15 @@ from torch import nn
 
 import world_model
 from world_model.dataset import Dataset
-from world_model.monitors import REACHER_PROBE_NAMES, reacher_probe_targets, ridge_fit
+from world_model.monitors import REACHER_PROBE_NAMES, r_squared, reacher_probe_targets, ridge_fit
 from world_model.train import _probe_rows, encode_frames
 from world_model.windows import split_episodes
 
 
-def r2_per_target(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """[N, T] predictions and targets -> [T] coefficients of determination."""
-    residual = (y_hat - y).square().sum(0)
-    total = (y - y.mean(0)).square().sum(0)
-    return 1 - residual / total
-
-
-def mlp_probe(z: torch.Tensor, y: torch.Tensor, steps: int, seed: int = 0) -> nn.Module:
-    """Fits z [N, D] -> y [N, T] with standardised inputs; returns the fitted module."""
+def mlp_probe(z: torch.Tensor, y: torch.Tensor, steps: int, seed: int = 0):
+    """Fits z [N, D] -> y [N, T] with standardised inputs; returns the fitted map [M, D] -> [M, T]."""
     torch.manual_seed(seed)
+    z, y = z.float(), y.float()
     mean, std = z.mean(0), z.std(0) + 1e-6
     net = nn.Sequential(nn.Linear(z.shape[1], 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(), nn.Linear(256, y.shape[1]))
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
@@ -51,7 +45,7 @@ def mlp_probe(z: torch.Tensor, y: torch.Tensor, steps: int, seed: int = 0) -> nn
         opt.step()
         sched.step()
     net.eval()
-    return lambda x: net((x - mean) / std)
+    return lambda x: net((x.float() - mean) / std)
 
 
 def main() -> None:
@@ -78,11 +72,10 @@ def main() -> None:
     y_held = reacher_probe_targets(torch.as_tensor(held_qpos, dtype=torch.float64))  # [M, 6]
     machine = {"cpus": os.cpu_count(), "machine": platform.processor() or platform.machine()}
     probes = {"linear (ridge)": ridge_fit(z_train, y_train)}
-    probes["mlp 256x2"] = mlp_probe(z_train.float(), y_train.float(), args.mlp_steps)
+    probes["mlp 256x2"] = mlp_probe(z_train, y_train, args.mlp_steps)
     for name, fn in probes.items():
         with torch.no_grad():
-            y_hat = fn(z_held if name.startswith("linear") else z_held.float()).double()
-        r2 = r2_per_target(y_hat, y_held)
+            r2 = r_squared(fn(z_held), y_held)
         print(json.dumps({
             "probe": name, "train_rows": len(z_train), "held_rows": len(z_held),
             **{name_: round(r2[i].item(), 3) for i, name_ in enumerate(REACHER_PROBE_NAMES)},

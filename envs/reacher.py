@@ -145,9 +145,10 @@ class ReacherEnv(gym.Env):
             except Exception as err:  # any GL failure surfaces as one actionable error
                 raise rendering_error(err) from err
             track_renderer(self._renderer)
+            # scene flags survive update_scene, so they are set once per renderer
+            self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = self.shadows
+            self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = self.shadows
         self._renderer.update_scene(data, camera="fixed")
-        self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = self.shadows
-        self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = self.shadows
         return self._renderer.render().copy()
 
     def render_qpos(self, qpos: np.ndarray) -> np.ndarray:

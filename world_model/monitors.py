@@ -98,9 +98,16 @@ def linear_probe(z_train: Tensor, y_train: Tensor, z_test: Tensor, y_test: Tenso
     Returns:
         R^2 per target [K] (float64; 1 perfect, 0 no better than the held-out mean, can be negative)
     """
-    y_test = y_test.detach().double().to(z_test.device)
-    residual = (y_test - ridge_fit(z_train, y_train, ridge)(z_test)).square().sum(0)
-    total = (y_test - y_test.mean(0)).square().sum(0).clamp_min(1e-12)
+    return r_squared(ridge_fit(z_train, y_train, ridge)(z_test), y_test)
+
+
+@torch.no_grad()
+def r_squared(y_hat: Tensor, y: Tensor) -> Tensor:
+    """Predictions y_hat [M, K] against targets y [M, K] -> R^2 per target [K] (float64; 1 perfect,
+    0 no better than the targets' mean, can be negative)."""
+    y = y.detach().double().to(y_hat.device)
+    residual = (y - y_hat.double()).square().sum(0)
+    total = (y - y.mean(0)).square().sum(0).clamp_min(1e-12)
     return 1 - residual / total
 
 
