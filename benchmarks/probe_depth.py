@@ -23,8 +23,9 @@ from torch import nn
 
 import world_model
 from world_model.dataset import Dataset
-from world_model.monitors import REACHER_PROBE_NAMES, r_squared, reacher_probe_targets, ridge_fit
-from world_model.train import _probe_rows, encode_frames
+from world_model.monitors import REACHER_PROBE_NAMES, r_squared, reacher_probe_targets, ridge_cv, ridge_fit
+from world_model.probe import probe_rows
+from world_model.train import encode_frames
 from world_model.windows import split_episodes
 
 
@@ -62,8 +63,8 @@ def main() -> None:
     model = world_model.load(args.checkpoint).eval()
     ds = Dataset(args.dataset, verify="size")
     train_eps, held_eps = split_episodes(ds.num_episodes, args.held_out_fraction)
-    train_frames, train_qpos = _probe_rows(ds, train_eps, args.frames, seed=2)
-    held_frames, held_qpos = _probe_rows(ds, held_eps, args.held_frames, seed=3)
+    train_frames, train_qpos = probe_rows(ds, train_eps, args.frames, seed=2)
+    held_frames, held_qpos = probe_rows(ds, held_eps, args.held_frames, seed=3)
     device = torch.device("cpu")
     with torch.no_grad():
         z_train = encode_frames(model, train_frames, device).double()  # [N, D]
@@ -71,7 +72,7 @@ def main() -> None:
     y_train = reacher_probe_targets(torch.as_tensor(train_qpos, dtype=torch.float64))  # [N, 6]
     y_held = reacher_probe_targets(torch.as_tensor(held_qpos, dtype=torch.float64))  # [M, 6]
     machine = {"cpus": os.cpu_count(), "machine": platform.processor() or platform.machine()}
-    probes = {"linear (ridge)": ridge_fit(z_train, y_train)}
+    probes = {"linear (ridge)": ridge_fit(z_train, y_train, ridge_cv(z_train, y_train))}
     probes["mlp 256x2"] = mlp_probe(z_train, y_train, args.mlp_steps)
     for name, fn in probes.items():
         with torch.no_grad():

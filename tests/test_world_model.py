@@ -14,7 +14,9 @@ from world_model.encoder import Encoder, stem_strides
 from world_model.monitors import (
     dimension_std,
     effective_rank,
+    RIDGE_GRID,
     linear_probe,
+    ridge_cv,
     reacher_probe_targets,
     rollout_error,
 )
@@ -166,6 +168,24 @@ def test_rollout_is_predict_with_a_sliding_window():
     assert torch.allclose(rolled, torch.stack([z1, z2, z3], 1), atol=1e-6)
 
 
+def test_rollout_grows_a_short_history_window_like_forward():
+    """history 3 started from one latent: the window grows 1 -> 2 -> 3 then slides; each step
+    must equal the predictor's forward on that window (the rollout's cached path), gradients included."""
+    model = WorldModel(tiny_config(history=3))
+    randomise_zero_init(model.predictor)
+    z0, actions = torch.randn(B, 1, DIM, requires_grad=True), torch.randn(B, 4, A)
+    rolled = model.rollout(z0, actions)
+    seq, expected = [z0[:, 0]], []
+    for h in range(4):
+        lo = max(0, h + 1 - 3)
+        window = torch.stack(seq[lo:], 1)  # [B, n, D], n <= 3
+        expected.append(model.predictor(window, actions[:, lo : h + 1])[:, -1])
+        seq.append(expected[-1])
+    assert torch.allclose(rolled, torch.stack(expected, 1), atol=1e-5)
+    rolled[:, -1].sum().backward()
+    assert z0.grad is not None and z0.grad.abs().sum() > 0
+
+
 def test_predictor_learns_action_effects_and_rolls_them_out():
     """Latents that are a linear image of a point moved by the actions: after teacher-forced
     training the 3-step rollout must beat copying the last latent by far. A misaligned action
@@ -281,6 +301,20 @@ def test_linear_probe_scores_what_is_linearly_there():
     y = torch.stack([z[:, 0] * 2 + z[:, 3], torch.randn(600, generator=g)], 1)  # decodable, pure noise
     r2 = linear_probe(z[:400], y[:400], z[400:], y[400:])
     assert r2[0] > 0.999 and r2[1] < 0.05
+
+
+def test_ridge_cv_shrinks_when_rows_are_few_and_features_many():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(260, 200, generator=g)  # nearly as many features as training rows
+    y = (z[:, :1] + 2.0 * torch.randn(260, 1, generator=g))  # one weak signal in heavy noise
+    chosen = ridge_cv(z[:200], y[:200])
+    assert chosen > RIDGE_GRID[0]  # the weakest ridge fits the noise
+    cv = linear_probe(z[:200], y[:200], z[200:], y[200:])
+    weakest = linear_probe(z[:200], y[:200], z[200:], y[200:], ridge=RIDGE_GRID[0])
+    assert cv[0] > weakest[0] + 0.1
+    # plenty of clean rows: no shrinkage needed, the smallest ridges score alike and one is picked
+    clean = torch.randn(2000, 4, generator=g)
+    assert ridge_cv(clean, clean[:, :1] * 3) <= 1e-2
 
 
 def test_rollout_error_has_one_value_per_step():

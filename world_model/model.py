@@ -133,16 +133,8 @@ class WorldModel(nn.Module):
             raise ValueError(
                 f"past_actions must be [B, K-1, A] = {(b, k - 1, actions.shape[2])}, got {tuple(past_actions.shape)}"
             )
-        z_window, a_window = z_hist, torch.cat([past_actions, actions[:, :1]], dim=1)  # [B, K, D], [B, K, A]
-        out = []
-        for h in range(actions.shape[1]):
-            z_next = self.predictor(z_window, a_window)[:, -1]  # [B, D]
-            out.append(z_next)
-            # slide: drop the oldest latent, append the prediction; the matching action joins next step
-            z_window = torch.cat([z_window, z_next[:, None]], dim=1)[:, -self.cfg.history :]
-            if h + 1 < actions.shape[1]:
-                a_window = torch.cat([a_window, actions[:, h + 1 : h + 2]], dim=1)[:, -self.cfg.history :]
-        return torch.stack(out, dim=1)  # [B, H, D]
+        sequence = torch.cat([past_actions, actions], dim=1)  # [B, K-1+H, A]
+        return self.predictor.rollout(z_hist, sequence, actions.shape[1])  # [B, H, D]
 
     def energy(self, z_a: Tensor, z_b: Tensor, metric: str | None = None) -> Tensor:
         """Distance between representations, averaged over D so typical values are O(1)

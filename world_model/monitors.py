@@ -88,16 +88,48 @@ def ridge_fit(z: Tensor, y: Tensor, ridge: float = 1e-3) -> RidgeMap:
     return RidgeMap(mean, std, torch.linalg.solve(x.T @ x + reg, x.T @ y))  # weights [D+1, K]
 
 
+RIDGE_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
 @torch.no_grad()
-def linear_probe(z_train: Tensor, y_train: Tensor, z_test: Tensor, y_test: Tensor, ridge: float = 1e-3) -> Tensor:
+def ridge_cv(z: Tensor, y: Tensor, grid: tuple[float, ...] = RIDGE_GRID, folds: int = 5) -> float:
+    """The ridge strength from `grid` with the lowest k-fold squared error on these rows.
+
+    z [N, D], y [N, K] -> ridge. Folds are contiguous blocks of rows, so rows drawn in episode
+    order keep most of an episode in one fold and a fold scores frames of episodes it did not
+    fit on. Chosen on training rows only: the held-out rows never pick the probe.
+    """
+    n = len(z)
+    if n < 2 * folds:
+        raise ValueError(f"ridge_cv needs at least {2 * folds} rows for {folds} folds, got {n}")
+    edges = torch.linspace(0, n, folds + 1).long().tolist()
+    errors = []
+    for ridge in grid:
+        total = 0.0
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            keep = torch.ones(n, dtype=torch.bool)
+            keep[lo:hi] = False
+            fit = ridge_fit(z[keep], y[keep], ridge)
+            total += (fit(z[lo:hi]) - y[lo:hi].double().to(z.device)).square().sum().item()
+        errors.append(total)
+    return grid[errors.index(min(errors))]
+
+
+@torch.no_grad()
+def linear_probe(
+    z_train: Tensor, y_train: Tensor, z_test: Tensor, y_test: Tensor, ridge: float | None = None
+) -> Tensor:
     """Ridge probe fitted on the training rows, scored on held-out rows.
 
     Args:
         z_train: [N, D], y_train: [N, K] rows used to fit
         z_test: [M, D], y_test: [M, K] held-out rows used to score
+        ridge: ridge strength; None chooses it by cross-validation on the training rows (ridge_cv)
     Returns:
         R^2 per target [K] (float64; 1 perfect, 0 no better than the held-out mean, can be negative)
     """
+    if ridge is None:
+        ridge = ridge_cv(z_train, y_train)
     return r_squared(ridge_fit(z_train, y_train, ridge)(z_test), y_test)
 
 

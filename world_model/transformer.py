@@ -90,7 +90,13 @@ class AdaLNBlock(nn.Module):
         Returns:
             [B, N, W]
         """
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(cond).chunk(6, dim=-1)
+        return self.modulated(x, self.modulation(cond), mask)
+
+    def modulated(self, x: Tensor, modulation: Tensor, mask: Tensor | None = None) -> Tensor:
+        """forward with the modulation already computed: x [B, N, W], modulation [B, N, 6W]
+        (self.modulation(cond)) -> [B, N, W]. Lets a rollout compute each action's modulation
+        once instead of once per window it appears in."""
+        shift1, scale1, gate1, shift2, scale2, gate2 = modulation.chunk(6, dim=-1)
         x = x + gate1 * self.attn(self.norm1(x) * (1 + scale1) + shift1, mask)
         return x + gate2 * self.mlp(self.norm2(x) * (1 + scale2) + shift2)
 
