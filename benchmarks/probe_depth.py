@@ -1,7 +1,7 @@
 """Linear vs non-linear probe: is the pose missing from the representation, or only not linear in it?
 
     PYTHONPATH=. python benchmarks/probe_depth.py --checkpoint RUN/latest --dataset cache/datasets/<env>-<hash>
-        [--frames 20000] [--held-out-fraction 0.1]
+        [--frames 20000] [--held-out-fraction 0.1] [--features z|trunk] [--mlp-steps 0]
 
 Encodes frames of the training and held-out episodes (the same split as world_model.train: the last
 episodes are held out), fits on the training rows a ridge probe (the training monitor's) and a small
@@ -49,6 +49,14 @@ def mlp_probe(z: torch.Tensor, y: torch.Tensor, steps: int, seed: int = 0):
     return lambda x: net((x.float() - mean) / std)
 
 
+@torch.no_grad()
+def trunk_features(model, frames, chunk: int = 500) -> torch.Tensor:
+    """uint8 frames [N, H, W, 3] -> the encoder's tokens before the head, flattened: [N, 64 * width]"""
+    out = [model.encoder.tokens(torch.from_numpy(frames[i : i + chunk])[:, None]).flatten(1).double()
+           for i in range(0, len(frames), chunk)]  # each [n, 64 * width]
+    return torch.cat(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
@@ -56,7 +64,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=20000, help="training rows for both probes")
     parser.add_argument("--held-frames", type=int, default=3000)
     parser.add_argument("--held-out-fraction", type=float, default=0.1)
-    parser.add_argument("--mlp-steps", type=int, default=3000)
+    parser.add_argument("--mlp-steps", type=int, default=3000, help="0 skips the MLP probe")
+    parser.add_argument("--features", choices=("z", "trunk"), default="z",
+                        help="z: the representation; trunk: the encoder's tokens before the head (64 x width)")
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -67,18 +77,22 @@ def main() -> None:
     held_frames, held_qpos = probe_rows(ds, held_eps, args.held_frames, seed=3)
     device = torch.device("cpu")
     with torch.no_grad():
-        z_train = encode_frames(model, train_frames, device).double()  # [N, D]
-        z_held = encode_frames(model, held_frames, device).double()  # [M, D]
+        if args.features == "z":
+            z_train = encode_frames(model, train_frames, device).double()  # [N, D]
+            z_held = encode_frames(model, held_frames, device).double()  # [M, D]
+        else:
+            z_train, z_held = trunk_features(model, train_frames), trunk_features(model, held_frames)
     y_train = reacher_probe_targets(torch.as_tensor(train_qpos, dtype=torch.float64))  # [N, 6]
     y_held = reacher_probe_targets(torch.as_tensor(held_qpos, dtype=torch.float64))  # [M, 6]
     machine = {"cpus": os.cpu_count(), "machine": platform.processor() or platform.machine()}
     probes = {"linear (ridge)": ridge_fit(z_train, y_train, ridge_cv(z_train, y_train))}
-    probes["mlp 256x2"] = mlp_probe(z_train, y_train, args.mlp_steps)
+    if args.mlp_steps > 0:
+        probes["mlp 256x2"] = mlp_probe(z_train, y_train, args.mlp_steps)
     for name, fn in probes.items():
         with torch.no_grad():
             r2 = r_squared(fn(z_held), y_held)
         print(json.dumps({
-            "probe": name, "train_rows": len(z_train), "held_rows": len(z_held),
+            "probe": name, "features": args.features, "dims": z_train.shape[1], "train_rows": len(z_train), "held_rows": len(z_held),
             **{name_: round(r2[i].item(), 3) for i, name_ in enumerate(REACHER_PROBE_NAMES)},
             "joints": round(r2[:4].mean().item(), 3), "fingertip": round(r2[4:].mean().item(), 3),
             "seconds": round(time.perf_counter() - start, 1), **machine,

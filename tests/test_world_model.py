@@ -97,6 +97,15 @@ def test_encoder_shapes(representation, dim):
     assert z.shape == (2, 3, dim) == (2, 3, cfg.latent_dim)
 
 
+def test_encoder_tokens_are_what_the_head_reads():
+    model = WorldModel(tiny_config(representation="tokens", token_dim=4))
+    frames = torch.randint(0, 256, (2, 3, SIZE, SIZE, 3), dtype=torch.uint8)
+    tokens = model.encoder.tokens(frames)
+    assert tokens.shape == (6, 64, 32)  # [B*T, 8*8 cells, encoder_width]
+    z = model.encoder.head(tokens).flatten(1).view(2, 3, -1)  # [B, T, 64 * token_dim]
+    assert torch.equal(z, model.encode(frames))
+
+
 @pytest.mark.parametrize("size, strides", [(32, [2, 2]), (64, [2, 2, 2]), (96, [3, 2, 2]), (128, [2, 2, 2, 2])])
 def test_every_image_size_reaches_an_8x8_map(size, strides):
     assert stem_strides(size) == strides

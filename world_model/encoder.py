@@ -116,6 +116,17 @@ class Encoder(nn.Module):
         Returns:
             z [B, T, D], D = out_dim
         """
+        b, t = frames.shape[:2]
+        tokens = self.tokens(frames)  # [B*T, 64, width]
+        if self.representation == "pooled":
+            z = self.head(self.pool(tokens))  # [B*T, dim]
+        else:
+            z = self.head(tokens).flatten(1)  # [B*T, 64 * token_dim]
+        return z.view(b, t, -1)  # [B, T, D]
+
+    def tokens(self, frames: Tensor) -> Tensor:
+        """The transformer's normalised output tokens, before the head: frames uint8
+        [B, T, H, W, 3] -> [B*T, 64, width]. For analysis (what the head keeps); plan with forward."""
         if frames.dtype != torch.uint8 or frames.ndim != 5 or frames.shape[-1] != 3:
             raise ValueError(
                 f"frames must be uint8 [B, T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}; "
@@ -133,9 +144,4 @@ class Encoder(nn.Module):
         tokens = x.flatten(2).transpose(1, 2) + self.position  # [B*T, 64, width]
         for block in self.blocks:
             tokens = block(tokens)
-        tokens = self.norm(tokens)
-        if self.representation == "pooled":
-            z = self.head(self.pool(tokens))  # [B*T, dim]
-        else:
-            z = self.head(tokens).flatten(1)  # [B*T, 64 * token_dim]
-        return z.view(b, t, -1)  # [B, T, D]
+        return self.norm(tokens)
