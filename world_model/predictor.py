@@ -70,8 +70,8 @@ class Predictor(nn.Module):
         What is independent of the step is computed once: the action embedding and every
         block's modulation for the whole action sequence, and the input embedding of each latent
         (a latent is embedded once, not once per window it appears in). Only the newest token's
-        output is projected back to D. For 7,500 planning candidates this takes 10% off a
-        rollout at D = 256 and 20% at D = 1,024 (docs/BENCHMARKS.md).
+        output is projected back to D. For 7,500 planning candidates this takes 20-28% off a
+        rollout at D = 1,024 and nothing measurable at D = 256 (docs/BENCHMARKS.md).
 
         Args:
             z: history latents [B, K, D], K <= history
