@@ -80,3 +80,10 @@ def test_model_that_does_not_match_the_data_is_refused(tiny_data, tmp_path):
     cfg = tiny_train_config(tiny_data, tmp_path / "bad", world_model=WorldModelConfig(**{**TINY_MODEL, "image_size": 64}))
     with pytest.raises(ValueError, match="32px"):
         train(cfg, progress=False)
+
+
+def test_too_few_probe_frames_are_refused_before_training(tiny_data, tmp_path):
+    cfg = tiny_train_config(tiny_data, tmp_path / "few", probe_frames=5)
+    with pytest.raises(ValueError, match="probe_frames >= 10"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "few").exists()  # refused before anything was written

@@ -183,6 +183,12 @@ def train(cfg, progress: bool = True) -> Path:
     """Trains (or resumes, or reuses) the run described by `cfg`; returns the run folder."""
     from tqdm import tqdm
 
+    if cfg.probe_frames < 10 or cfg.probe_held_frames < 1:
+        # the probe's ridge is chosen by 5-fold cross-validation, which needs 2 rows per fold
+        raise ValueError(
+            f"probe_frames={cfg.probe_frames}, probe_held_frames={cfg.probe_held_frames}: "
+            "the linear probe needs probe_frames >= 10 and probe_held_frames >= 1"
+        )
     folder = run_dir(cfg)
     if (folder / "summary.json").exists():
         print(f"world model already trained at {folder}")
