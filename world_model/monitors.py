@@ -80,12 +80,23 @@ def ridge_fit(z: Tensor, y: Tensor, ridge: float = 1e-3) -> RidgeMap:
     Features are standardised with these rows' statistics so `ridge` means the same at any
     latent scale; the bias is not shrunk. Nothing flows back to whatever produced z.
     """
+    return ridge_fits(z, y, (ridge,))[0]
+
+
+@torch.no_grad()
+def ridge_fits(z: Tensor, y: Tensor, ridges: tuple[float, ...]) -> list[RidgeMap]:
+    """ridge_fit for several strengths on the same rows: z [N, D], y [N, K] -> one map per ridge.
+    The standardisation and the Gram matrix, most of the work, are computed once for all."""
     z, y = z.detach().double(), y.detach().double().to(z.device)
     mean, std = z.mean(0), z.std(0) + 1e-8
     x = F.pad((z - mean) / std, (0, 1), value=1.0)  # [N, D+1], last column = bias
-    reg = ridge * len(x) * torch.eye(x.shape[1], dtype=torch.float64, device=z.device)
-    reg[-1, -1] = 0
-    return RidgeMap(mean, std, torch.linalg.solve(x.T @ x + reg, x.T @ y))  # weights [D+1, K]
+    gram, xty = x.T @ x, x.T @ y  # [D+1, D+1], [D+1, K]
+    maps = []
+    for ridge in ridges:
+        reg = ridge * len(x) * torch.eye(x.shape[1], dtype=torch.float64, device=z.device)
+        reg[-1, -1] = 0
+        maps.append(RidgeMap(mean, std, torch.linalg.solve(gram + reg, xty)))  # weights [D+1, K]
+    return maps
 
 
 RIDGE_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -103,15 +114,13 @@ def ridge_cv(z: Tensor, y: Tensor, grid: tuple[float, ...] = RIDGE_GRID, folds: 
     if n < 2 * folds:
         raise ValueError(f"ridge_cv needs at least {2 * folds} rows for {folds} folds, got {n}")
     edges = torch.linspace(0, n, folds + 1).long().tolist()
-    errors = []
-    for ridge in grid:
-        total = 0.0
-        for lo, hi in zip(edges[:-1], edges[1:]):
-            keep = torch.ones(n, dtype=torch.bool)
-            keep[lo:hi] = False
-            fit = ridge_fit(z[keep], y[keep], ridge)
-            total += (fit(z[lo:hi]) - y[lo:hi].double().to(z.device)).square().sum().item()
-        errors.append(total)
+    errors = [0.0] * len(grid)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        keep = torch.ones(n, dtype=torch.bool)
+        keep[lo:hi] = False
+        held = y[lo:hi].double().to(z.device)  # [n_fold, K]
+        for i, fit in enumerate(ridge_fits(z[keep], y[keep], grid)):
+            errors[i] += (fit(z[lo:hi]) - held).square().sum().item()
     return grid[errors.index(min(errors))]
 
 

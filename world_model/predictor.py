@@ -35,6 +35,15 @@ class Predictor(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
+    def _check_latents(self, z: Tensor) -> tuple[int, int]:
+        """z [B, K, D] with 1 <= K <= history -> (B, K); anything else is refused."""
+        if z.ndim != 3 or z.shape[2] != self.dim or not 1 <= z.shape[1] <= self.history:
+            raise ValueError(
+                f"z must be [B, K, {self.dim}] with 1 <= K <= history={self.history}, got {tuple(z.shape)}; "
+                "pass the last `history` latents"
+            )
+        return z.shape[0], z.shape[1]
+
     def forward(self, z: Tensor, actions: Tensor) -> Tensor:
         """Args:
             z: latents [B, K, D], K <= history
@@ -42,12 +51,7 @@ class Predictor(nn.Module):
         Returns:
             predicted next latents [B, K, D]; row t predicts z_{t+1}
         """
-        b, k, d = z.shape
-        if d != self.dim or k < 1 or k > self.history:
-            raise ValueError(
-                f"z must be [B, K, {self.dim}] with 1 <= K <= history={self.history}, got {tuple(z.shape)}; "
-                "pass the last `history` latents"
-            )
+        b, k = self._check_latents(z)
         if actions.shape != (b, k, self.action_dim):
             raise ValueError(
                 f"actions must be [B, K, A] = {(b, k, self.action_dim)} to match z, got {tuple(actions.shape)}"
@@ -81,9 +85,7 @@ class Predictor(nn.Module):
         Returns:
             [B, H, D]; row h is the latent after actions[:, K - 1 + h]
         """
-        b, k, d = z.shape
-        if d != self.dim or k < 1 or k > self.history:
-            raise ValueError(f"z must be [B, K, {self.dim}] with 1 <= K <= history={self.history}, got {tuple(z.shape)}")
+        b, k = self._check_latents(z)
         if horizon < 1 or actions.shape != (b, k - 1 + horizon, self.action_dim):
             raise ValueError(
                 f"actions must be [B, K-1+H, A] = {(b, k - 1 + horizon, self.action_dim)} with H >= 1, "
