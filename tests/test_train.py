@@ -9,7 +9,7 @@ import torch
 import world_model
 from world_model.losses import LossConfig
 from world_model.model import WorldModelConfig
-from world_model.train import OptimConfig, TrainConfig, TrainingDiverged, train
+from world_model.train import OptimConfig, TrainConfig, TrainingDiverged, train, warmup_cosine
 from world_model.windows import WindowSampler
 
 from conftest import TINY_MODEL
@@ -87,3 +87,19 @@ def test_too_few_probe_frames_are_refused_before_training(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="probe_frames >= 10"):
         train(cfg, progress=False)
     assert not (tmp_path / "few").exists()  # refused before anything was written
+
+
+def test_schedule_holds_the_peak_then_decays_over_the_last_fraction():
+    plain = warmup_cosine(warmup=10, total=110, min_ratio=0.05)
+    wsd = warmup_cosine(warmup=10, total=110, min_ratio=0.05, decay_fraction=0.3)
+    assert plain(0) == wsd(0) == pytest.approx(0.1)  # same linear warm-up
+    assert plain(40) < 0.9 and wsd(40) == 1.0 and wsd(80) == 1.0  # held until the last 30 steps
+    assert 0.05 < wsd(95) < 1.0 and wsd(95) > plain(95)
+    assert wsd(109) == pytest.approx(plain(109), abs=0.01) and wsd(110) == pytest.approx(0.05)
+    assert all(wsd(s) >= wsd(s + 1) for s in range(10, 110))  # never rises after warm-up
+
+
+def test_decay_fraction_outside_its_range_is_refused(tiny_data, tmp_path):
+    cfg = tiny_train_config(tiny_data, tmp_path / "wsd", optim=OptimConfig(decay_fraction=0.0))
+    with pytest.raises(ValueError, match="decay_fraction"):
+        train(cfg, progress=False)

@@ -33,7 +33,7 @@ from world_model.windows import WindowSampler, split_episodes
 
 @dataclass
 class OptimConfig:
-    """AdamW with linear warm-up then cosine decay."""
+    """AdamW with linear warm-up, a constant peak, then cosine decay over the last decay_fraction."""
 
     batch_size: int = 64
     """Clips per step."""
@@ -45,6 +45,9 @@ class OptimConfig:
     """Linear warm-up length in steps."""
     min_lr_ratio: float = 0.05
     """Final learning rate as a fraction of the peak."""
+    decay_fraction: float = 1.0
+    """Share of the post-warm-up steps, at the end, over which the cosine decay runs; before it the
+    rate holds at the peak (1.0: plain warm-up + cosine; 0.3: warmup-stable-decay)."""
     grad_clip: float = 1.0
     """Global gradient-norm clip."""
 
@@ -129,11 +132,16 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def warmup_cosine(warmup: int, total: int, min_ratio: float):
+def warmup_cosine(warmup: int, total: int, min_ratio: float, decay_fraction: float = 1.0):
+    """Learning-rate factor per step: linear warm-up, the peak held, cosine decay over the last
+    decay_fraction of the steps after warm-up (ends at min_ratio on the last step)."""
+    decay_steps = max(1, round(decay_fraction * (total - warmup)))
+    decay_start = total - decay_steps
+
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        progress = min(1.0, max(0.0, (step - decay_start) / decay_steps))
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
@@ -189,6 +197,8 @@ def train(cfg, progress: bool = True) -> Path:
             f"probe_frames={cfg.probe_frames}, probe_held_frames={cfg.probe_held_frames}: "
             "the linear probe needs probe_frames >= 10 and probe_held_frames >= 1"
         )
+    if not 0.0 < cfg.optim.decay_fraction <= 1.0:
+        raise ValueError(f"optim.decay_fraction={cfg.optim.decay_fraction}: it must lie in (0, 1] (1.0 = plain cosine)")
     folder = run_dir(cfg)
     if (folder / "summary.json").exists():
         print(f"world model already trained at {folder}")
@@ -223,7 +233,7 @@ def train(cfg, progress: bool = True) -> Path:
     loss_fn = JEPALoss(loss_cfg, model).to(device)
     optimizer = _optimizer(cfg.optim, [model, loss_fn])
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(cfg.optim.warmup_steps, cfg.steps, cfg.optim.min_lr_ratio)
+        optimizer, warmup_cosine(cfg.optim.warmup_steps, cfg.steps, cfg.optim.min_lr_ratio, cfg.optim.decay_fraction)
     )
     step = 0
     best = math.inf
