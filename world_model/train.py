@@ -45,7 +45,7 @@ class OptimConfig:
     """Linear warm-up length in steps."""
     min_lr_ratio: float = 0.05
     """Final learning rate as a fraction of the peak."""
-    decay_fraction: float = 1.0
+    decay_fraction: float = 0.3
     """Share of the post-warm-up steps, at the end, over which the cosine decay runs; before it the
     rate holds at the peak (1.0: plain warm-up + cosine; 0.3: warmup-stable-decay)."""
     grad_clip: float = 1.0
