@@ -21,6 +21,7 @@ import torch
 
 import envs
 import world_model
+from world_model.train import encode_frames
 
 
 def greedy_success(energy: np.ndarray, goal: tuple[int, int], radius: int = 1) -> float:
@@ -68,9 +69,7 @@ def main() -> None:
     wrist = np.linspace(-2.7, 2.7, g)
     t0 = time.time()
     frames = np.stack([env.render_qpos(np.array([s, w, *env.qpos[2:]])) for s in shoulder for w in wrist])
-    with torch.no_grad():
-        z = torch.cat([wm.encode(torch.from_numpy(frames[i:i + 256])[:, None])[:, 0]
-                       for i in range(0, len(frames), 256)])  # [G*G, D]
+    z = encode_frames(wm.encode, frames, torch.device("cpu"))  # [G*G, D]
     print(f"rendered and encoded {len(frames)} frames in {time.time() - t0:.1f} s")
 
     cells, ch = 8, wm.cfg.token_dim  # the encoder always ends on an 8x8 map

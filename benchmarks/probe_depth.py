@@ -49,14 +49,6 @@ def mlp_probe(z: torch.Tensor, y: torch.Tensor, steps: int, seed: int = 0):
     return lambda x: net((x.float() - mean) / std)
 
 
-@torch.no_grad()
-def trunk_features(model, frames, chunk: int = 500) -> torch.Tensor:
-    """uint8 frames [N, H, W, 3] -> the encoder's tokens before the head, flattened: [N, 64 * width]"""
-    out = [model.encoder.tokens(torch.from_numpy(frames[i : i + chunk])[:, None]).flatten(1).double()
-           for i in range(0, len(frames), chunk)]  # each [n, 64 * width]
-    return torch.cat(out)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
@@ -76,12 +68,9 @@ def main() -> None:
     train_frames, train_qpos = probe_rows(ds, train_eps, args.frames, seed=2)
     held_frames, held_qpos = probe_rows(ds, held_eps, args.held_frames, seed=3)
     device = torch.device("cpu")
-    with torch.no_grad():
-        if args.features == "z":
-            z_train = encode_frames(model, train_frames, device).double()  # [N, D]
-            z_held = encode_frames(model, held_frames, device).double()  # [M, D]
-        else:
-            z_train, z_held = trunk_features(model, train_frames), trunk_features(model, held_frames)
+    encode = model.encode if args.features == "z" else model.encoder.tokens  # rows [n, D] or [n, 64 * width]
+    z_train = encode_frames(encode, train_frames, device).double()  # [N, F]
+    z_held = encode_frames(encode, held_frames, device).double()  # [M, F]
     y_train = reacher_probe_targets(torch.as_tensor(train_qpos, dtype=torch.float64))  # [N, 6]
     y_held = reacher_probe_targets(torch.as_tensor(held_qpos, dtype=torch.float64))  # [M, 6]
     machine = {"cpus": os.cpu_count(), "machine": platform.processor() or platform.machine()}

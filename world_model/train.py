@@ -13,6 +13,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,12 +157,15 @@ def _optimizer(cfg: OptimConfig, modules: list[torch.nn.Module]) -> torch.optim.
 
 
 @torch.no_grad()
-def encode_frames(model: WorldModel, frames: np.ndarray, device: torch.device, chunk: int = 256) -> torch.Tensor:
-    """uint8 [N, H, W, 3] -> z [N, D] (on the CPU), in chunks."""
+def encode_frames(
+    encode: Callable[[torch.Tensor], torch.Tensor], frames: np.ndarray, device: torch.device, chunk: int = 256
+) -> torch.Tensor:
+    """uint8 frames [N, H, W, 3] through `encode` (model.encode, or model.encoder.tokens for the
+    trunk), which takes uint8 [n, 1, H, W, 3], in chunks -> one flattened row per frame [N, F] on the CPU."""
     out = []
     for i in range(0, len(frames), chunk):
         batch = torch.from_numpy(np.ascontiguousarray(frames[i : i + chunk])).to(device)
-        out.append(model.encode(batch[:, None])[:, 0].float().cpu())  # [n, 1, H, W, 3] -> [n, D]
+        out.append(encode(batch[:, None]).flatten(1).float().cpu())  # [n, 1, H, W, 3] -> [n, F]
     return torch.cat(out)
 
 
@@ -172,7 +176,7 @@ def monitor(model: WorldModel, loss_fn: JEPALoss, clips: dict, probe: dict, devi
     frames, actions = clips["frames"].to(device), clips["actions"].to(device).float()
     held_loss = loss_fn(model, frames, actions)
     errors = rollout_error(model, frames, actions)
-    z = encode_frames(model, probe["held_frames"], device)
+    z = encode_frames(model.encode, probe["held_frames"], device)
     report = {
         "held_loss": held_loss["loss"].item(),
         "held_prediction": held_loss["prediction"].item(),
@@ -181,7 +185,7 @@ def monitor(model: WorldModel, loss_fn: JEPALoss, clips: dict, probe: dict, devi
         "dim_std": dimension_std(z),
         "effective_rank": effective_rank(z),
     }
-    z_train = encode_frames(model, probe["train_frames"], device)
+    z_train = encode_frames(model.encode, probe["train_frames"], device)
     report.update(probe_report(z_train, probe["train_qpos"], z, probe["held_qpos"]))
     model.train()
     return report
