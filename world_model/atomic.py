@@ -1,8 +1,9 @@
-"""Crash-safe file writes shared by datasets and checkpoints."""
+"""Crash-safe file and folder writes shared by datasets and checkpoints."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -30,3 +31,21 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def replace_dir_atomic(new: Path, target: Path, previous: Path) -> None:
+    """Put the finished folder `new` at `target` by renames, so that a kill at any instant leaves
+    a complete folder at `target`, or at `previous` (the folder `target` held before) while the
+    new one is not in place yet. `previous` is deleted only once `new` is durably at `target`.
+    All three paths must lie in the same folder."""
+    parent = target.parent
+    if target.exists():
+        # without `target`, an existing `previous` is the only complete copy: keep it until the end
+        if previous.exists():
+            shutil.rmtree(previous)
+        os.replace(target, previous)
+        fsync_dir(parent)
+    os.replace(new, target)
+    fsync_dir(parent)
+    if previous.exists():
+        shutil.rmtree(previous)

@@ -6,8 +6,12 @@
                                  containers only, read back with weights_only=True
     <folder>/checkpoint.json     configs, step, and sha256 + size of each file above
 
-The manifest is written last, so a folder whose save was interrupted fails verification
-instead of loading a mix of old and new files.
+A folder changes in one step: save() writes every file into a fresh sibling folder
+`.<name>.tmp-<random>`, verifies it, then renames the old `<name>` to `<name>.prev` and the new
+folder to `<name>`, and deletes `<name>.prev` last. A save killed at any moment (SIGKILL, full
+disk) leaves a complete checkpoint at `<name>`, or at `<name>.prev` when it died between the two
+renames; newest_verified() finds it and restore_newest() moves it back to `<name>`. Leftover
+`.<name>.tmp-*` folders are deleted by the next save. One process saves a given `<name>` at a time.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import json
 import os
 import pickle
 import random
+import secrets
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,7 +36,7 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 from torch import nn
 
-from world_model.atomic import write_bytes_atomic
+from world_model.atomic import fsync_dir, replace_dir_atomic, write_bytes_atomic
 from world_model.losses import JEPALoss, LossConfig
 from world_model.model import WorldModel, WorldModelConfig
 
@@ -87,7 +93,9 @@ def save(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any | None = None,
 ) -> Path:
-    """Save a checkpoint folder (created if needed); returns the manifest path.
+    """Save a checkpoint folder, replacing any folder there in one step; returns the manifest path.
+
+    The folder holds only what save writes (anything else put in it is dropped by the next save).
 
     Args:
         model: the world model; its cfg goes into the manifest
@@ -98,7 +106,6 @@ def save(
         optimizer, scheduler: saved in the training state when given
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     if loss_cfg is None and loss_fn is not None:
         loss_cfg = loss_fn.cfg
     manifest = {
@@ -119,9 +126,7 @@ def save(
         ) from e
 
     # safetensors refuses non-contiguous or shared tensors; the model has none tied, so copies are exact
-    weights = safetensors_save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
-    write_bytes_atomic(folder / WEIGHTS, weights)
-    manifest["files"][WEIGHTS] = _file_record(weights)
+    files = {WEIGHTS: safetensors_save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})}
 
     if optimizer is not None or scheduler is not None or loss_fn is not None:
         state = {
@@ -133,12 +138,36 @@ def save(
         }
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        write_bytes_atomic(folder / TRAINING_STATE, buffer.getvalue())
-        manifest["files"][TRAINING_STATE] = _file_record(buffer.getvalue())
+        files[TRAINING_STATE] = buffer.getvalue()
 
-    manifest_bytes = json.dumps(manifest, indent=2).encode()
-    write_bytes_atomic(folder / MANIFEST, manifest_bytes)
+    manifest["files"] = {name: _file_record(data) for name, data in files.items()}
+    files[MANIFEST] = json.dumps(manifest, indent=2).encode()
+    _write_folder(folder, files)
     return folder / MANIFEST
+
+
+def previous_of(folder: str | os.PathLike) -> Path:
+    """Where save() keeps the checkpoint that `folder` held until the new one is in place."""
+    folder = Path(folder)
+    return folder.with_name(f"{folder.name}.prev")
+
+
+def _write_folder(folder: Path, files: Mapping[str, bytes]) -> None:
+    """Write `files` into a fresh temporary sibling of `folder`, verify it, then rename it into
+    place; a kill at any point leaves the old checkpoint (at `folder` or its .prev) intact."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in folder.parent.glob(f".{folder.name}.tmp-*"):  # left by a save that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = folder.with_name(f".{folder.name}.tmp-{secrets.token_hex(4)}")
+    tmp.mkdir()
+    try:
+        for name, data in files.items():  # the manifest last: it is the last key
+            write_bytes_atomic(tmp / name, data)
+        verify(tmp)
+        replace_dir_atomic(tmp, folder, previous_of(folder))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _folder(path: str | os.PathLike) -> Path:
@@ -178,6 +207,77 @@ def _verified_bytes(folder: Path, name: str, manifest: Mapping[str, Any]) -> byt
             "after saving. Copy it again from the source or use another checkpoint."
         )
     return data
+
+
+def verify(path: str | os.PathLike) -> dict[str, Any]:
+    """Check that the manifest is readable and every file it lists has its recorded size and
+    sha256; returns the manifest. Raises CheckpointError naming the first file that does not."""
+    folder = _folder(path)
+    manifest = read_manifest(folder)
+    if not isinstance(manifest.get("files"), dict):
+        raise CheckpointError(f"{folder / MANIFEST} lists no files; the manifest was altered, use another checkpoint")
+    for name in manifest["files"]:
+        _verified_bytes(folder, name, manifest)
+    return manifest
+
+
+def _why_unverified(folder: Path) -> str | None:
+    """None when `folder` verifies, else why not (one line)."""
+    if not folder.is_dir():
+        return f"{folder} does not exist"
+    try:
+        verify(folder)
+    except CheckpointError as e:
+        return str(e)
+    return None
+
+
+def checkpoint_exists(folder: str | os.PathLike) -> bool:
+    """Whether a save() to `folder` has happened: `folder` or its .prev exists (a save killed
+    between its renames leaves only the .prev)."""
+    return Path(folder).exists() or previous_of(folder).exists()
+
+
+def newest_verified(folder: str | os.PathLike) -> Path | None:
+    """The newest of `folder` and its .prev that verifies, or None if neither does. `folder` is
+    always the newer: save() makes .prev from the folder it replaces."""
+    for candidate in (Path(folder), previous_of(folder)):
+        if _why_unverified(candidate) is None:
+            return candidate
+    return None
+
+
+def restore_newest(folder: str | os.PathLike) -> str | None:
+    """Make `folder` hold the newest checkpoint that verifies, so that code reading `folder`
+    continues from it: when only its .prev verifies, the .prev is renamed back to `folder` and an
+    unverified `folder` is kept aside as `<name>.unverified` (replacing an older one). Returns None
+    when `folder` verified as it was, else a one-line note of what was done. Raises
+    CheckpointError when neither verifies."""
+    folder = Path(folder)
+    why = _why_unverified(folder)
+    if why is None:
+        return None
+    prev = previous_of(folder)
+    prev_why = _why_unverified(prev)
+    if prev_why is not None:
+        raise CheckpointError(
+            f"neither {folder.name}/ nor {prev.name}/ in {folder.parent} verifies ({why}; {prev_why}); "
+            f"delete {folder.parent} to start over"
+        )
+    aside = folder.with_name(f"{folder.name}.unverified")
+    kept = ""
+    if folder.exists():
+        if aside.exists():
+            shutil.rmtree(aside)
+        os.replace(folder, aside)
+        kept = f", kept as {aside.name}/"
+    os.replace(prev, folder)
+    fsync_dir(folder.parent)
+    step = read_manifest(folder)["step"]
+    return (
+        f"{folder.name}/ does not verify ({why}{kept}); "
+        f"using {prev.name}/ at step {step}, moved back to {folder.name}/"
+    )
 
 
 def load(path: str | os.PathLike) -> WorldModel:

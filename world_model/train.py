@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from world_model.checkpoint import load, load_training_state, save
+from world_model.checkpoint import checkpoint_exists, load, load_training_state, restore_newest, save
 from world_model.collect import DataConfig, EnvConfig, collect, identity
 from world_model.dataset import Dataset, write_json_atomic
 from world_model.losses import JEPALoss, LossConfig
@@ -207,7 +207,7 @@ def train(cfg, progress: bool = True) -> Path:
     if (folder / "summary.json").exists():
         print(f"world model already trained at {folder}")
         return folder
-    if (folder / "latest").exists() and not cfg.resume:
+    if checkpoint_exists(folder / "latest") and not cfg.resume:
         raise RuntimeError(
             f"{folder} holds an unfinished run; pass resume=true to continue it, or delete the folder to start over"
         )
@@ -241,7 +241,10 @@ def train(cfg, progress: bool = True) -> Path:
     )
     step = 0
     best = math.inf
-    if cfg.resume and (folder / "latest").exists():
+    if cfg.resume and checkpoint_exists(folder / "latest"):
+        note = restore_newest(folder / "latest")  # a save killed mid-way leaves only latest.prev complete
+        if note:
+            print(note)
         model.load_state_dict(load(folder / "latest").state_dict())
         step = load_training_state(folder / "latest", optimizer, scheduler, loss_fn)
         best = json.loads((folder / "best.json").read_text())["held_loss"] if (folder / "best.json").exists() else best
