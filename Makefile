@@ -26,7 +26,7 @@ run: venv
 	MUJOCO_GL=$${MUJOCO_GL:-egl} $(BIN)/python -m agent.run $(ARGS)
 
 collect: venv
-	MUJOCO_GL=$${MUJOCO_GL:-egl} $(BIN)/python -m world_model.collect $(ARGS)
+	MUJOCO_GL=$${MUJOCO_GL:-egl} $(BIN)/python -m agent.collect $(ARGS)
 
 test: venv
 	MUJOCO_GL=$${MUJOCO_GL:-egl} $(BIN)/python -m pytest -q $(PYTEST_ARGS)

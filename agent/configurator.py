@@ -1,6 +1,7 @@
 """The configurator: for a task (env, goal kind, step budget) it decides the cost and the planner
 settings. It is the only place where those decisions are made; run.py builds the objects from
-what it returns."""
+what it returns. Its settings per goal kind come from configs/configurator/<env>.yaml, which
+agent.run picks from the env's name."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from dataclasses import dataclass, field
 class TaskSettings:
     """How to plan for one goal kind (all fields documented; budgets in control steps)."""
 
-    budget: int = 50
-    """Control steps the episode may use; success is judged at the end."""
+    budget: int | None = None
+    """Control steps the episode may use (success is judged at the end); None = the goal kind's own."""
     horizon: int = 5
     """Decisions planned ahead (each `env.action_repeat` control steps)."""
     samples: int = 150
@@ -45,16 +46,6 @@ class TaskSettings:
 
 
 @dataclass
-class ConfiguratorConfig:
-    """Per-env planning settings, one entry per goal kind."""
-
-    state: TaskSettings = field(default_factory=TaskSettings)
-    """Joint-pose goals (protocol a)."""
-    task: TaskSettings = field(default_factory=lambda: TaskSettings(budget=100))
-    """dm_control target goals (protocol b)."""
-
-
-@dataclass
 class PlanSetup:
     """What the configurator decided for one task."""
 
@@ -73,16 +64,25 @@ class PlanSetup:
 
 
 class Configurator:
-    def __init__(self, cfg: ConfiguratorConfig):
-        self.cfg = cfg
+    """settings: goal kind -> TaskSettings, for the env `env` (envs/base.py), which must offer
+    exactly those goal kinds."""
 
-    def setup(self, goal_kind: str, action_repeat: int, budget: int | None = None) -> PlanSetup:
-        """Settings for goal_kind ("state" or "task") in an env with this action repeat;
-        `budget` (control steps) overrides the configured one."""
-        if goal_kind not in ("state", "task"):
-            raise ValueError(f"unknown goal kind {goal_kind!r}; choose state or task")
-        s: TaskSettings = getattr(self.cfg, goal_kind)
-        budget = s.budget if budget is None else budget
+    def __init__(self, settings: dict[str, TaskSettings], env):
+        offered, given = list(env.goal_kinds), list(settings)
+        if sorted(offered) != sorted(given):
+            raise ValueError(
+                f"configs/configurator/{env.name}.yaml sets goal kinds {given} but env {env.name} offers {offered}; "
+                "give exactly one entry per goal kind"
+            )
+        self.settings, self.env = settings, env
+
+    def setup(self, goal_kind: str, budget: int | None = None) -> PlanSetup:
+        """Settings for goal_kind in this env; `budget` (control steps) overrides the configured one."""
+        if goal_kind not in self.settings:
+            raise ValueError(f"unknown goal kind {goal_kind!r} for env {self.env.name}; choose from {list(self.settings)}")
+        s = self.settings[goal_kind]
+        action_repeat = self.env.action_repeat
+        budget = budget or s.budget or self.env.goal_kinds[goal_kind].budget
         if budget % action_repeat:
             raise ValueError(f"budget {budget} control steps is not a multiple of env.action_repeat={action_repeat}")
         return PlanSetup(

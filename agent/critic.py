@@ -1,12 +1,12 @@
 """A trainable critic: how many env steps apart two representations are.
 
 Why: with spatial tokens the goal energy is flat once the arm no longer overlaps its goal pose
-(benchmarks/energy_landscape.py: steepest descent on it reaches the goal from 14% of joint-space
+(benchmarks/energy_landscape.py: steepest descent on it reaches the goal from 14% of
 starts), so a 5-decision planner cannot tell which way to turn for a far goal. The critic embeds a
 representation so that Euclidean distance behaves like a reach distance: one env step of the
 video moves the embedding by at most 1, and otherwise states of the same episode are pushed as far
 apart as that allows (a quasimetric-style objective, learned from the video alone: no rewards, no
-joint angles, no negatives across episodes). Trained afterwards on detached latents of the frozen
+simulator states, no negatives across episodes). Trained afterwards on detached latents of the frozen
 encoder; the world model is not changed.
 """
 

@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
-from agent.protocols import EpisodeSpec
 from agent.records import make_record
+from envs import EpisodeSpec
 
 
 def run_episodes(envs, specs: list[EpisodeSpec], policy, keep_frames: int = 0, progress=None) -> tuple[list[dict], list]:
@@ -26,9 +26,9 @@ def run_episodes(envs, specs: list[EpisodeSpec], policy, keep_frames: int = 0, p
         raise ValueError(f"episodes run together need one budget that is a multiple of action_repeat={repeat}")
     decisions = budgets.pop() // repeat
     start = time.perf_counter()
-    obs = [env.reset(seed=s.seed, options=s.reset_options())[0] for env, s in zip(envs, specs)]
+    obs = [env.reset(seed=s.seed, options=s.options)[0] for env, s in zip(envs, specs)]
     policy.reset(obs, specs, envs)
-    actions = np.zeros((len(specs), decisions, 2), np.float32)
+    actions = np.zeros((len(specs), decisions, *envs[0].action_space.shape), np.float32)  # [B, decisions, A]
     plan_ms = np.zeros(decisions)
     frames = [[] for _ in range(min(keep_frames, len(specs)))]
     for d in range(decisions):
@@ -43,7 +43,7 @@ def run_episodes(envs, specs: list[EpisodeSpec], policy, keep_frames: int = 0, p
             progress.update(1)
     wall = time.perf_counter() - start
     records = [
-        make_record(spec, env, actions[i], repeat, plan_ms, policy.name, wall / len(specs))
+        make_record(spec, env, actions[i], plan_ms, policy.name, wall / len(specs))
         for i, (spec, env) in enumerate(zip(specs, envs))
     ]
     for i, episode_frames in enumerate(frames):

@@ -25,22 +25,24 @@ class PlanningPolicy:
 
     def __init__(self, world_model, planner, cost, setup: PlanSetup, device: torch.device):
         self.wm, self.planner, self.cost, self.setup, self.device = world_model, planner, cost, setup, device
-        self.low = torch.full((world_model.cfg.action_dim,), -1.0, device=device)
-        self.high = torch.full((world_model.cfg.action_dim,), 1.0, device=device)
 
     @torch.no_grad()
     def reset(self, obs: list[dict], specs, envs) -> None:
+        space = envs[0].action_space
+        self.low = torch.as_tensor(space.low, dtype=torch.float32, device=self.device)  # [A]
+        self.high = torch.as_tensor(space.high, dtype=torch.float32, device=self.device)  # [A]
         self.z_goal = self.wm.encode(_frames(obs, "goal", self.device))[:, 0]  # [B, D]
         self.cost.set_goal(self.z_goal)
         # The frame before the start, when the episode knows it (a start taken mid-trajectory);
-        # otherwise the arm is at rest and repeating the first frame with a zero action is exact.
+        # otherwise the start is at rest and repeating the first frame with a zero action is exact.
         previous = [
-            {"pixels": env.render_qpos(np.asarray(s.previous_qpos)) if s.previous_qpos is not None else o["pixels"]}
+            {"pixels": env.render_sim_state(np.asarray(s.previous_state)) if s.previous_state is not None else o["pixels"]}
             for o, s, env in zip(obs, specs, envs)
         ]
         self.z_prev = self.wm.encode(_frames(previous, "pixels", self.device))[:, 0]  # [B, D]
+        rest = np.zeros(space.shape)
         self.last_action = torch.tensor(
-            np.array([s.previous_action if s.previous_action is not None else [0.0, 0.0] for s in specs]),
+            np.array([s.previous_action if s.previous_action is not None else rest for s in specs]),
             dtype=torch.float32, device=self.device,
         )  # [B, A]
         self.plan: torch.Tensor | None = None  # [B, H, A], remaining actions of the current plan
@@ -88,7 +90,7 @@ class PlanningPolicy:
 
 
 class RandomPolicy:
-    """Uniform random actions (baseline)."""
+    """Uniform random actions within the env's action bounds (baseline)."""
 
     name = "random"
 
@@ -97,18 +99,21 @@ class RandomPolicy:
 
     def reset(self, obs, specs, envs) -> None:
         self.rng = np.random.default_rng([self.seed, len(specs)])
+        self.space = envs[0].action_space
 
     def act(self, obs, decision: int) -> tuple[np.ndarray, dict]:
-        return self.rng.uniform(-1, 1, (len(obs), 2)).astype(np.float32), {"plan_ms": 0.0}
+        shape = (len(obs), *self.space.shape)  # [B, A]
+        return self.rng.uniform(self.space.low, self.space.high, shape).astype(np.float32), {"plan_ms": 0.0}
 
 
 class ZeroPolicy:
-    """Does nothing: zero torque every step (baseline)."""
+    """Does nothing: the zero command every step, clipped into the action bounds (baseline)."""
 
     name = "zero"
 
     def reset(self, obs, specs, envs) -> None:
-        pass
+        space = envs[0].action_space
+        self.action = np.clip(np.zeros(space.shape, np.float32), space.low, space.high)  # [A]
 
     def act(self, obs, decision: int) -> tuple[np.ndarray, dict]:
-        return np.zeros((len(obs), 2), np.float32), {"plan_ms": 0.0}
+        return np.tile(self.action, (len(obs), 1)), {"plan_ms": 0.0}

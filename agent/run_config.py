@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.configurator import ConfiguratorConfig
+from agent.collect import DataConfig
+from agent.configurator import TaskSettings
 from agent.critic import CriticConfig
 from world_model.train import TrainConfig
 
@@ -15,35 +16,40 @@ class EvalConfig:
     """What is evaluated and how."""
 
     episodes: int = 50
-    """Episodes per protocol (the same episodes for the planner and each baseline)."""
+    """Episodes per goal kind (the same episodes for the planner and each baseline)."""
     seed: int = 0
     """Seeds the evaluation episodes (held out from every dataset)."""
-    protocols: list[str] = field(default_factory=lambda: ["state", "task"])
-    """"state" (protocol a: joint-pose goals) and/or "task" (protocol b: dm_control's target)."""
+    goal_kinds: list[str] | None = None
+    """Goal kinds to evaluate (the env's goal_kinds); None = every one the env offers."""
     baselines: list[str] = field(default_factory=lambda: ["random", "zero"])
     """Baselines run on the same episodes: "random" and/or "zero" (doing nothing)."""
     videos: int = 3
-    """Planner episodes per protocol written as mp4."""
+    """Planner episodes per goal kind written as mp4."""
     batch: int = 50
     """Episodes stepped and planned together (one batched planner call per decision)."""
     verify_replay: bool = True
-    """Replay every planner record in plain dm_control and check it reaches the reported outcome."""
+    """Replay every planner record with the simulator alone and check it reaches the reported outcome."""
 
 
 @dataclass
 class RunConfig(TrainConfig):
-    """`python -m agent.run` settings: the training settings, plus planning and evaluation."""
+    """`python -m agent.run` settings: the environment and its data, the training settings, plus
+    planning and evaluation."""
 
+    env: Any = field(default_factory=dict)
+    """The environment (configs/env/<name>.yaml; any constructor argument of its class)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """The offline video (configs/data/<env>.yaml); collected first if it is not cached."""
     stage: str = "all"
     """collect, train, eval, or all."""
     checkpoint: str | None = None
     """Evaluate this world-model checkpoint folder instead of training one."""
     planner: Any = field(default_factory=lambda: {"_target_": "planners.cem.CEM"})
     """Planner to instantiate (configs/planner); the configurator sets horizon and budget."""
-    configurator: ConfiguratorConfig = field(default_factory=ConfiguratorConfig)
-    """Per-env planning settings per goal kind (configs/configurator)."""
+    configurator: dict[str, TaskSettings] = field(default_factory=dict)
+    """Planning settings per goal kind of the env (configs/configurator/<env>.yaml)."""
     critic: CriticConfig = field(default_factory=CriticConfig)
-    """The reach critic trained on the world model's latents (configs/critic), used by the
-    protocols whose configurator entry gives it a weight."""
+    """The reach critic trained on the world model's latents (configs/critic), used by the goal
+    kinds whose configurator entry gives it a weight."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Evaluation settings."""

@@ -22,7 +22,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np  # noqa: E402
 
 import envs  # noqa: E402
-from world_model.collect import CollectConfig, EnvConfig, collect  # noqa: E402
+from agent.collect import DataConfig, collect  # noqa: E402
 from world_model.dataset import Dataset  # noqa: E402
 
 
@@ -42,10 +42,11 @@ def render_fps(size: int, shadows: bool, steps: int = 300) -> float:
 
 def collection(size: int, shadows: bool, workers: int, episodes: int, steps: int) -> dict:
     out = Path(tempfile.mkdtemp()) / "data"
-    cfg = CollectConfig(env=EnvConfig(image_size=size, shadows=shadows), episodes=episodes, steps=steps,
-                        episodes_per_shard=max(1, episodes // (4 * workers)), workers=workers, out=str(out))
+    env = {"name": "reacher", "image_size": size, "action_repeat": 5, "shadows": shadows}
+    data = DataConfig(episodes=episodes, steps=steps, episodes_per_shard=max(1, episodes // (4 * workers)),
+                      workers=workers, out=str(out))
     start = time.perf_counter()
-    collect(cfg.env, cfg, progress=False)
+    collect(env, data, progress=False)
     elapsed = time.perf_counter() - start
     ds = Dataset(out, verify="size")
     frames = int(ds.episode_lengths.sum())

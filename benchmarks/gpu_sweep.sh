@@ -18,7 +18,7 @@ mkdir -p cache/datasets runs evals
 for f in gpu/reacher-*.tgz; do tar xzf $f -C cache/datasets; done
 nvidia-smi --query-gpu=name,memory.used --format=csv,noheader
 M="world_model.stem_channels=16 world_model.encoder_width=64 world_model.predictor_width=128 world_model.predictor_depth=2"
-train() { name=$1; shift; timeout ${TRAIN_LIMIT:-400} python3 -m world_model.train env=reacher device=cuda out=runs/$name hydra.run.dir=runs/$name/hydra $M "$@" > runs/$name.log 2>&1; echo "$name train rc=$? t=$(( $(date +%s) - T0 ))s"; }
+train() { name=$1; shift; timeout ${TRAIN_LIMIT:-400} python3 -m agent.run env=reacher stage=train device=cuda out=runs/$name hydra.run.dir=runs/$name/hydra $M "$@" > runs/$name.log 2>&1; echo "$name train rc=$? t=$(( $(date +%s) - T0 ))s"; }
 train C1m3 world_model=tokens steps=2000 loss.covariance_weight=1.0 loss.motion_floor=0.3 loss.inverse_dynamics_weight=0.5 &
 train C2 world_model=tokens steps=2000 loss.covariance_weight=2.0 loss.inverse_dynamics_weight=0.5 &
 train C1i2 world_model=tokens steps=2000 loss.covariance_weight=1.0 loss.inverse_dynamics_weight=2.0 &

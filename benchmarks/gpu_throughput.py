@@ -21,7 +21,7 @@ def train_speed(cfg, batch, device, steps=20):
 results = {}
 for rep in ("tokens", "pooled"):
     for size in (64, 96):
-        cfg = WorldModelConfig(image_size=size, representation=rep, token_dim=4, stem_channels=16, encoder_width=64, predictor_width=128, predictor_depth=2)
+        cfg = WorldModelConfig(image_size=size, action_dim=2, representation=rep, token_dim=4, stem_channels=16, encoder_width=64, predictor_width=128, predictor_depth=2)
         for batch in (64, 256, 1024):
             results[f"train_{rep}_{size}_b{batch}_clips_per_s"] = round(train_speed(cfg, batch, "cuda"), 1)
 # rollout latency: 50 episodes x 300 samples x horizon 5, one CEM iteration's forward

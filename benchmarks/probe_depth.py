@@ -23,7 +23,7 @@ from torch import nn
 
 import world_model
 from world_model.dataset import Dataset
-from world_model.monitors import REACHER_PROBE_NAMES, r_squared, reacher_probe_targets, ridge_cv, ridge_fit
+from world_model.monitors import r_squared, ridge_cv, ridge_fit
 from world_model.probe import probe_rows
 from world_model.train import encode_frames
 from world_model.windows import split_episodes
@@ -65,14 +65,15 @@ def main() -> None:
     model = world_model.load(args.checkpoint).eval()
     ds = Dataset(args.dataset, verify="size")
     train_eps, held_eps = split_episodes(ds.num_episodes, args.held_out_fraction)
-    train_frames, train_qpos = probe_rows(ds, train_eps, args.frames, seed=2)
-    held_frames, held_qpos = probe_rows(ds, held_eps, args.held_frames, seed=3)
+    train_frames, train_targets = probe_rows(ds, train_eps, args.frames, seed=2)
+    held_frames, held_targets = probe_rows(ds, held_eps, args.held_frames, seed=3)
     device = torch.device("cpu")
     encode = model.encode if args.features == "z" else model.encoder.tokens  # rows [n, D] or [n, 64 * width]
     z_train = encode_frames(encode, train_frames, device).double()  # [N, F]
     z_held = encode_frames(encode, held_frames, device).double()  # [M, F]
-    y_train = reacher_probe_targets(torch.as_tensor(train_qpos, dtype=torch.float64))  # [N, 6]
-    y_held = reacher_probe_targets(torch.as_tensor(held_qpos, dtype=torch.float64))  # [M, 6]
+    y_train = torch.as_tensor(train_targets, dtype=torch.float64)  # [N, K]: the env's probe targets
+    y_held = torch.as_tensor(held_targets, dtype=torch.float64)  # [M, K]
+    names = [n for group in ds.probe_groups.values() for n in group]
     machine = {"cpus": os.cpu_count(), "machine": platform.processor() or platform.machine()}
     probes = {"linear (ridge)": ridge_fit(z_train, y_train, ridge_cv(z_train, y_train))}
     if args.mlp_steps > 0:
@@ -82,8 +83,9 @@ def main() -> None:
             r2 = r_squared(fn(z_held), y_held)
         print(json.dumps({
             "probe": name, "features": args.features, "dims": z_train.shape[1], "train_rows": len(z_train), "held_rows": len(z_held),
-            **{name_: round(r2[i].item(), 3) for i, name_ in enumerate(REACHER_PROBE_NAMES)},
-            "joints": round(r2[:4].mean().item(), 3), "fingertip": round(r2[4:].mean().item(), 3),
+            **{name_: round(r2[i].item(), 3) for i, name_ in enumerate(names)},
+            **{group: round(r2[[names.index(n) for n in members]].mean().item(), 3)
+               for group, members in ds.probe_groups.items()},
             "seconds": round(time.perf_counter() - start, 1), **machine,
         }))
 

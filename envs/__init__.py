@@ -1,11 +1,13 @@
-"""Simulated environments behind the gymnasium API.
+"""Simulated goal-image environments behind one interface (envs/base.py) and the gymnasium API.
 
-`envs.make(name, **overrides)` builds one from the registry below. MUJOCO_GL defaults to EGL
-(headless) and is set here, before anything imports mujoco.
+`envs.make(name, **overrides)` builds one from the registry; `envs.replay(record)` re-simulates an
+evaluation record with its family's simulator alone. MUJOCO_GL defaults to EGL (headless) and is
+set here, before anything imports mujoco.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 
 from envs._gl import rendering_error, select_gl_backend
@@ -15,34 +17,49 @@ select_gl_backend()
 from envs._versions import check_simulator_versions  # noqa: E402
 
 MUJOCO_VERSION, DM_CONTROL_VERSION = check_simulator_versions()
+SIMULATOR_VERSIONS = {"mujoco": MUJOCO_VERSION, "dm_control": DM_CONTROL_VERSION}  # recorded in dataset manifests
 
 import gymnasium  # noqa: E402
 
-try:
-    from envs.reacher import ReacherEnv  # noqa: E402
-except (ImportError, AttributeError) as err:
-    # dm_control loads the OpenGL backend named by MUJOCO_GL at import; without libEGL, PyOpenGL
-    # fails with an AttributeError deep inside. Anything else is not ours to relabel.
-    if "gl" not in f"{type(err).__name__} {err}".lower():
-        raise
-    raise rendering_error(err) from err
+from envs.base import EpisodeSpec, GoalEnv, GoalKind  # noqa: E402
 
-# name -> (class, fixed keyword arguments). Overrides may set any other constructor argument.
-REGISTRY = {
-    "reacher": (ReacherEnv, {"task": "easy"}),
-    "reacher-hard": (ReacherEnv, {"task": "hard"}),
-}
+# One line per env family: the module of its folder, which exports ENVS and replay (envs/base.py).
+FAMILIES = [
+    "envs.reacher",
+]
+
+
+def _load_family(module: str):
+    try:
+        return importlib.import_module(module)
+    except (ImportError, AttributeError) as err:
+        # dm_control loads the OpenGL backend named by MUJOCO_GL at import; without libEGL, PyOpenGL
+        # fails with an AttributeError deep inside. Anything else is not ours to relabel.
+        if "gl" not in f"{type(err).__name__} {err}".lower():
+            raise
+        raise rendering_error(err) from err
+
+
+# name -> (class, fixed keyword arguments, family module). Overrides may set any other constructor argument.
+REGISTRY: dict[str, tuple[type, dict, object]] = {}
+for _module in map(_load_family, FAMILIES):
+    for _name, (_cls, _fixed) in _module.ENVS.items():
+        REGISTRY[_name] = (_cls, _fixed, _module)
 
 
 def names() -> list[str]:
     return sorted(REGISTRY)
 
 
-def make(name: str, **overrides) -> gymnasium.Env:
-    """Builds the environment registered as `name`, with constructor arguments overridden."""
+def _entry(name: str):
     if name not in REGISTRY:
         raise ValueError(f"unknown env {name!r}; valid names: {', '.join(names())}")
-    cls, fixed = REGISTRY[name]
+    return REGISTRY[name]
+
+
+def make(name: str, **overrides) -> GoalEnv:
+    """Builds the environment registered as `name`, with constructor arguments overridden."""
+    cls, fixed, _ = _entry(name)
     allowed = set(inspect.signature(cls).parameters) - set(fixed)
     unknown = set(overrides) - allowed
     if unknown:
@@ -50,4 +67,11 @@ def make(name: str, **overrides) -> gymnasium.Env:
     return cls(**fixed, **overrides)
 
 
-__all__ = ["make", "names", "REGISTRY", "ReacherEnv", "MUJOCO_VERSION", "DM_CONTROL_VERSION"]
+def replay(record: dict) -> dict:
+    """Re-simulates an evaluation record (agent/records.py) with the simulator alone, through its
+    family's replay: {"final_state": list, "success": bool, "distance": float}."""
+    return _entry(record["env"])[2].replay(record)
+
+
+__all__ = ["make", "names", "replay", "REGISTRY", "EpisodeSpec", "GoalEnv", "GoalKind", "gymnasium",
+           "MUJOCO_VERSION", "DM_CONTROL_VERSION", "SIMULATOR_VERSIONS"]

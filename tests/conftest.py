@@ -5,18 +5,20 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import pytest  # noqa: E402
 
-# A world model small enough to train a few steps in about a second on 2 cores.
+# A world model small enough to train a few steps in about a second on 2 cores. image_size is set
+# (it must match the dataset's) and action_dim is left to training, which takes the dataset's.
 TINY_MODEL = dict(image_size=32, dim=16, stem_channels=8, encoder_width=16, encoder_depth=1, encoder_heads=2,
                   predictor_width=32, predictor_depth=1, predictor_heads=2)
 
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
-    """(EnvConfig, DataConfig) of a 6-episode, 32 px dataset, collected once per test session."""
-    from world_model.collect import DataConfig, EnvConfig, collect
+    """(env node, DataConfig, dataset folder) of a 6-episode, 32 px reacher dataset, collected once
+    per test session."""
+    from agent.collect import DataConfig, collect
 
-    env = EnvConfig(image_size=32)
+    env = {"name": "reacher", "image_size": 32, "action_repeat": 5}
     data = DataConfig(episodes=6, steps=12, episodes_per_shard=3, workers=1,
                       out=str(tmp_path_factory.mktemp("tiny") / "data"))
-    collect(env, data, progress=False)
-    return env, data
+    root = collect(env, data, progress=False)
+    return env, data, root

@@ -1,4 +1,4 @@
-"""The agent: protocols, records that replay in plain dm_control, reports, and an end-to-end smoke run."""
+"""The agent: evaluation episodes, records that replay in plain dm_control, reports, and an end-to-end smoke run."""
 
 import json
 import subprocess
@@ -10,14 +10,14 @@ import pytest
 import torch
 
 import envs
-from agent.configurator import Configurator, ConfiguratorConfig
+from agent.configurator import Configurator, TaskSettings
 from agent.costs import ActionSmoothness, GoalEnergy, build_cost
 from agent.episode import run_episodes
 from agent.policies import RandomPolicy, ZeroPolicy
-from agent.protocols import state_goal_episodes, task_goal_episodes
-from agent.records import replay
+from agent.protocols import make_episodes
+from agent.records import replay_matches
 from agent.report import summarize, wilson_interval
-from envs.goals import joint_errors
+from envs.reacher.goals import joint_errors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,42 +31,58 @@ def env_batch():
 
 
 def test_state_goal_episodes_follow_the_protocol(env_batch):
-    specs = state_goal_episodes(env_batch[0], 3, seed=0)
+    specs = make_episodes(env_batch[0], "state", 3, seed=0)
     assert [s.budget for s in specs] == [50] * 3 and all(s.goal_kind == "state" for s in specs)
+    assert all(s.env == "reacher" for s in specs)
     assert specs[0].seed != specs[1].seed
-    assert state_goal_episodes(env_batch[0], 3, seed=0) == specs  # reproducible
+    assert make_episodes(env_batch[0], "state", 3, seed=0) == specs  # reproducible
+    assert [s.budget for s in make_episodes(env_batch[0], "state", 3, seed=0, budget=20)] == [20] * 3
     for spec in specs:
+        start = np.asarray(spec.options["physics_state"])
         # mid-motion start, and the goal is a real pose some way along the trajectory
-        assert np.abs(spec.physics_state_start[2:]).max() > 0
-        assert np.abs(joint_errors(spec.physics_state_start[:2], spec.goal_qpos)).max() > 0
+        assert np.abs(start[2:]).max() > 0
+        assert np.abs(joint_errors(start[:2], spec.options["goal_qpos"])).max() > 0
+        # the sim state one decision before the start ([6]: physics state, target) and the action from it
+        assert len(spec.previous_state) == 6 and len(spec.previous_action) == 2
+        assert spec.previous_state[4:] == spec.options["target_pos"]
+    with pytest.raises(ValueError, match="unknown goal kind 'joints'"):
+        make_episodes(env_batch[0], "joints", 1, seed=0)
 
 
 def test_records_replay_in_plain_dm_control(env_batch):
-    specs = state_goal_episodes(env_batch[0], 2, seed=1)
+    specs = make_episodes(env_batch[0], "state", 2, seed=1)
     records, frames = run_episodes(env_batch, specs, RandomPolicy(seed=0), keep_frames=1)
     assert len(frames[0]) == 11  # 10 decisions + the final frame
-    for record in records:
+    for record, env in zip(records, env_batch):
         assert len(record["actions"]) == 50  # one per control step
-        again = replay(record)
-        assert again["final_qpos"] == record["final_qpos"]  # bit for bit
+        assert record["final_state"] == env.get_sim_state().tolist() and len(record["final_state"]) == 6
+        assert record["final_distance"] == record["distances"]["max_joint_error"]  # a state goal's distance
+        json.dumps(record)  # a records.jsonl line
+        again = envs.replay(record)
+        assert again["final_state"] == record["final_state"]  # bit for bit
         assert again["success"] == record["success"]
-        assert again["final_distance"] == pytest.approx(record["final_distance"], abs=1e-12)
-    tasks = task_goal_episodes(env_batch[0], 3, seed=2)
+        assert again["distance"] == pytest.approx(record["final_distance"], abs=1e-12)
+        assert replay_matches(record)
+        tampered = dict(record, actions=[[a[0] * 0.5 + 0.1, a[1]] for a in record["actions"]])
+        assert not replay_matches(tampered)  # the check is not vacuous
+    tasks = make_episodes(env_batch[0], "task", 3, seed=2)
     for record in run_episodes(env_batch, tasks, ZeroPolicy())[0]:
         assert len(record["actions"]) == 100 and not np.any(record["actions"])
-        assert replay(record)["final_qpos"] == record["final_qpos"]
+        assert envs.replay(record)["final_state"] == record["final_state"]
+        assert record["final_distance"] == record["distances"]["fingertip_distance"]  # a task goal's distance
+        assert replay_matches(record)
 
 
 def test_a_replayed_goal_is_reached_by_its_own_trajectory(env_batch):
     """The state goal really is 25 control steps along the held-out trajectory from the start."""
-    spec = state_goal_episodes(env_batch[0], 1, seed=4)[0]
+    spec = make_episodes(env_batch[0], "state", 1, seed=4)[0]
     rng = np.random.default_rng([7_340_033, 0, 4, 0])
     rng.integers(2**31 - 1)
     warmup = int(rng.integers(2, 11))
     for _ in range(warmup):
         rng.uniform(-1, 1, 2)
     env = env_batch[1]
-    env.reset(seed=0, options=spec.reset_options())
+    env.reset(seed=0, options=spec.options)
     for _ in range(5):
         env.step(rng.uniform(-1, 1, 2).astype(np.float32))
     # Not bit-exact: the original trajectory carried the solver's warm start into the start state.
@@ -98,12 +114,22 @@ def test_goal_energy_weights_the_last_step_and_costs_compose():
     assert cost(z, actions)[0, 1] == pytest.approx(2.0)
 
 
-def test_configurator_clips_the_horizon_at_the_budget():
-    setup = Configurator(ConfiguratorConfig()).setup("state", action_repeat=5)
-    assert setup.decisions == 10
+def test_configurator_clips_the_horizon_at_the_budget(env_batch):
+    settings = {"state": TaskSettings(), "task": TaskSettings(budget=20)}
+    configurator = Configurator(settings, env_batch[0])  # action_repeat 5
+    setup = configurator.setup("state")  # the budget is the goal kind's own: 50 control steps
+    assert setup.budget == 50 and setup.decisions == 10
     assert [setup.horizon_at(d) for d in (0, 5, 7, 9)] == [5, 5, 3, 1]
+    assert configurator.setup("task").decisions == 4  # a configured budget replaces the env's
+    assert configurator.setup("state", budget=15).decisions == 3  # and an explicit one both
+    with pytest.raises(ValueError, match="unknown goal kind"):
+        configurator.setup("joints")
+    repeat_3 = envs.make("reacher", image_size=16, action_repeat=3)
     with pytest.raises(ValueError, match="multiple"):
-        Configurator(ConfiguratorConfig()).setup("state", action_repeat=3)
+        Configurator(settings, repeat_3).setup("state")
+    repeat_3.close()
+    with pytest.raises(ValueError, match="offers"):  # one entry per goal kind the env offers
+        Configurator({"state": TaskSettings()}, env_batch[0])
 
 
 def test_agent_run_smoke(tmp_path):
@@ -122,12 +148,19 @@ def test_agent_run_smoke(tmp_path):
     ]
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "success" in done.stdout and "replay in plain dm_control: 0 of" in done.stdout
+    assert "success" in done.stdout and "replay with the simulator alone: 0 of" in done.stdout
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
-    assert len(records) == 2 * 2 * 3  # 2 protocols x 2 episodes x (planner, random, zero)
+    assert len(records) == 2 * 2 * 3  # 2 goal kinds x 2 episodes x (planner, random, zero)
     assert all(r["replay_matches"] for r in records if r["policy"] == "planner")
+    assert all(envs.replay(r)["final_state"] == r["final_state"] for r in records)  # baselines too
+    assert {(r["goal_kind"], r["budget"]) for r in records} == {("state", 50), ("task", 20)}
     summary = json.loads((out / "summary.json").read_text())
     assert "critic_s" in summary["timings"]  # protocol (b) plans with the reach critic by default
+    # the critic was fitted on the dataset the model was trained on, the one this run collected
+    assert Path(summary["dataset"]).parent == tmp_path / "cache" / "datasets"
+    assert json.loads((Path(summary["checkpoint"]) / "checkpoint.json").read_text())["train_config"]["dataset"] == \
+        str(Path(summary["dataset"]).resolve())
+    assert len(list((tmp_path / "cache" / "critics").glob("reacher-*/critic.json"))) == 1
     assert {(r["protocol"], r["policy"]) for r in summary["rows"]} == {
         (p, q) for p in ("state", "task") for q in ("planner", "random", "zero")
     }

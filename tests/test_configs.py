@@ -1,6 +1,7 @@
 """Every YAML under configs/ composes against its schema and builds what it describes."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -14,7 +15,7 @@ CONFIGS = ROOT / "configs"
 def _compose(name: str, overrides=()):
     from agent.run_config import RunConfig
     from hydra.core.config_store import ConfigStore
-    from world_model.collect import _register_configs as register_collect
+    from agent.collect import _register_configs as register_collect
     from world_model.train import _register_configs as register_train
 
     register_collect()
@@ -28,22 +29,43 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
 
 
+def build_env(env_node, **overrides):
+    import envs
+    from agent.collect import env_settings
+
+    return envs.make(**{**env_settings(env_node), **overrides})
+
+
 @pytest.mark.parametrize("env", options("env"))
 def test_every_env_config_builds_its_env(env):
     cfg = _compose("run", [f"env={env}", "env.image_size=16"])
-    built = instantiate(cfg.env)
+    built = build_env(cfg.env)
     obs, _ = built.reset(seed=0)
     assert obs["pixels"].shape == (16, 16, 3) and built.action_repeat == cfg.env.action_repeat
+    assert built.name == cfg.env.name == env
     built.close()
+
+
+def _sized(world_model_node, image_size: int, action_dim: int) -> dict:
+    """A world_model config node as a dict, with the sizes training would take from a dataset."""
+    values = OmegaConf.to_container(world_model_node, resolve=True)
+    assert values["image_size"] is None and values["action_dim"] is None  # the dataset's, at training
+    return {**values, "image_size": image_size, "action_dim": action_dim}
 
 
 @pytest.mark.parametrize("model", options("world_model"))
 def test_every_world_model_config_builds_a_model(model):
     from world_model.model import WorldModel, WorldModelConfig
+    from world_model.train import model_config
 
-    cfg = _compose("train", [f"world_model={model}"])
-    wm = WorldModel(WorldModelConfig(**OmegaConf.to_container(cfg.world_model, resolve=True)))
-    assert wm.cfg.image_size == cfg.env.image_size and wm.cfg.representation == model
+    cfg = _compose("run", [f"world_model={model}"])
+    with pytest.raises(ValueError, match="image_size=None"):
+        WorldModel(WorldModelConfig(**OmegaConf.to_container(cfg.world_model, resolve=True)))
+    env = build_env(cfg.env)  # the sizes a dataset of the run's env would have (no frame rendered)
+    dataset = SimpleNamespace(root="<dataset>", image_size=env.image_size, action_dim=env.action_space.shape[0])
+    env.close()
+    wm = WorldModel(model_config(cfg.world_model, dataset))
+    assert wm.cfg.image_size == cfg.env.image_size and wm.cfg.action_dim == 2 and wm.cfg.representation == model
 
 
 @pytest.mark.parametrize("loss", options("loss"))
@@ -52,7 +74,7 @@ def test_every_loss_config_builds_a_loss(loss):
     from world_model.model import WorldModel, WorldModelConfig
 
     cfg = _compose("train", [f"loss={loss}"])
-    model = WorldModel(WorldModelConfig(**OmegaConf.to_container(cfg.world_model, resolve=True)))
+    model = WorldModel(WorldModelConfig(**_sized(cfg.world_model, image_size=32, action_dim=2)))
     assert JEPALoss(LossConfig(**OmegaConf.to_container(cfg.loss)), model).cfg.regularizer == loss
 
 
@@ -64,24 +86,51 @@ def test_every_planner_config_builds_a_planner(planner):
 
 @pytest.mark.parametrize("configurator", options("configurator"))
 def test_every_configurator_config_builds_a_configurator(configurator):
-    from agent.configurator import Configurator, ConfiguratorConfig, TaskSettings
+    """configs/configurator/<env>.yaml is picked by the env's name and plans every goal kind it offers."""
+    from agent.configurator import Configurator, TaskSettings
 
-    cfg = _compose("run", [f"configurator={configurator}"])
+    assert configurator in options("env"), f"configs/configurator/{configurator}.yaml has no configs/env/ twin"
+    cfg = _compose("run", [f"env={configurator}"])
     conf = OmegaConf.to_container(cfg.configurator)
-    setup = Configurator(ConfiguratorConfig(**{k: TaskSettings(**v) for k, v in conf.items()})).setup("task", 5)
-    assert setup.decisions == conf["task"]["budget"] // 5
+    env = build_env(cfg.env)
+    configurator_ = Configurator({k: TaskSettings(**v) for k, v in conf.items()}, env)
+    assert sorted(conf) == sorted(env.goal_kinds)
+    for kind, settings in conf.items():
+        setup = configurator_.setup(kind)
+        budget = settings.get("budget") or env.goal_kinds[kind].budget
+        assert setup.decisions == budget // env.action_repeat
+    env.close()
 
 
 @pytest.mark.parametrize("data", options("data"))
 def test_every_data_config_composes(data):
-    cfg = _compose("collect", [f"data@_global_={data}"])
-    assert cfg.episodes > 0 and len(cfg.behaviour.mode_weights) == 3
+    """configs/data/<env>.yaml is picked by the env's name, and its behaviour settings build the
+    env's behaviour policy, whose actions lie in the action space."""
+    import numpy as np
+
+    assert data in options("env"), f"configs/data/{data}.yaml has no configs/env/ twin"
+    cfg = _compose("collect", [f"env={data}"])
+    assert cfg.data.episodes > 0 and cfg.data.steps > 0
+    env = build_env(cfg.env, image_size=16)
+    obs, _ = env.reset(seed=0)
+    policy = env.behaviour_policy(np.random.default_rng(0), **OmegaConf.to_container(cfg.data.behaviour))
+    for _ in range(3):
+        action = policy.act(obs)
+        assert env.action_space.contains(action)
+        obs = env.step(action)[0]
+    env.close()
 
 
 @pytest.mark.parametrize("name", ["collect", "train", "run"])
 def test_top_level_configs_compose_and_reject_unknown_keys(name):
     cfg = _compose(name)
-    assert cfg.env.name == "reacher"
+    if name == "train":
+        assert "env" not in cfg and "data" not in cfg and cfg.dataset is None  # it trains on a dataset folder
+    else:
+        assert cfg.env.name == "reacher"
+        # data (and the run's configurator) follow the env's name
+        other = _compose(name, ["env=reacher-hard"])
+        assert other.env.name == "reacher-hard" and other.data.episodes == cfg.data.episodes
     with pytest.raises(Exception, match="no_such_key"):
         _compose(name, ["no_such_key=1"])
 

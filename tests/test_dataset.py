@@ -13,21 +13,21 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import envs
-from world_model.collect import CollectConfig, EnvConfig, collect
+from agent.collect import CollectConfig, DataConfig, collect
 from world_model.dataset import Dataset, DatasetError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_config(out, **overrides) -> CollectConfig:
-    cfg = CollectConfig(env=EnvConfig(image_size=16), episodes=4, steps=6, episodes_per_shard=2, workers=1, out=str(out))
+    data = DataConfig(episodes=4, steps=6, episodes_per_shard=2, workers=1, out=str(out))
     for key, value in overrides.items():
-        setattr(cfg, key, value)
-    return cfg
+        setattr(data, key, value)
+    return CollectConfig(env={"name": "reacher", "image_size": 16, "action_repeat": 5}, data=data)
 
 
 def collect_cfg(cfg: CollectConfig, progress: bool = False) -> Path:
-    return collect(cfg.env, cfg, cfg.cache_root, progress=progress)
+    return collect(cfg.env, cfg.data, cfg.cache_root, progress=progress)
 
 
 @pytest.fixture(scope="module")
@@ -48,24 +48,38 @@ def test_round_trip_matches_the_simulator(tiny_dataset):
     assert episode.frames.shape == (7, 16, 16, 3) and episode.frames.dtype == np.uint8
     assert isinstance(episode.frames.base, np.memmap) or isinstance(episode.frames, np.memmap)
     assert np.all(episode.actions[-1] == 0) and np.all(np.abs(episode.actions) <= 1)
-    # Replaying the stored start state and actions reproduces every stored frame and state.
+    assert episode.states.shape == (7, 6) and episode.probe.shape == (7, 6) and episode.probe.dtype == np.float32
+    assert set(episode.extras) == {"target_pos"} and episode.extras["target_pos"].shape == (2,)
+    assert ds.probe_groups == {k: list(v) for k, v in envs.REGISTRY["reacher"][0].probe_groups.items()}
+    # Replaying the stored start state and actions reproduces every stored frame, state and probe target.
     env = envs.make("reacher", image_size=16, action_repeat=5)
-    obs, _ = env.reset(seed=0, options={"physics_state": episode.states[0], "target_pos": episode.target_pos})
+    obs, _ = env.reset(seed=0, options={"physics_state": episode.states[0, :4], "target_pos": episode.extras["target_pos"]})
     np.testing.assert_array_equal(obs["pixels"], episode.frames[0])
+    np.testing.assert_array_equal(env.get_sim_state(), episode.states[0])
+    np.testing.assert_array_equal(env.probe_targets(), episode.probe[0])
     for t in range(6):
         obs, *_ = env.step(episode.actions[t])
         np.testing.assert_array_equal(obs["pixels"], episode.frames[t + 1])
-        np.testing.assert_array_equal(env.get_physics_state(), episode.states[t + 1])
+        np.testing.assert_array_equal(env.get_sim_state(), episode.states[t + 1])
         np.testing.assert_array_equal(obs["proprio"], episode.proprio[t + 1])
+        np.testing.assert_array_equal(env.probe_targets(), episode.probe[t + 1])
     env.close()
 
 
 def test_manifest_records_versions_shapes_and_config(tiny_dataset):
     manifest = json.loads((tiny_dataset / "manifest.json").read_text())
-    assert manifest["schema_version"] == 1 and manifest["complete"]
+    assert manifest["schema_version"] == 2 and manifest["complete"]
     assert manifest["versions"]["mujoco"] == envs.MUJOCO_VERSION
-    assert manifest["env"]["config"]["image_size"] == 16
+    assert manifest["versions"]["dm_control"] == envs.DM_CONTROL_VERSION
+    assert manifest["env"]["config"]["image_size"] == 16 and manifest["env"]["name"] == "reacher"
+    assert manifest["env"]["action_repeat"] == 5
+    assert manifest["env"]["action_low"] == [-1.0, -1.0] and manifest["env"]["action_high"] == [1.0, 1.0]
+    assert manifest["env"]["probe_groups"] == {"joints": ["sin_shoulder", "cos_shoulder", "sin_wrist", "cos_wrist"],
+                                               "fingertip": ["tip_x", "tip_y"]}
     assert manifest["arrays"]["frames"] == {"dtype": "uint8", "row_shape": [16, 16, 3]}
+    assert manifest["arrays"]["states"] == {"dtype": "float64", "row_shape": [6]}
+    assert manifest["arrays"]["probe"] == {"dtype": "float32", "row_shape": [6]}
+    assert manifest["arrays"]["extra_target_pos"] == {"dtype": "float64", "row_shape": [2]}
     assert len(manifest["shards"]) == 2
 
 
@@ -88,8 +102,9 @@ def test_other_config_in_same_folder_is_refused(tiny_dataset):
 
 def test_resume_after_kill_gives_the_uninterrupted_data(tmp_path):
     out = tmp_path / "killed"
-    args = [sys.executable, "-m", "world_model.collect", "env.image_size=16", "episodes=16", "steps=20",
-            "episodes_per_shard=2", "workers=1", f"out={out}", f"hydra.run.dir={tmp_path / 'hydra'}"]
+    args = [sys.executable, "-m", "agent.collect", "env=reacher", "env.image_size=16", "data.episodes=16",
+            "data.steps=20", "data.episodes_per_shard=2", "data.workers=1", f"data.out={out}",
+            f"hydra.run.dir={tmp_path / 'hydra'}"]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -142,17 +157,19 @@ def test_truncated_file_is_refused_even_without_hashing(tiny_dataset, tmp_path):
 
 
 def test_missing_dataset_says_how_to_collect(tmp_path):
-    with pytest.raises(DatasetError, match="python -m world_model.collect"):
+    with pytest.raises(DatasetError, match=r"python -m agent\.collect env=<name>"):
         Dataset(tmp_path / "nothing")
 
 
 def test_collect_config_composes_from_yaml():
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        from world_model.collect import _register_configs
+        from agent.collect import _register_configs
 
         _register_configs()
-        cfg = compose("collect", overrides=["env=reacher-hard", "episodes=3"])
-    assert cfg.env.name == "reacher-hard" and cfg.episodes == 3 and cfg.env.action_repeat == 5
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        with pytest.raises(Exception, match="episodez"):
-            compose("collect", overrides=["episodez=3"])
+        cfg = compose("collect", overrides=["env=reacher-hard", "data.episodes=3"])
+    assert cfg.env.name == "reacher-hard" and cfg.data.episodes == 3 and cfg.env.action_repeat == 5
+    assert len(cfg.data.behaviour.mode_weights) == 3  # configs/data/reacher-hard.yaml, picked by the env's name
+    for typo in ("data.episodez=3", "episodez=3"):
+        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+            with pytest.raises(Exception, match="episodez"):
+                compose("collect", overrides=[typo])

@@ -5,7 +5,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs
-from envs.goals import JOINT_TOLERANCE, fingertip_xy, joint_errors, reach_qpos
+from envs.reacher.goals import JOINT_TOLERANCE, fingertip_xy, joint_errors, reach_qpos
 
 
 @pytest.fixture
@@ -50,7 +50,9 @@ def test_shapes_and_dtypes(env):
     obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
     assert env.observation_space.contains(obs)
     assert isinstance(reward, float) and not terminated and not truncated
-    assert {"success", "fingertip_distance", "max_joint_error"} <= set(info)
+    assert {"success", "distance", "fingertip_distance", "max_joint_error"} <= set(info)
+    assert info["distance"] == info["fingertip_distance"]  # the default goal kind is the task
+    assert env.get_sim_state().shape == (6,) and env.probe_targets().shape == (6,)
 
 
 def test_same_seed_same_frames_other_seed_other_frames(env):
@@ -86,7 +88,8 @@ def test_replay_from_start_state_is_exact(env):
     env.reset(seed=3)
     for action in np.random.default_rng(1).uniform(-1, 1, (7, 2)):  # start mid-motion
         env.step(action)
-    start, target = env.get_physics_state(), env.target_pos
+    start, target, sim_state = env.get_physics_state(), env.target_pos, env.get_sim_state()
+    np.testing.assert_array_equal(sim_state, np.r_[start, target])  # [6]: physics state, then target x, y
     actions = np.random.default_rng(2).uniform(-1, 1, (30, 2))
     final = _run(env, actions)
 
@@ -94,6 +97,13 @@ def test_replay_from_start_state_is_exact(env):
     fresh.reset(seed=99, options={"physics_state": start, "target_pos": target})
     np.testing.assert_array_equal(fresh.target_pos, target)
     assert np.array_equal(_run(fresh, actions), final)  # bit for bit
+    # set_sim_state is the same full state: the same replay, bit for bit
+    fresh.reset(seed=98)
+    fresh.set_sim_state(sim_state)
+    np.testing.assert_array_equal(fresh.get_sim_state(), sim_state)
+    assert np.array_equal(_run(fresh, actions), final)
+    with pytest.raises(ValueError, match="6 numbers"):
+        fresh.set_sim_state(start)
     fresh.close()
 
 
@@ -125,6 +135,25 @@ def test_forward_kinematics_matches_simulator(env):
         np.testing.assert_allclose(fingertip_xy(env.qpos), env.fingertip(), atol=1e-9)
 
 
+def test_probe_targets_follow_the_env_kinematics(env):
+    """probe_targets() is sin/cos of each joint, then the fingertip x, y in metres, in probe_groups order."""
+    assert [n for names in env.probe_groups.values() for n in names] == [
+        "sin_shoulder", "cos_shoulder", "sin_wrist", "cos_wrist", "tip_x", "tip_y"]
+    env.reset(seed=0)
+    target = env.target_pos
+    qpos = np.array([[0.0, 0.0], [np.pi / 2, 0.0], [0.3, -1.2]])
+    targets = []
+    for q in qpos:
+        env.set_sim_state(np.r_[q, 0.0, 0.0, target])
+        targets.append(env.probe_targets())
+        np.testing.assert_allclose(targets[-1][4:], env.fingertip(), atol=1e-6)  # the simulator's own fingertip
+    targets = np.stack(targets)
+    assert targets.shape == (3, 6) and targets.dtype == np.float32
+    np.testing.assert_allclose(targets[0, 4:], [0.24, 0.0], atol=1e-6)
+    np.testing.assert_allclose(targets[:, 4:], fingertip_xy(qpos), atol=1e-6)
+    np.testing.assert_allclose(targets[2, :4], [np.sin(0.3), np.cos(0.3), np.sin(-1.2), np.cos(-1.2)], atol=1e-6)
+
+
 def test_joint_errors_wrap_around_the_circle():
     goal = np.array([np.pi - 0.01, 0.0])
     np.testing.assert_allclose(joint_errors(np.array([-np.pi + 0.02, 0.03]), goal), [0.03, 0.03], atol=1e-12)
@@ -142,8 +171,10 @@ def test_state_goal_success_on_constructed_states(env):
         ([np.pi - 0.01 + 2 * np.pi, 0.5], True),  # a full extra turn is the same pose
     ]
     for qpos, expected in cases:
-        env.set_sim_state(np.r_[qpos, 0.0, 0.0], target)
-        assert env.evaluate()["success"] is expected, qpos
+        env.set_sim_state(np.r_[qpos, 0.0, 0.0, target])
+        info = env.evaluate()
+        assert info["success"] is expected, qpos
+        assert info["distance"] == info["max_joint_error"]  # a state goal's distance is the joint error
 
 
 def test_state_goal_needs_qpos_and_renders_that_pose(env):
@@ -165,14 +196,15 @@ def test_task_goal_success_is_the_task_reward_criterion(name, radius):
     np.testing.assert_array_equal(obs["goal"], e.render_qpos(e.goal_qpos))
     assert e.success_radius == pytest.approx(radius)
     # Fingertip exactly on the target, then just inside and just outside the radius.
-    e.set_sim_state(np.r_[e.goal_qpos, 0.0, 0.0], target)
+    e.set_sim_state(np.r_[e.goal_qpos, 0.0, 0.0, target])
     assert e.evaluate()["success"]
     sideways = np.array([-target[1], target[0]]) / np.linalg.norm(target)  # stays within reach
     for offset, expected in [(radius - 2e-3, True), (radius + 2e-3, False)]:
         beside = target + offset * sideways
-        e.set_sim_state(np.r_[reach_qpos(beside, e.qpos, e.wrist_range), 0.0, 0.0], target)
+        e.set_sim_state(np.r_[reach_qpos(beside, e.qpos, e.wrist_range), 0.0, 0.0, target])
         assert e.evaluate()["success"] is expected
         assert e.evaluate()["fingertip_distance"] == pytest.approx(offset, abs=1e-9)
+        assert e.evaluate()["distance"] == e.evaluate()["fingertip_distance"]
     e.close()
 
 

@@ -16,9 +16,8 @@ from conftest import TINY_MODEL
 
 
 def tiny_train_config(tiny_data, out, **overrides) -> TrainConfig:
-    env, data = tiny_data
     cfg = TrainConfig(
-        env=env, data=data, world_model=WorldModelConfig(**TINY_MODEL), loss=LossConfig(inverse_dynamics_hidden=16),
+        dataset=str(tiny_data[2]), world_model=WorldModelConfig(**TINY_MODEL), loss=LossConfig(inverse_dynamics_hidden=16),
         optim=OptimConfig(batch_size=8, warmup_steps=2), steps=6, log_every=1, monitor_every=3,
         checkpoint_every=3, monitor_clips=8, probe_frames=40, held_out_fraction=0.34, out=str(out),
     )
@@ -30,23 +29,32 @@ def weights(folder):
 
 
 def test_train_writes_checkpoints_logs_and_summary(tiny_data, tmp_path):
-    folder = train(tiny_train_config(tiny_data, tmp_path / "run"), progress=False)
+    folder = train(tiny_train_config(tiny_data, tmp_path / "run"), tiny_data[2], progress=False)
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["step"] == 6
     final = summary["final"]
-    for key in ("rollout_err_1", "copy_last_err_1", "effective_rank", "dim_std", "probe_r2_joints"):
+    # the probe's names and groups come from the dataset (the reacher's probe_groups)
+    for key in ("rollout_err_1", "copy_last_err_1", "effective_rank", "dim_std", "probe_r2_joints",
+                "probe_r2_fingertip", "probe_rmse_joints", "probe_rmse_fingertip", "probe_r2_tip_x", "probe_r2"):
         assert key in final
     lines = (folder / "metrics.jsonl").read_text().splitlines()
     assert len([line for line in lines if '"loss"' in line]) == 6
     assert (folder / "metrics.csv").read_text().startswith("step,")
     for name in ("latest", "best"):
         assert isinstance(world_model.load(folder / name), world_model.WorldModel)
+    # action_dim was left unset: training took the dataset's; the checkpoint names its dataset
+    model = world_model.load(folder / "latest")
+    assert model.cfg.image_size == 32 and model.cfg.action_dim == 2
+    train_config = world_model.read_manifest(folder / "latest")["train_config"]
+    assert set(train_config) == {"identity", "dataset"}
+    assert train_config["dataset"] == str(tiny_data[2].resolve())
+    assert train_config["identity"]["data"] == json.loads((tiny_data[2] / "manifest.json").read_text())["identity"]
     # A finished run is reused, not trained again.
-    assert train(tiny_train_config(tiny_data, tmp_path / "run"), progress=False) == folder
+    assert train(tiny_train_config(tiny_data, tmp_path / "run"), tiny_data[2], progress=False) == folder
 
 
 def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
-    whole = train(tiny_train_config(tiny_data, tmp_path / "whole"), progress=False)
+    whole = train(tiny_train_config(tiny_data, tmp_path / "whole"), tiny_data[2], progress=False)
 
     real_sample = WindowSampler.sample
     calls = {"n": 0}
@@ -59,12 +67,12 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_data, tmp_p
 
     monkeypatch.setattr(WindowSampler, "sample", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_train_config(tiny_data, tmp_path / "cut"), progress=False)
+        train(tiny_train_config(tiny_data, tmp_path / "cut"), tiny_data[2], progress=False)
     monkeypatch.setattr(WindowSampler, "sample", real_sample)
     assert json.loads((tmp_path / "cut" / "latest" / "checkpoint.json").read_text())["step"] == 3
     with pytest.raises(RuntimeError, match="resume=true"):
-        train(tiny_train_config(tiny_data, tmp_path / "cut"), progress=False)
-    resumed = train(tiny_train_config(tiny_data, tmp_path / "cut", resume=True), progress=False)
+        train(tiny_train_config(tiny_data, tmp_path / "cut"), tiny_data[2], progress=False)
+    resumed = train(tiny_train_config(tiny_data, tmp_path / "cut", resume=True), tiny_data[2], progress=False)
 
     a, b = weights(whole / "latest"), weights(resumed / "latest")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -73,19 +81,23 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_data, tmp_p
 def test_non_finite_loss_stops_training_naming_the_step(tiny_data, tmp_path):
     cfg = tiny_train_config(tiny_data, tmp_path / "nan", optim=OptimConfig(batch_size=8, lr=1e30, warmup_steps=1))
     with pytest.raises(TrainingDiverged, match=r"at step \d+"):
-        train(cfg, progress=False)
+        train(cfg, tiny_data[2], progress=False)
 
 
 def test_model_that_does_not_match_the_data_is_refused(tiny_data, tmp_path):
     cfg = tiny_train_config(tiny_data, tmp_path / "bad", world_model=WorldModelConfig(**{**TINY_MODEL, "image_size": 64}))
-    with pytest.raises(ValueError, match="32px"):
-        train(cfg, progress=False)
+    with pytest.raises(ValueError, match=r"world_model\.image_size=64 but dataset .* has 32"):
+        train(cfg, tiny_data[2], progress=False)
+    cfg = tiny_train_config(tiny_data, tmp_path / "bad", world_model=WorldModelConfig(**{**TINY_MODEL, "action_dim": 3}))
+    with pytest.raises(ValueError, match=r"world_model\.action_dim=3 but dataset .* has 2"):
+        train(cfg, tiny_data[2], progress=False)
+    assert not (tmp_path / "bad").exists()  # refused before anything was written
 
 
 def test_too_few_probe_frames_are_refused_before_training(tiny_data, tmp_path):
     cfg = tiny_train_config(tiny_data, tmp_path / "few", probe_frames=5)
     with pytest.raises(ValueError, match="probe_frames >= 10"):
-        train(cfg, progress=False)
+        train(cfg, tiny_data[2], progress=False)
     assert not (tmp_path / "few").exists()  # refused before anything was written
 
 
@@ -102,4 +114,4 @@ def test_schedule_holds_the_peak_then_decays_over_the_last_fraction():
 def test_decay_fraction_outside_its_range_is_refused(tiny_data, tmp_path):
     cfg = tiny_train_config(tiny_data, tmp_path / "wsd", optim=OptimConfig(decay_fraction=0.0))
     with pytest.raises(ValueError, match="decay_fraction"):
-        train(cfg, progress=False)
+        train(cfg, tiny_data[2], progress=False)

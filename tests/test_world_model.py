@@ -17,9 +17,9 @@ from world_model.monitors import (
     RIDGE_GRID,
     linear_probe,
     ridge_cv,
-    reacher_probe_targets,
     rollout_error,
 )
+from world_model.probe import probe_report
 
 B, SIZE, DIM, A = 8, 32, 32, 2
 # off: every anti-collapse term, so only the latent prediction remains
@@ -121,6 +121,10 @@ def test_encoder_rejects_bad_frames_with_a_clear_message():
         model.encode(torch.zeros(1, 1, 64, 64, 3, dtype=torch.uint8))
     with pytest.raises(ValueError, match="use 32, 64, 96 or 128"):
         WorldModelConfig(image_size=80)
+    # sizes left unset (training takes them from the dataset) cannot build a model
+    for name in ("image_size", "action_dim"):
+        with pytest.raises(ValueError, match=f"world_model.{name}=None"):
+            WorldModel(tiny_config(**{name: None}))
 
 
 def test_predict_rollout_energy_shapes():
@@ -335,15 +339,21 @@ def test_rollout_error_has_one_value_per_step():
     assert torch.allclose(errors["model"], errors["copy_last"])
 
 
-def test_reacher_probe_targets_follow_the_env_kinematics():
-    from envs.goals import fingertip_xy
-
-    qpos = torch.tensor([[0.0, 0.0], [np.pi / 2, 0.0], [0.3, -1.2]], dtype=torch.float64)
-    targets = reacher_probe_targets(qpos)
-    assert targets.shape == (3, 6)
-    assert torch.allclose(targets[0, 4:], torch.tensor([0.24, 0.0], dtype=torch.float64))
-    assert np.allclose(targets[:, 4:].numpy(), fingertip_xy(qpos.numpy()))
-    assert torch.allclose(targets[2, :4], torch.tensor([np.sin(0.3), np.cos(0.3), np.sin(-1.2), np.cos(-1.2)]))
+def test_probe_report_scores_each_target_and_group_by_the_names_it_is_given():
+    """The probe knows no env: targets [N, K] and their grouped names come from the dataset."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(700, 8, generator=g)
+    y = torch.stack([z[:, 0] * 2 + z[:, 3], z[:, 1] - z[:, 2], 0.5 * torch.randn(700, generator=g)], 1).numpy()
+    groups = {"pose": ["a", "b"], "noise": ["c"]}
+    report = probe_report(z[:500], y[:500], z[500:], y[500:], groups)
+    assert report["probe_r2_a"] > 0.999 and report["probe_r2_b"] > 0.999 and report["probe_r2_c"] < 0.05
+    assert report["probe_r2_pose"] == pytest.approx((report["probe_r2_a"] + report["probe_r2_b"]) / 2)
+    assert report["probe_r2_noise"] == report["probe_r2_c"]
+    assert report["probe_r2"] == pytest.approx((report["probe_r2_a"] + report["probe_r2_b"] + report["probe_r2_c"]) / 3)
+    assert report["probe_rmse_pose"] < 0.01 and report["probe_rmse_noise"] == pytest.approx(0.5, rel=0.2)  # target units
+    assert report["probe_ridge"] in RIDGE_GRID
+    with pytest.raises(ValueError, match="3 probe targets but 2 names"):
+        probe_report(z[:500], y[:500], z[500:], y[500:], {"pose": ["a", "b"]})
 
 
 # ---------------------------------------------------------------- configs and checkpoints

@@ -1,15 +1,17 @@
 """Offline agent video on disk: memory-mapped arrays in shards, described by a manifest.
 
-Layout of a dataset folder:
-    manifest.json             schema version, env and collection config, library versions,
-                              array shapes and dtypes, and per shard its files' sizes and sha256
+Layout of a dataset folder (shapes and extras come from the env that recorded it):
+    manifest.json             schema version, env (name, settings, action bounds, probe names) and
+                              collection config, library versions, array shapes and dtypes, and
+                              per shard its files' sizes and sha256
     shard-00000/              one shard = a run of whole episodes, written once, never changed
         frames.npy            uint8   [n, H, W, 3]  frame after each step (row 0 of an episode: reset)
         actions.npy           float32 [n, A]        action applied after frame i (0 on an episode's last row)
-        proprio.npy           float32 [n, P]        joint angles and velocities at frame i
-        states.npy            float64 [n, S]        dm_control physics.get_state() at frame i
+        proprio.npy           float32 [n, P]        the env's low-dimensional state vector at frame i
+        states.npy            float64 [n, S]        the full simulator state at frame i
+        probe.npy             float32 [n, K]        the env's probe targets at frame i
         episode_starts.npy    int64   [e + 1]       row offsets of the shard's episodes
-        target_pos.npy        float64 [e, 2]        target x, y of each episode
+        extra_<name>.npy      [e, ...]              per-episode extras of the env (e.g. a target position)
 A shard folder appears by an atomic rename once all its files are on disk, and the manifest is
 replaced atomically after each shard, so an interrupted collection leaves only whole shards.
 """
@@ -26,10 +28,11 @@ import numpy as np
 
 from world_model.atomic import write_bytes_atomic
 
-SCHEMA_VERSION = 1
+# 2: env-agnostic (probe targets and per-episode extras from the env, full simulator states).
+SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
-STEP_ARRAYS = ("frames", "actions", "proprio", "states")
-EPISODE_ARRAYS = ("episode_starts", "target_pos")
+STEP_ARRAYS = ("frames", "actions", "proprio", "states", "probe")
+EXTRA_PREFIX = "extra_"
 
 
 class DatasetError(RuntimeError):
@@ -54,7 +57,7 @@ def read_manifest(root: Path) -> dict:
     if not path.exists():
         raise DatasetError(
             f"no dataset at {root}: {MANIFEST} is missing; collect one with "
-            "`python -m world_model.collect env=reacher`"
+            "`python -m agent.collect env=<name>`"
         )
     try:
         manifest = json.loads(path.read_text())
@@ -76,7 +79,8 @@ class Episode:
     actions: np.ndarray  # float32 [T+1, A]; actions[t] leads from frame t to t+1, the last row is 0
     proprio: np.ndarray  # float32 [T+1, P]
     states: np.ndarray  # float64 [T+1, S]
-    target_pos: np.ndarray  # float64 [2]
+    probe: np.ndarray  # float32 [T+1, K]
+    extras: dict  # name -> the env's per-episode array
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -147,6 +151,11 @@ class Dataset:
     def env_name(self) -> str:
         return self.manifest["env"]["name"]
 
+    @property
+    def probe_groups(self) -> dict[str, list[str]]:
+        """Probe target names in the order of the probe array, grouped as the env declared them."""
+        return self.manifest["env"]["probe_groups"]
+
     def episode(self, index: int) -> Episode:
         if not 0 <= index < self.num_episodes:
             raise IndexError(f"episode {index} out of range [0, {self.num_episodes})")
@@ -159,5 +168,7 @@ class Dataset:
             actions=shard["actions"][start:end],
             proprio=shard["proprio"][start:end],
             states=shard["states"][start:end],
-            target_pos=np.asarray(shard["target_pos"][local]),
+            probe=shard["probe"][start:end],
+            extras={k.removeprefix(EXTRA_PREFIX): np.asarray(v[local]) for k, v in shard.items()
+                    if k.startswith(EXTRA_PREFIX)},
         )

@@ -17,8 +17,8 @@ METRICS = ("l2", "l1")
 class WorldModelConfig:
     """Every hyperparameter of WorldModel; WorldModel(cfg) builds from it and checkpoints store it."""
 
-    image_size: int = 64  # square frame side in pixels: 32, 64, 96 or 128
-    action_dim: int = 2  # A, size of one action vector
+    image_size: int | None = None  # square frame side in pixels: 32, 64, 96 or 128 (training takes the dataset's)
+    action_dim: int | None = None  # A, size of one action vector (training takes the dataset's)
     representation: str = "tokens"  # "pooled": one attention-pooled vector; "tokens": 64 per-cell vectors, flattened
     dim: int = 128  # D of the pooled representation (ignored by "tokens")
     token_dim: int = 4  # per-cell size for "tokens"; then D = 64 * token_dim
@@ -33,12 +33,15 @@ class WorldModelConfig:
     metric: str = "l2"  # default energy: "l2" (mean squared difference) or "l1" (mean absolute)
 
     def __post_init__(self):
-        stem_strides(self.image_size)  # raises with the list of valid sizes
+        # image_size and action_dim may stay None in a config that training completes from its
+        # dataset; WorldModel refuses them unset.
+        if self.image_size is not None:
+            stem_strides(self.image_size)  # raises with the list of valid sizes
         if self.representation not in REPRESENTATIONS:
             raise ValueError(f"representation {self.representation!r} is unknown; use one of {REPRESENTATIONS}")
         if self.metric not in METRICS:
             raise ValueError(f"metric {self.metric!r} is unknown; use one of {METRICS}")
-        for name in ("action_dim", "dim", "token_dim", "stem_channels", "history", "encoder_depth", "predictor_depth"):
+        for name in ("dim", "token_dim", "stem_channels", "history", "encoder_depth", "predictor_depth"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for width, heads in (("encoder_width", "encoder_heads"), ("predictor_width", "predictor_heads")):
@@ -62,6 +65,9 @@ class WorldModel(nn.Module):
 
     def __init__(self, cfg: WorldModelConfig):
         super().__init__()
+        for name in ("image_size", "action_dim"):
+            if getattr(cfg, name) is None or getattr(cfg, name) < 1:
+                raise ValueError(f"world_model.{name}={getattr(cfg, name)}; set it, or train on a dataset, which sets it")
         self.cfg = cfg
         self.encoder = Encoder(
             image_size=cfg.image_size,

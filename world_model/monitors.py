@@ -8,10 +8,6 @@ from torch import Tensor
 
 from world_model.model import WorldModel
 
-LINK_LENGTH = 0.12  # metres, both reacher links
-REACHER_PROBE_NAMES = ("sin_q1", "cos_q1", "sin_q2", "cos_q2", "tip_x", "tip_y")
-
-
 @torch.no_grad()
 def rollout_error(model: WorldModel, frames: Tensor, actions: Tensor) -> dict[str, Tensor]:
     """Per-step rollout error against the copy-last-representation baseline.
@@ -150,19 +146,3 @@ def r_squared(y_hat: Tensor, y: Tensor) -> Tensor:
     residual = (y - y_hat.double()).square().sum(0)
     total = (y - y.mean(0)).square().sum(0).clamp_min(1e-12)
     return 1 - residual / total
-
-
-def reacher_probe_targets(qpos: Tensor) -> Tensor:
-    """Probe targets of the 2-link reacher from joint angles.
-
-    Args:
-        qpos: [N, 2] shoulder and elbow angles in radians
-    Returns:
-        [N, 6] in REACHER_PROBE_NAMES order: sin/cos of each joint, then the fingertip xy in metres
-    """
-    if qpos.ndim != 2 or qpos.shape[1] != 2:
-        raise ValueError(f"qpos must be [N, 2] (shoulder, elbow), got {tuple(qpos.shape)}")
-    q1, q2 = qpos[:, 0], qpos[:, 1]
-    tip_x = LINK_LENGTH * torch.cos(q1) + LINK_LENGTH * torch.cos(q1 + q2)
-    tip_y = LINK_LENGTH * torch.sin(q1) + LINK_LENGTH * torch.sin(q1 + q2)
-    return torch.stack([q1.sin(), q1.cos(), q2.sin(), q2.cos(), tip_x, tip_y], dim=1)

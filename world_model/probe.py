@@ -1,6 +1,8 @@
-"""The reacher linear probe report: how well joint angles and the fingertip can be read off z.
+"""The linear probe report: how well the env's probe targets (envs/base.py: probe_targets, e.g.
+a pose or a position) can be read off z by a ridge map.
 
-Fit on training episodes, scored on held-out ones; never used to train the encoder.
+Fit on training episodes, scored on held-out ones; never used to train the encoder. The target
+names and their groups come from the dataset's manifest, so this file knows no env.
 """
 
 from __future__ import annotations
@@ -10,44 +12,43 @@ import torch
 from torch import Tensor
 
 from world_model.dataset import Dataset
-from world_model.monitors import REACHER_PROBE_NAMES, r_squared, reacher_probe_targets, ridge_cv, ridge_fit
+from world_model.monitors import r_squared, ridge_cv, ridge_fit
 
 
 def probe_rows(ds: Dataset, episodes: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Up to `count` random (frame, qpos) rows from `episodes`, in episode order:
-    uint8 [N, H, W, 3] and float [N, 2] (shoulder, wrist)."""
+    """Up to `count` random (frame, probe target) rows from `episodes`, in episode order:
+    uint8 [N, H, W, 3] and float32 [N, K]."""
     rows = [(e, t) for e in episodes for t in range(int(ds.episode_lengths[e]))]
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(rows), size=min(count, len(rows)), replace=False)
-    frames, qpos = [], []
+    frames, targets = [], []
     for i in sorted(picks):
         e, t = rows[i]
         ep = ds.episode(e)
         frames.append(ep.frames[t])
-        qpos.append(ep.states[t, :2])
-    return np.stack(frames), np.stack(qpos)
+        targets.append(ep.probe[t])
+    return np.stack(frames), np.stack(targets)
 
 
 @torch.no_grad()
-def probe_report(z_train: Tensor, qpos_train: np.ndarray, z_held: Tensor, qpos_held: np.ndarray) -> dict[str, float]:
-    """z [N, D] and qpos [N, 2] per split -> R^2 per target, their means, and errors in physical units."""
-    y_train = reacher_probe_targets(torch.as_tensor(qpos_train, dtype=torch.float64))  # [N, 6]
-    y_held = reacher_probe_targets(torch.as_tensor(qpos_held, dtype=torch.float64))  # [M, 6]
+def probe_report(z_train: Tensor, y_train: np.ndarray, z_held: Tensor, y_held: np.ndarray,
+                 groups: dict[str, list[str]]) -> dict[str, float]:
+    """z [N, D] and targets y [N, K] per split -> R^2 per target name, per group (mean over its
+    names) and overall ("probe_r2"), the held-out RMSE per group in the targets' units, and the ridge."""
+    y_train = torch.as_tensor(np.asarray(y_train), dtype=torch.float64)  # [N, K]
+    y_held = torch.as_tensor(np.asarray(y_held), dtype=torch.float64)  # [M, K]
+    names = [n for group in groups.values() for n in group]
+    if len(names) != y_train.shape[1]:
+        raise ValueError(f"{y_train.shape[1]} probe targets but {len(names)} names in the groups {groups}")
     ridge = ridge_cv(z_train, y_train)  # chosen on the training rows only
-    y_hat = ridge_fit(z_train, y_train, ridge)(z_held)  # [M, 6]
-    r2 = r_squared(y_hat, y_held)  # [6]
-    # Angles from the predicted (sin, cos) pairs, compared on the circle.
-    angle_hat = torch.atan2(y_hat[:, [0, 2]], y_hat[:, [1, 3]])  # [M, 2]
-    angle = torch.as_tensor(qpos_held, dtype=torch.float64)
-    angle_err = torch.atan2(torch.sin(angle_hat - angle), torch.cos(angle_hat - angle)).abs()  # [M, 2]
-    tip_err = (y_hat[:, 4:] - y_held[:, 4:]).norm(dim=1)  # [M]
-    report = {f"probe_r2_{name}": r2[i].item() for i, name in enumerate(REACHER_PROBE_NAMES)}
-    report.update(
-        probe_r2_joints=r2[:4].mean().item(),
-        probe_r2_fingertip=r2[4:].mean().item(),
-        probe_shoulder_err_rad=angle_err[:, 0].mean().item(),
-        probe_wrist_err_rad=angle_err[:, 1].mean().item(),
-        probe_fingertip_err_cm=100 * tip_err.mean().item(),
-        probe_ridge=ridge,
-    )
+    y_hat = ridge_fit(z_train, y_train, ridge)(z_held)  # [M, K]
+    r2 = r_squared(y_hat, y_held)  # [K]
+    report = {f"probe_r2_{name}": r2[i].item() for i, name in enumerate(names)}
+    first = 0
+    for group, members in groups.items():
+        cols = slice(first, first + len(members))
+        report[f"probe_r2_{group}"] = r2[cols].mean().item()
+        report[f"probe_rmse_{group}"] = (y_hat[:, cols] - y_held[:, cols].to(y_hat)).square().mean().sqrt().item()
+        first += len(members)
+    report.update(probe_r2=r2.mean().item(), probe_ridge=ridge)
     return report

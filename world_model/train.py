@@ -1,6 +1,8 @@
-"""Trains the JEPA world model on offline agent video: `python -m world_model.train env=reacher`.
+"""Trains the JEPA world model on offline agent video: `python -m world_model.train dataset=PATH`.
 
-The run folder (default cache/models/<env>-<hash of the config>) holds `latest/` and `best/`
+It knows datasets and tensors, never environments: frame size, action size and probe targets come
+from the dataset's manifest (`python -m agent.collect` or `python -m agent.run` make datasets).
+The run folder (default cache/models/<env>-<hash of the config and the dataset>) holds `latest/` and `best/`
 checkpoints, `metrics.jsonl` / `metrics.csv`, and `summary.json` once training has finished.
 `resume=true` continues from `latest/` and ends exactly where an uninterrupted run would: batches
 are drawn from the torch RNG, whose state is saved with every checkpoint.
@@ -21,8 +23,7 @@ import numpy as np
 import torch
 
 from world_model.checkpoint import checkpoint_exists, load, load_training_state, restore_newest, save
-from world_model.collect import DataConfig, EnvConfig, collect, identity
-from world_model.dataset import Dataset, write_json_atomic
+from world_model.dataset import Dataset, read_manifest, write_json_atomic
 from world_model.losses import JEPALoss, LossConfig
 from world_model.metrics_log import MetricsLog
 from world_model.model import WorldModel, WorldModelConfig
@@ -57,12 +58,10 @@ class OptimConfig:
 class TrainConfig:
     """`python -m world_model.train` settings."""
 
-    env: EnvConfig = field(default_factory=EnvConfig)
-    """The environment whose video is learned (decides which dataset)."""
-    data: DataConfig = field(default_factory=DataConfig)
-    """The dataset; collected first if it is not cached."""
+    dataset: str | None = None
+    """Dataset folder to train on (`python -m world_model.train` needs it; agent.run passes its own)."""
     world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
-    """Architecture (image_size must match env.image_size)."""
+    """Architecture; image_size and action_dim left null are taken from the dataset."""
     loss: LossConfig = field(default_factory=LossConfig)
     """Loss terms and their weights."""
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -106,11 +105,12 @@ class TrainingDiverged(RuntimeError):
     """The loss or the gradient became NaN or infinite."""
 
 
-def run_identity(cfg) -> dict:
-    """Everything that changes the trained weights (not logging, device or paths)."""
+def run_identity(cfg, data_identity: dict) -> dict:
+    """Everything that changes the trained weights (not logging, device or paths); data_identity
+    is the dataset manifest's "identity"."""
     keys = ("world_model", "loss", "optim")
     return {
-        "data": identity(cfg.env, cfg.data),
+        "data": data_identity,
         **{k: plain(getattr(cfg, k)) for k in keys},
         "steps": int(cfg.steps),
         "seed": int(cfg.seed),
@@ -118,11 +118,29 @@ def run_identity(cfg) -> dict:
     }
 
 
-def run_dir(cfg) -> Path:
+def run_dir(cfg, dataset_root: str | Path) -> Path:
+    """The run folder of `cfg` trained on the dataset at dataset_root (its manifest is read, not
+    its shards)."""
     if cfg.out:
         return Path(cfg.out)
-    key = hashlib.sha256(json.dumps(run_identity(cfg), sort_keys=True).encode()).hexdigest()[:10]
-    return Path(cfg.cache_root) / "models" / f"{cfg.env.name}-{key}"
+    manifest = read_manifest(Path(dataset_root))
+    key = hashlib.sha256(json.dumps(run_identity(cfg, manifest["identity"]), sort_keys=True).encode()).hexdigest()[:10]
+    return Path(cfg.cache_root) / "models" / f"{manifest['env']['name']}-{key}"
+
+
+def model_config(cfg_world_model, ds: Dataset) -> WorldModelConfig:
+    """The architecture with the dataset's frame and action sizes filled in; a configured size
+    that differs from the dataset's is refused."""
+    values = plain(cfg_world_model)
+    for name, actual in (("image_size", ds.image_size), ("action_dim", ds.action_dim)):
+        if values.get(name) is None:
+            values[name] = actual
+        elif values[name] != actual:
+            raise ValueError(
+                f"world_model.{name}={values[name]} but dataset {ds.root} has {actual}; "
+                f"leave world_model.{name} unset (null) to take the dataset's"
+            )
+    return WorldModelConfig(**values)
 
 
 def pick_device(name: str) -> torch.device:
@@ -186,13 +204,14 @@ def monitor(model: WorldModel, loss_fn: JEPALoss, clips: dict, probe: dict, devi
         "effective_rank": effective_rank(z),
     }
     z_train = encode_frames(model.encode, probe["train_frames"], device)
-    report.update(probe_report(z_train, probe["train_qpos"], z, probe["held_qpos"]))
+    report.update(probe_report(z_train, probe["train_targets"], z, probe["held_targets"], probe["groups"]))
     model.train()
     return report
 
 
-def train(cfg, progress: bool = True) -> Path:
-    """Trains (or resumes, or reuses) the run described by `cfg`; returns the run folder."""
+def train(cfg, dataset_root: str | Path, progress: bool = True) -> Path:
+    """Trains (or resumes, or reuses) the run described by `cfg` on the dataset at dataset_root;
+    returns the run folder."""
     from tqdm import tqdm
 
     if cfg.probe_frames < 10 or cfg.probe_held_frames < 1:
@@ -203,7 +222,7 @@ def train(cfg, progress: bool = True) -> Path:
         )
     if not 0.0 < cfg.optim.decay_fraction <= 1.0:
         raise ValueError(f"optim.decay_fraction={cfg.optim.decay_fraction}: it must lie in (0, 1] (1.0 = plain cosine)")
-    folder = run_dir(cfg)
+    folder = run_dir(cfg, dataset_root)
     if (folder / "summary.json").exists():
         print(f"world model already trained at {folder}")
         return folder
@@ -214,23 +233,18 @@ def train(cfg, progress: bool = True) -> Path:
     device = pick_device(cfg.device)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    model_cfg = WorldModelConfig(**plain(cfg.world_model))
+    ds = Dataset(dataset_root)
+    model_cfg = model_config(cfg.world_model, ds)
     loss_cfg = LossConfig(**plain(cfg.loss))
-
-    ds = Dataset(collect(cfg.env, cfg.data, cfg.cache_root, progress=progress))
-    if ds.image_size != model_cfg.image_size or ds.action_dim != model_cfg.action_dim:
-        raise ValueError(
-            f"dataset {ds.root} has {ds.image_size}px frames and {ds.action_dim}-d actions but world_model "
-            f"expects {model_cfg.image_size}px and {model_cfg.action_dim}-d; set world_model.image_size=${{env.image_size}}"
-        )
     train_eps, held_eps = split_episodes(ds.num_episodes, cfg.held_out_fraction)
     length = model_cfg.history + loss_cfg.rollout_steps
     sampler = WindowSampler(ds, train_eps, length)
     held = WindowSampler(ds, held_eps, length)
     clips = held.fixed(cfg.monitor_clips, seed=1)
-    train_frames, train_qpos = probe_rows(ds, train_eps, cfg.probe_frames, seed=2)
-    held_frames, held_qpos = probe_rows(ds, held_eps, cfg.probe_held_frames, seed=3)
-    probe = {"train_frames": train_frames, "train_qpos": train_qpos, "held_frames": held_frames, "held_qpos": held_qpos}
+    train_frames, train_targets = probe_rows(ds, train_eps, cfg.probe_frames, seed=2)
+    held_frames, held_targets = probe_rows(ds, held_eps, cfg.probe_held_frames, seed=3)
+    probe = {"train_frames": train_frames, "train_targets": train_targets, "held_frames": held_frames,
+             "held_targets": held_targets, "groups": ds.probe_groups}
 
     torch.manual_seed(cfg.seed)
     model = WorldModel(model_cfg).to(device)
@@ -250,14 +264,16 @@ def train(cfg, progress: bool = True) -> Path:
         best = json.loads((folder / "best.json").read_text())["held_loss"] if (folder / "best.json").exists() else best
         print(f"resuming {folder} at step {step}")
     folder.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(folder / "config.json", {"identity": run_identity(cfg), "dataset": str(ds.root)})
+    identity = run_identity(cfg, ds.manifest["identity"])
+    write_json_atomic(folder / "config.json", {"identity": identity, "dataset": str(ds.root)})
     if cfg.compile:
         model.encoder.compile()
         model.predictor.compile()
     params = [p for g in optimizer.param_groups for p in g["params"]]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     log = MetricsLog(folder, tensorboard=cfg.tensorboard)
-    train_cfg = {"identity": run_identity(cfg)}
+    # the dataset is recorded so that whatever is fitted later on this model (a critic) uses its data
+    train_cfg = {"identity": identity, "dataset": str(ds.root.resolve())}
 
     def checkpoint(name: str) -> None:
         save(folder / name, model, step, loss_fn=loss_fn, train_cfg=train_cfg, optimizer=optimizer, scheduler=scheduler)
@@ -305,10 +321,10 @@ def train(cfg, progress: bool = True) -> Path:
         if step % cfg.monitor_every == 0 or step == cfg.steps:
             report = monitor(model, loss_fn, clips, probe, device)
             log.log(step, report)
+            groups = " ".join(f"{g} {report[f'probe_r2_{g}']:.3f}" for g in probe["groups"])
             bar.write(
                 f"step {step}: held loss {report['held_loss']:.3f}, rollout err {report['rollout_err_1']:.3f} "
-                f"(copy-last {report['copy_last_err_1']:.3f}), rank {report['effective_rank']:.1f}, "
-                f"probe R2 joints {report['probe_r2_joints']:.3f} tip {report['probe_r2_fingertip']:.3f}"
+                f"(copy-last {report['copy_last_err_1']:.3f}), rank {report['effective_rank']:.1f}, probe R2 {groups}"
             )
             if report["held_loss"] < best:
                 best = report["held_loss"]
@@ -337,7 +353,9 @@ def main() -> None:
 
     @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
     def run(cfg) -> None:
-        folder = train(cfg)
+        if not cfg.dataset:
+            raise SystemExit("error: pass dataset=PATH (a folder made by `python -m agent.collect env=<name>`)")
+        folder = train(cfg, cfg.dataset)
         print(f"world model: {folder / 'latest'}")
 
     run()

@@ -34,19 +34,14 @@ class WindowSampler:
 
     def gather(self, picks: np.ndarray) -> dict[str, Tensor]:
         """Clips at rows `picks` of self.starts: frames uint8 [B, L, H, W, 3], actions [B, L-1, A]
-        (actions[:, t] leads from frame t to t+1), qpos float64 [B, L, 2]."""
-        frames, actions, qpos = [], [], []
+        (actions[:, t] leads from frame t to t+1)."""
+        frames, actions = [], []
         for episode, start in self.starts[picks]:
             ep = self.dataset.episode(int(episode))
             end = start + self.length
             frames.append(ep.frames[start:end])
             actions.append(ep.actions[start : end - 1])
-            qpos.append(ep.states[start:end, :2])
-        return {
-            "frames": torch.from_numpy(np.stack(frames)),
-            "actions": torch.from_numpy(np.stack(actions)),
-            "qpos": torch.from_numpy(np.stack(qpos)),
-        }
+        return {"frames": torch.from_numpy(np.stack(frames)), "actions": torch.from_numpy(np.stack(actions))}
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """A random batch drawn from `generator` (default: the global torch RNG, whose state checkpoints

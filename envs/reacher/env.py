@@ -17,7 +17,9 @@ from dm_control.suite import reacher as dm_reacher
 from gymnasium import spaces
 
 from envs._gl import rendering_error, track_renderer
-from envs.goals import (
+from envs.base import EpisodeSpec, GoalEnv, GoalKind
+from envs.reacher.behaviour import BehaviourConfig, BehaviourPolicy
+from envs.reacher.goals import (
     GOAL_KINDS,
     JOINT_TOLERANCE,
     LINK_LENGTH,
@@ -32,9 +34,11 @@ TARGET_SIZE = {"easy": 0.05, "hard": 0.015}
 # dm_control samples the target radius uniformly in [0.05, 0.20] around the shoulder.
 TARGET_RADIUS_RANGE = (0.05, 0.20)
 PHYSICS_STATE_SIZE = 4  # qpos (2) + qvel (2): what dm_control's physics.get_state() returns here
+# The state-goal protocol: the goal is the pose this many control steps along a random trajectory.
+GOAL_OFFSET = 25
 
 
-class ReacherEnv(gym.Env):
+class ReacherEnv(GoalEnv):
     """Reacher with pixels, proprioception and a goal image in a dict observation.
 
     Observation:
@@ -51,6 +55,23 @@ class ReacherEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    goal_kinds = {
+        "state": GoalKind(
+            budget=50,
+            success=f"every joint within {JOINT_TOLERANCE} rad of the goal pose at the end",
+            doc=f"start mid-motion on a held-out uniform-random trajectory, goal the pose {GOAL_OFFSET} control "
+            "steps later (stable-worldmodel's protocol)",
+        ),
+        "task": GoalKind(
+            budget=100,
+            success="fingertip within target radius + finger radius of the target (dm_control's reward)",
+            doc="dm_control's random start at rest and random target; the goal image shows the fingertip on it",
+        ),
+    }
+    probe_groups = {
+        "joints": ("sin_shoulder", "cos_shoulder", "sin_wrist", "cos_wrist"),
+        "fingertip": ("tip_x", "tip_y"),
+    }
 
     def __init__(
         self,
@@ -69,6 +90,7 @@ class ReacherEnv(gym.Env):
         if action_repeat < 1 or time_limit < 1 or image_size < 8:
             raise ValueError("action_repeat and time_limit must be >= 1 and image_size >= 8")
         self.task = task
+        self.name = "reacher" if task == "easy" else f"reacher-{task}"
         self.image_size = image_size
         self.action_repeat = action_repeat
         self.time_limit = time_limit  # in control steps, like dm_control's 1000-step (20 s) episodes
@@ -116,9 +138,20 @@ class ReacherEnv(gym.Env):
         """[4] float64: dm_control's `physics.get_state()` (qpos, qvel)."""
         return self.physics.get_state().copy()
 
-    def set_sim_state(self, physics_state: np.ndarray, target_pos: np.ndarray) -> None:
-        """Sets the full simulator state. `reset_context` resets MjData first (solver warm start
-        included), exactly as dm_control does at reset, so replays are bit-identical."""
+    def get_sim_state(self) -> np.ndarray:
+        """[6] float64: dm_control's physics state (qpos, qvel), then the target x, y."""
+        return np.concatenate([self.get_physics_state(), self.target_pos])
+
+    def set_sim_state(self, state: np.ndarray) -> None:
+        """Sets the full simulator state [6] (as from get_sim_state)."""
+        state = np.asarray(state, np.float64)
+        if state.shape != (PHYSICS_STATE_SIZE + 2,):
+            raise ValueError(f"a reacher sim state has {PHYSICS_STATE_SIZE + 2} numbers, got shape {state.shape}")
+        self._set_physics(state[:PHYSICS_STATE_SIZE], state[PHYSICS_STATE_SIZE:])
+
+    def _set_physics(self, physics_state: np.ndarray, target_pos: np.ndarray) -> None:
+        """Sets the physics state and the target. `reset_context` resets MjData first (solver warm
+        start included), exactly as dm_control does at reset, so replays are bit-identical."""
         physics_state = np.asarray(physics_state, np.float64)
         if physics_state.shape != (PHYSICS_STATE_SIZE,):
             raise ValueError(f"physics_state must have shape ({PHYSICS_STATE_SIZE},), got {physics_state.shape}")
@@ -158,6 +191,10 @@ class ReacherEnv(gym.Env):
         mujoco.mj_forward(self.physics.model.ptr, self._goal_data)
         return self._render_data(self._goal_data)
 
+    def render_sim_state(self, state: np.ndarray) -> np.ndarray:
+        """uint8 [H, W, 3]: the arm at the pose of sim state [6] (the current target drawn)."""
+        return self.render_qpos(np.asarray(state)[:2])
+
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
@@ -173,11 +210,12 @@ class ReacherEnv(gym.Env):
         errors = joint_errors(self.qpos, self.goal_qpos)
         max_joint_error = float(np.max(np.abs(errors)))
         if self.goal_kind == "state":
-            success = max_joint_error <= JOINT_TOLERANCE
+            success, distance = max_joint_error <= JOINT_TOLERANCE, max_joint_error
         else:
-            success = fingertip_distance <= self.success_radius
+            success, distance = fingertip_distance <= self.success_radius, fingertip_distance
         return {
             "success": bool(success),
+            "distance": distance,
             "goal_kind": self.goal_kind,
             "fingertip_distance": fingertip_distance,
             "max_joint_error": max_joint_error,
@@ -223,15 +261,16 @@ class ReacherEnv(gym.Env):
             physics_state = np.asarray(options["physics_state"], np.float64)
         if "target_pos" in options:
             target_pos = np.asarray(options["target_pos"], np.float64)
-        self.set_sim_state(physics_state, target_pos)
+        self._set_physics(physics_state, target_pos)
         self._control_steps = 0
         self._set_goal(options.get("goal_kind", self.default_goal_kind), options.get("goal_qpos"))
         return self._observation(), self.evaluate()
 
     def step(self, action):
-        action = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
+        action = np.asarray(action, np.float64)
         if action.shape != (2,) or not np.all(np.isfinite(action)):
             raise ValueError(f"action must be 2 finite numbers, got {action!r}")
+        action = np.clip(action, -1.0, 1.0)
         for _ in range(self.action_repeat):
             # What dm_control's control.Environment.step does for this task: set, then step.
             self.physics.set_control(action)
@@ -241,10 +280,58 @@ class ReacherEnv(gym.Env):
         truncated = self._control_steps >= self.time_limit
         return self._observation(), float(info["success"]), False, truncated, info
 
+    # ----------------------------------------------------------------------------- data and evaluation
+    def probe_targets(self) -> np.ndarray:
+        """float32 [6]: sin/cos of shoulder and wrist, fingertip x, y in metres (probe_groups order)."""
+        q = self.qpos
+        return np.concatenate([[np.sin(q[0]), np.cos(q[0]), np.sin(q[1]), np.cos(q[1])], fingertip_xy(q)]).astype(
+            np.float32
+        )
+
+    def episode_extras(self) -> dict[str, np.ndarray]:
+        return {"target_pos": self.target_pos}
+
+    def behaviour_policy(self, rng: np.random.Generator, **settings) -> BehaviourPolicy:
+        try:
+            cfg = BehaviourConfig(**settings)
+        except TypeError as err:
+            raise ValueError(f"reacher behaviour settings: {err}; valid: {sorted(BehaviourConfig.__dataclass_fields__)}") from None
+        return BehaviourPolicy(cfg, rng, self.wrist_range)
+
+    def sample_episode(self, goal_kind: str, rng: np.random.Generator) -> EpisodeSpec:
+        """"state": a held-out trajectory of uniform random actions (one per decision, held for the
+        action repeat); the start is a state along it, the goal the pose GOAL_OFFSET control steps
+        later. "task": dm_control's random start (at rest) and target."""
+        if goal_kind not in self.goal_kinds:
+            raise ValueError(f"unknown goal kind {goal_kind!r}; {self.name} offers {list(self.goal_kinds)}")
+        budget = self.goal_kinds[goal_kind].budget
+        episode_seed = int(rng.integers(2**31 - 1))
+        self.reset(seed=episode_seed)
+        options = {"goal_kind": goal_kind}
+        if goal_kind == "task":
+            options.update(physics_state=self.get_physics_state().tolist(), target_pos=self.target_pos.tolist())
+            return EpisodeSpec(self.name, goal_kind, episode_seed, options, budget)
+        if GOAL_OFFSET % self.action_repeat:
+            raise ValueError(f"the state goal is {GOAL_OFFSET} control steps ahead, not a multiple of "
+                             f"action_repeat={self.action_repeat}")
+        # Walk a random number of decisions first, so the start is mid-motion as on a trajectory.
+        warmup = int(rng.integers(2, 11))
+        previous, action = self.get_sim_state(), np.zeros(2, np.float32)
+        for _ in range(warmup):
+            previous = self.get_sim_state()
+            action = rng.uniform(-1, 1, 2).astype(np.float32)
+            self.step(action)
+        options.update(physics_state=self.get_physics_state().tolist(), target_pos=self.target_pos.tolist())
+        for _ in range(GOAL_OFFSET // self.action_repeat):
+            self.step(rng.uniform(-1, 1, 2).astype(np.float32))
+        options["goal_qpos"] = self.qpos.tolist()
+        return EpisodeSpec(self.name, goal_kind, episode_seed, options, budget,
+                           previous_state=previous.tolist(), previous_action=action.tolist())
+
     def close(self):
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
 
 
-__all__ = ["ReacherEnv", "LINK_LENGTH", "fingertip_xy"]
+__all__ = ["ReacherEnv"]

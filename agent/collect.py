@@ -1,9 +1,12 @@
-"""Collects offline agent video: `python -m world_model.collect env=reacher episodes=200 workers=2`.
+"""Collects offline agent video: `python -m agent.collect env=<name> data.episodes=200 data.workers=2`.
 
+Collection is where an agent meets an environment: each env family's behaviour policy acts
+(envs/base.py), and the frames, actions, states and probe targets go into the world model's
+dataset format (world_model/dataset.py), whose shapes and per-episode extras come from the env.
 Episodes are split into shards; worker processes each render whole shards (rendering is the
-bottleneck, about 60 frames/s per process). Every episode's randomness derives from (seed, episode
-index) alone, so the data do not depend on the number of workers, and an interrupted collection
-resumes by collecting only the shards the manifest does not list yet.
+bottleneck). Every episode's randomness derives from (seed, episode index) alone, so the data do
+not depend on the number of workers, and an interrupted collection resumes by collecting only
+the shards the manifest does not list yet.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from world_model.atomic import fsync_dir
-from world_model.behaviour import BehaviourConfig, BehaviourPolicy
 from world_model.dataset import (
+    EXTRA_PREFIX,
     MANIFEST,
     SCHEMA_VERSION,
     DatasetError,
@@ -34,28 +37,9 @@ from world_model.dataset import (
 from world_model.plain import plain
 
 
-@dataclass
-class EnvConfig:
-    """Which environment to build and how (`envs.make(name, **settings)`)."""
-
-    _target_: str = "envs.make"
-    """Hydra target; environments are always built by envs.make."""
-    name: str = "reacher"
-    """Registered env name (see envs.names())."""
-    image_size: int = 96
-    """Height and width of rendered frames in pixels."""
-    action_repeat: int = 5
-    """Control steps (0.02 s each) per env step; one frame is rendered per env step."""
-    time_limit: int = 1000
-    """Episode length limit in control steps."""
-    goal_kind: str = "task"
-    """Default goal kind at reset: "task" (dm_control target) or "state" (a joint pose)."""
-    shadows: bool = False
-    """Render dm_control's shadows and floor reflection (4x slower frames in software GL, 16 vs 4 ms)."""
-
-
 def env_settings(env: Any) -> dict:
-    """The keyword arguments of envs.make from an env config (a dataclass, dict or DictConfig)."""
+    """The keyword arguments of envs.make from an env config node (dict or DictConfig):
+    {"name": ..., **settings}; every other key is the env class's own constructor argument."""
     settings = {k: v for k, v in plain(env).items() if k != "_target_"}
     return {"name": settings.pop("name"), **settings}
 
@@ -64,8 +48,8 @@ def env_settings(env: Any) -> dict:
 class DataConfig:
     """What to record: everything that changes the data, plus how to record it (workers)."""
 
-    behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
-    """The behaviour policy that acts while recording."""
+    behaviour: dict[str, Any] = field(default_factory=dict)
+    """Settings of the env's behaviour policy (its family's own; {} = the family's defaults)."""
     episodes: int = 800
     """Number of episodes to record."""
     steps: int = 100
@@ -81,11 +65,13 @@ class DataConfig:
 
 
 @dataclass
-class CollectConfig(DataConfig):
-    """`python -m world_model.collect` settings: the data settings at the top level, and the env."""
+class CollectConfig:
+    """`python -m agent.collect` settings."""
 
-    env: EnvConfig = field(default_factory=EnvConfig)
-    """The environment the video is recorded in."""
+    env: Any = field(default_factory=dict)
+    """The environment the video is recorded in (configs/env; any constructor argument of its class)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """What to record (configs/data)."""
     cache_root: str = "cache"
     """Folder under which datasets are cached, keyed by their config."""
 
@@ -107,7 +93,7 @@ def dataset_dir(env, data, cache_root: str) -> Path:
     if data.out:
         return Path(data.out)
     key = hashlib.sha256(json.dumps(identity(env, data), sort_keys=True).encode()).hexdigest()[:10]
-    return Path(cache_root) / "datasets" / f"{env.name}-{key}"
+    return Path(cache_root) / "datasets" / f"{env_settings(env)['name']}-{key}"
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -119,42 +105,50 @@ def _env_for(settings: dict):
 
     key = json.dumps(settings, sort_keys=True)
     if key not in _ENV_CACHE:
+        for old in _ENV_CACHE.values():
+            old.close()  # close before making another renderer (a collected one breaks EGL)
         _ENV_CACHE.clear()
         _ENV_CACHE[key] = envs.make(**settings)
     return _ENV_CACHE[key]
 
 
-def record_episode(env, policy: BehaviourPolicy, steps: int, reset_seed: int) -> dict[str, np.ndarray]:
-    """Runs one episode; returns frames [T+1, H, W, 3], actions [T+1, A], proprio [T+1, P],
-    states [T+1, S] and target_pos [2] (T = steps)."""
+def record_episode(env, policy, steps: int, reset_seed: int) -> dict[str, Any]:
+    """Runs one episode of the behaviour policy; returns frames [T+1, H, W, 3], actions [T+1, A],
+    proprio [T+1, P], states [T+1, S], probe [T+1, K] (T = steps) and the env's extras."""
     obs, _ = env.reset(seed=reset_seed)
-    frames, proprio, states, actions = [obs["pixels"]], [obs["proprio"]], [env.get_physics_state()], []
-    for _ in range(steps):
-        action = policy.act(obs["proprio"])
-        obs, *_ = env.step(action)
+    extras = env.episode_extras()
+    frames, proprio, states, probe, actions = [obs["pixels"]], [obs["proprio"]], [env.get_sim_state()], [
+        env.probe_targets()], []
+    for t in range(steps):
+        action = policy.act(obs)
+        obs, _, _, truncated, _ = env.step(action)
+        if truncated and t < steps - 1:
+            raise ValueError(f"{env.name} ended its episode after {t + 1} of data.steps={steps} env steps "
+                             "(its time limit); lower data.steps or raise env.time_limit")
         actions.append(action)
         frames.append(obs["pixels"])
         proprio.append(obs["proprio"])
-        states.append(env.get_physics_state())
+        states.append(env.get_sim_state())
+        probe.append(env.probe_targets())
     actions.append(np.zeros_like(actions[0]))  # no action follows an episode's last frame
     return {
         "frames": np.stack(frames),
         "actions": np.stack(actions).astype(np.float32),
         "proprio": np.stack(proprio).astype(np.float32),
         "states": np.stack(states).astype(np.float64),
-        "target_pos": env.target_pos,
+        "probe": np.stack(probe).astype(np.float32),
+        "extras": extras,
     }
 
 
 def collect_shard(job: dict) -> dict:
     """Records episodes [first, last) into <root>/<name> and returns the shard's manifest entry."""
     env = _env_for(job["env"])
-    behaviour = BehaviourConfig(**job["behaviour"])
     episodes = []
     for index in range(job["first"], job["last"]):
         rng = np.random.default_rng([job["seed"], index])
         reset_seed = int(rng.integers(2**31 - 1))
-        policy = BehaviourPolicy(behaviour, rng, env.wrist_range)
+        policy = env.behaviour_policy(rng, **job["behaviour"])
         episodes.append(record_episode(env, policy, job["steps"], reset_seed))
 
     root = Path(job["root"])
@@ -162,9 +156,10 @@ def collect_shard(job: dict) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     lengths = [len(e["frames"]) for e in episodes]
-    arrays = {k: np.concatenate([e[k] for e in episodes]) for k in ("frames", "actions", "proprio", "states")}
+    arrays = {k: np.concatenate([e[k] for e in episodes]) for k in ("frames", "actions", "proprio", "states", "probe")}
     arrays["episode_starts"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    arrays["target_pos"] = np.stack([e["target_pos"] for e in episodes]).astype(np.float64)
+    for key in episodes[0]["extras"]:
+        arrays[EXTRA_PREFIX + key] = np.stack([np.asarray(e["extras"][key]) for e in episodes])
     files = {}
     for key, array in arrays.items():
         path = tmp / f"{key}.npy"
@@ -193,23 +188,39 @@ def _versions() -> dict:
     import envs
 
     return {
-        "mujoco": envs.MUJOCO_VERSION,
-        "dm_control": envs.DM_CONTROL_VERSION,
+        **envs.SIMULATOR_VERSIONS,
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
 
 
+def _env_facts(settings: dict) -> dict:
+    """What the dataset records about its env, from one instance (no rendering)."""
+    import envs
+
+    env = envs.make(**settings)
+    try:
+        space = env.action_space
+        return {
+            "name": env.name,
+            "config": settings,
+            "action_repeat": int(env.action_repeat),
+            "action_low": space.low.tolist(),
+            "action_high": space.high.tolist(),
+            "probe_groups": {k: list(v) for k, v in env.probe_groups.items()},
+        }
+    finally:
+        env.close()
+
+
 def collect(env, data, cache_root: str = "cache", progress: bool = True) -> Path:
-    """Collects (or finishes collecting) the dataset of `env` (EnvConfig) and `data` (DataConfig);
-    returns its folder."""
+    """Collects (or finishes collecting) the dataset of `env` (an env config node) and `data`
+    (DataConfig); returns its folder."""
     from tqdm import tqdm
 
-    if data.steps * env.action_repeat > env.time_limit:
-        raise ValueError(
-            f"steps * env.action_repeat = {data.steps * env.action_repeat} control steps exceeds "
-            f"env.time_limit = {env.time_limit}; lower steps or raise env.time_limit"
-        )
+    for name in ("episodes", "steps", "episodes_per_shard", "workers"):
+        if getattr(data, name) < 1:
+            raise ValueError(f"data.{name}={getattr(data, name)}: it must be at least 1")
     root = dataset_dir(env, data, cache_root)
     ident = identity(env, data)
     if (root / MANIFEST).exists():
@@ -227,7 +238,7 @@ def collect(env, data, cache_root: str = "cache", progress: bool = True) -> Path
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "identity": ident,
-            "env": {"name": env.name, "config": ident["env"]},
+            "env": _env_facts(ident["env"]),
             "collect": {k: ident[k] for k in ("episodes", "steps", "seed", "episodes_per_shard", "behaviour")},
             "versions": _versions(),
             "arrays": {},
@@ -288,7 +299,7 @@ def main() -> None:
 
     @hydra.main(version_base="1.3", config_path="../configs", config_name="collect")
     def run(cfg: DictConfig) -> None:
-        root = collect(cfg.env, cfg, cfg.cache_root)
+        root = collect(cfg.env, cfg.data, cfg.cache_root)
         print(f"dataset: {root}")
 
     run()

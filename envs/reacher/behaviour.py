@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from envs.goals import wrap_angle
+from envs.reacher.goals import wrap_angle
 
 MODES = ("uniform", "correlated", "reach")
 
@@ -66,8 +66,9 @@ class BehaviourPolicy:
         self.target = np.array([self.rng.uniform(-np.pi, np.pi), self.rng.uniform(*self.wrist_range)])
         self.gain = float(self.rng.uniform(*self.cfg.reach_gain))
 
-    def act(self, proprio: np.ndarray) -> np.ndarray:
-        """proprio [4] (qpos, qvel) -> action float32 [2] in [-1, 1]."""
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """obs with proprio [4] (qpos, qvel) -> action float32 [2] in [-1, 1]."""
+        proprio = obs["proprio"]
         if self.steps_left <= 0:
             self._new_segment()
         self.steps_left -= 1

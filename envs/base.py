@@ -1,0 +1,128 @@
+"""The declared environment interface: everything `agent/` and `world_model/` may rely on.
+
+An env family lives in its own folder `envs/<family>/` and exposes, in its `__init__.py`:
+    ENVS:   {registered name: (GoalEnv subclass, fixed constructor keyword arguments)}
+    replay: replay(record) -> {"final_state", "success", "distance"}, written against the
+            simulator's own public API only, so a record replays without this project.
+`envs/__init__.py` lists the families, one line each. Nothing else in the project knows joint
+names, tolerances, action sizes or goal samplers: they reach it through this interface.
+
+Units: time in control steps (the simulator's own step, e.g. 0.02 s); one env step applies the
+action for `action_repeat` control steps and renders one frame. Budgets are in control steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GoalKind:
+    """One kind of goal an env offers (one evaluation protocol)."""
+
+    budget: int
+    """Control steps an episode may use; success is judged at the end of the budget."""
+    success: str
+    """The success rule in one line (e.g. "every joint within 0.05 rad of the goal")."""
+    doc: str
+    """Where start and goal come from, in one line."""
+
+
+@dataclass
+class EpisodeSpec:
+    """Everything that fixes one evaluation episode; JSON-serialisable, so records can carry it.
+
+    `env.reset(seed=spec.seed, options=spec.options)` starts it. `options` is the env family's own
+    (lists of floats): the agent never reads inside it.
+    """
+
+    env: str
+    goal_kind: str
+    seed: int
+    options: dict[str, Any]
+    budget: int
+    """Control steps."""
+    previous_state: list[float] | None = None
+    """Simulator state one decision before the start, when the start is taken mid-motion."""
+    previous_action: list[float] | None = None
+    """The action [A] that led from previous_state to the start."""
+
+
+class BehaviourPolicy(Protocol):
+    """Acts while offline video is recorded (one instance per episode, seeded by the collector)."""
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """obs (as from reset/step) -> action float32 [A] within the action bounds."""
+        ...
+
+
+class GoalEnv(gym.Env):
+    """A goal-image environment behind the gymnasium API.
+
+    Observation (gymnasium Dict):
+        pixels  uint8 [H, W, 3]   the current frame, H = W = image_size
+        goal    uint8 [H, W, 3]   the goal rendered in the same scene
+        proprio float32 [P]       a low-dimensional state vector (positions, velocities)
+    Action: `action_space`, a gymnasium Box [A] of any size and bounds.
+    `reset(seed=..., options=...)`: options may include "goal_kind" and whatever the family's
+    episode specs put there; `step` returns info = evaluate().
+    """
+
+    name: str
+    """The registered name (what records and datasets store)."""
+    image_size: int
+    """Frame side in pixels."""
+    action_repeat: int
+    """Control steps per env step (one frame, one decision)."""
+    goal_kinds: ClassVar[dict[str, GoalKind]]
+    """Goal kinds in a fixed order (the order seeds evaluation episodes)."""
+    probe_groups: ClassVar[dict[str, tuple[str, ...]]]
+    """Names of probe_targets() in order, grouped (e.g. {"position": ("x", "y")}); a linear probe
+    reports R^2 per name and per group."""
+    default_behaviour: ClassVar[dict[str, Any]] = {}
+    """Settings of behaviour_policy when a dataset config gives none."""
+
+    def evaluate(self) -> dict[str, Any]:
+        """Success and distances of the current state to the current goal:
+        {"success": bool, "distance": float (the one the success rule thresholds), and any other
+        named distances as floats}."""
+        raise NotImplementedError
+
+    def get_sim_state(self) -> np.ndarray:
+        """float64 [S]: the full simulator state (set_sim_state(get_sim_state()) changes nothing)."""
+        raise NotImplementedError
+
+    def set_sim_state(self, state: np.ndarray) -> None:
+        """Sets the full simulator state [S]; the goal is not changed."""
+        raise NotImplementedError
+
+    def render_sim_state(self, state: np.ndarray) -> np.ndarray:
+        """uint8 [H, W, 3]: the scene at simulator state [S], without changing the simulation."""
+        raise NotImplementedError
+
+    def probe_targets(self) -> np.ndarray:
+        """float32 [P]: what a linear probe should read off the representation now, in the order
+        of probe_groups."""
+        raise NotImplementedError
+
+    def episode_extras(self) -> dict[str, np.ndarray]:
+        """Per-episode arrays a dataset stores beside the frames (e.g. a target position); {} if none."""
+        return {}
+
+    def behaviour_policy(self, rng: np.random.Generator, **settings: Any) -> BehaviourPolicy:
+        """The policy that records offline video, drawing all its randomness from `rng`."""
+        raise NotImplementedError
+
+    def sample_episode(self, goal_kind: str, rng: np.random.Generator) -> EpisodeSpec:
+        """One evaluation episode of `goal_kind`, drawing all its randomness from `rng` (it may
+        step this env to find a start and a goal)."""
+        raise NotImplementedError
+
+
+def probe_names(groups: dict[str, tuple[str, ...]]) -> list[str]:
+    """The flat probe target names in order."""
+    return [name for names in groups.values() for name in names]

@@ -1,0 +1,140 @@
+"""A new env family needs nothing outside its folder and its two config files: a fake family,
+written here against envs/base.py alone, runs through collection, training, the critic and an
+evaluation episode of `agent.run`, and its records replay through `envs.replay`."""
+
+import json
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf, open_dict
+
+import envs
+from envs.base import EpisodeSpec, GoalEnv, GoalKind
+
+
+ROOT = Path(__file__).resolve().parents[1]
+STEP = 0.2  # how far one control step moves the dot per unit of action
+
+
+def move(pos: np.ndarray, action: np.ndarray, low: float = -0.5, high: float = 0.5) -> np.ndarray:
+    """One control step of the dot: shared by the env and its replay, as a family's simulator is."""
+    return np.clip(pos + STEP * np.clip(action[:2], low, high), -1.0, 1.0)
+
+
+class DotEnv(GoalEnv):
+    """A dot in a square; a 3-d action in [-0.5, 0.5] (the third number does nothing), so nothing
+    downstream may assume 2-d actions in [-1, 1]."""
+
+    goal_kinds = {"reach": GoalKind(budget=6, success="dot within 0.3 of the goal", doc="random start and goal")}
+    probe_groups = {"position": ("x", "y")}
+    metadata = {"render_modes": []}
+
+    def __init__(self, image_size: int = 32, action_repeat: int = 2):
+        self.name, self.image_size, self.action_repeat = "dot", image_size, action_repeat
+        frame = spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
+        self.observation_space = spaces.Dict({"pixels": frame, "goal": frame,
+                                              "proprio": spaces.Box(-1, 1, (2,), np.float32)})
+        self.action_space = spaces.Box(-0.5, 0.5, (3,), np.float32)
+        self.pos, self.goal = np.zeros(2), np.zeros(2)
+
+    def _draw(self, pos):
+        img = np.zeros((self.image_size, self.image_size, 3), np.uint8)
+        x, y = ((np.asarray(pos) + 1) / 2 * (self.image_size - 3)).astype(int) + 1
+        img[y - 1 : y + 2, x - 1 : x + 2] = 255
+        return img
+
+    def _obs(self):
+        return {"pixels": self._draw(self.pos), "goal": self._draw(self.goal), "proprio": self.pos.astype(np.float32)}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        options = options or {}
+        self.pos = np.asarray(options.get("start", self.np_random.uniform(-1, 1, 2)), np.float64)
+        self.goal = np.asarray(options.get("goal", self.np_random.uniform(-1, 1, 2)), np.float64)
+        return self._obs(), self.evaluate()
+
+    def step(self, action):
+        for _ in range(self.action_repeat):
+            self.pos = move(self.pos, np.asarray(action, np.float64))
+        return self._obs(), 0.0, False, False, self.evaluate()
+
+    def evaluate(self):
+        distance = float(np.linalg.norm(self.pos - self.goal))
+        return {"success": distance < 0.3, "distance": distance}
+
+    def get_sim_state(self):
+        return self.pos.copy()
+
+    def set_sim_state(self, state):
+        self.pos = np.asarray(state, np.float64).copy()
+
+    def render_sim_state(self, state):
+        return self._draw(state)
+
+    def probe_targets(self):
+        return self.pos.astype(np.float32)
+
+    def behaviour_policy(self, rng, **settings):
+        return types.SimpleNamespace(act=lambda obs: rng.uniform(-0.5, 0.5, 3).astype(np.float32))
+
+    def sample_episode(self, goal_kind, rng):
+        start, goal = rng.uniform(-0.6, 0.6, 2), rng.uniform(-0.6, 0.6, 2)
+        return EpisodeSpec(self.name, goal_kind, int(rng.integers(1000)), {"start": start.tolist(), "goal": goal.tolist()},
+                           self.goal_kinds[goal_kind].budget)
+
+
+def replay(record):
+    """The family's replay: its simulator alone (here, `move`)."""
+    pos = np.asarray(record["options"]["start"], np.float64)
+    for action in record["actions"]:
+        pos = move(pos, np.asarray(action, np.float64))
+    distance = float(np.linalg.norm(pos - np.asarray(record["options"]["goal"])))
+    return {"final_state": pos.tolist(), "success": distance < 0.3, "distance": distance}
+
+
+@pytest.fixture
+def dot_family(monkeypatch):
+    monkeypatch.setitem(envs.REGISTRY, "dot", (DotEnv, {}, types.SimpleNamespace(replay=replay)))
+
+
+def test_a_new_family_runs_through_the_whole_pipeline(dot_family, tmp_path):
+    from agent.run import run
+    from agent.run_config import RunConfig
+
+    ConfigStore.instance().store(name="run_schema", node=RunConfig)
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("run", overrides=[
+            f"cache_root={tmp_path / 'cache'}", "steps=6", "monitor_every=3", "checkpoint_every=3",
+            "probe_frames=20", "probe_held_frames=5", "optim.batch_size=4", "optim.warmup_steps=2",
+            "world_model.token_dim=1", "world_model.encoder_width=16", "world_model.predictor_width=16",
+            "world_model.stem_channels=8", "loss.inverse_dynamics_hidden=8", "critic.steps=5", "critic.batch_size=16",
+            "eval.episodes=2", "eval.videos=1", "planner.samples=8", "planner.iterations=2",
+        ])
+    with open_dict(cfg):
+        # What configs/env/dot.yaml, configs/data/dot.yaml and configs/configurator/dot.yaml would hold.
+        cfg.env = OmegaConf.create({"name": "dot", "image_size": 32})
+        cfg.data = OmegaConf.merge(cfg.data, {"behaviour": {}, "episodes": 8, "steps": 10, "episodes_per_shard": 4,
+                                              "workers": 1})
+        reacher_state = OmegaConf.to_container(cfg.configurator["state"])
+        cfg.configurator = OmegaConf.create({"reach": {**reacher_state, "samples": 8, "iterations": 2, "elites": 2,
+                                                       "horizon": 2, "critic_weight": 0.5}})
+    out = tmp_path / "out"
+    out.mkdir()
+    run(cfg, out)
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert {r["policy"] for r in summary["rows"]} == {"planner", "random", "zero"}
+    assert summary["replay_failures"] == 0
+    records = [json.loads(line) for line in open(out / "records.jsonl")]
+    assert len(records) == 6 and all(r["env"] == "dot" for r in records)
+    assert all(len(r["actions"]) == 6 and len(r["actions"][0]) == 3 for r in records)  # 6 control steps of 3-d actions
+    assert all(-0.5 <= a <= 0.5 for r in records for step in r["actions"] for a in step)
+    assert (out / "videos" / "reach-00.mp4").exists()
+    manifest = json.loads(next((tmp_path / "cache" / "datasets").glob("dot-*/manifest.json")).read_text())
+    assert manifest["env"]["probe_groups"] == {"position": ["x", "y"]}
+    assert manifest["arrays"]["actions"]["row_shape"] == [3]
