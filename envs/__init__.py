@@ -26,6 +26,7 @@ from envs.base import EpisodeSpec, GoalEnv, GoalKind  # noqa: E402
 # One line per env family: the module of its folder, which exports ENVS and replay (envs/base.py).
 FAMILIES = [
     "envs.reacher",
+    "envs.two_rooms",
 ]
 
 

@@ -1,0 +1,71 @@
+"""Replays a two-rooms evaluation record with MuJoCo alone: no code from this project.
+
+A record (agent/records.py) holds the episode's reset options ("start_state" [4]: qpos x, y and
+qvel x, y; "goal_pos" [2]) and every action as applied to the simulator, one [2] per control step
+(the action repeat already unrolled). This file imports mujoco and numpy only and loads the model
+from two_rooms.xml beside it, so the two can be copied out and run beside a records.jsonl.
+
+The env (env.py) resets and steps through the functions below, so an env episode and its replay
+run the same calls on the same model, and end bit for bit in the same state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+MODEL_PATH = Path(__file__).with_name("two_rooms.xml")
+STATE_SIZE = 4  # qpos x, y and qvel x, y
+
+
+def load_model() -> mujoco.MjModel:
+    """The two-rooms model, compiled from two_rooms.xml."""
+    return mujoco.MjModel.from_xml_path(str(MODEL_PATH))
+
+
+def success_distance(model: mujoco.MjModel) -> float:
+    """Metres: the agent has reached the goal when its centre is closer than this."""
+    return float(model.numeric("success_distance").data[0])
+
+
+def set_state(model: mujoco.MjModel, data: mujoco.MjData, state) -> None:
+    """Sets sim state [4] (qpos x, y, qvel x, y). MjData is reset first (solver warm start, time,
+    controls), so a state set here steps identically wherever it came from."""
+    state = np.asarray(state, np.float64)
+    if state.shape != (STATE_SIZE,) or not np.all(np.isfinite(state)):
+        raise ValueError(f"a two-rooms sim state is {STATE_SIZE} finite numbers (x, y, vx, vy), got {state!r}")
+    mujoco.mj_resetData(model, data)
+    data.qpos[:] = state[:2]
+    data.qvel[:] = state[2:]
+    mujoco.mj_forward(model, data)
+
+
+def control_step(model: mujoco.MjModel, data: mujoco.MjData, action) -> None:
+    """One control step (0.02 s): the motor commands [2], clipped to [-1, 1], for one mj_step."""
+    data.ctrl[:] = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
+    mujoco.mj_step(model, data)
+
+
+def get_state(data: mujoco.MjData) -> np.ndarray:
+    """float64 [4]: qpos x, y, qvel x, y."""
+    return np.concatenate([data.qpos, data.qvel])
+
+
+def goal_distance(data: mujoco.MjData, goal_pos) -> float:
+    """Metres from the agent's centre to the goal position [2]."""
+    return float(np.linalg.norm(data.qpos - np.asarray(goal_pos, np.float64)))
+
+
+def replay(record: dict) -> dict:
+    """Re-simulates a record: {"final_state": [4] (qpos, qvel), "success": bool, "distance": metres}."""
+    model = load_model()
+    data = mujoco.MjData(model)
+    options = record["options"]
+    set_state(model, data, options["start_state"])
+    for action in record["actions"]:
+        control_step(model, data, action)
+    distance = goal_distance(data, options["goal_pos"])
+    return {"final_state": get_state(data).tolist(), "success": distance < success_distance(model),
+            "distance": distance}
