@@ -36,6 +36,8 @@ class TaskSettings:
     """Goal-energy weight of every earlier planned step (rewards arriving early and staying)."""
     critic_weight: float = 0.0
     """Weight of the reach critic's distance to the goal (agent/critic.py); 0 = no critic."""
+    critic_reduce: str = "last"
+    """Which planned step the critic scores: "last", or "min" (the closest approach along the plan)."""
     energy_scales: list[int] = field(default_factory=lambda: [1])
     """Token-grid poolings the goal energy sums over (spatial representations only): [1, 2] adds
     a 2x2-pooled copy, which keeps the energy informative when the arm is far from the goal."""
@@ -91,7 +93,7 @@ class Configurator:
             planner_overrides={"horizon": s.horizon, "samples": s.samples, "iterations": s.iterations, "elites": s.elites},
             replan_every=s.replan_every,
             shrink_horizon=s.shrink_horizon,
-            cost_weights={"goal": s.goal_weight, "critic": s.critic_weight, "action_magnitude": s.action_magnitude,
+            cost_weights={"goal": s.goal_weight, "critic": s.critic_weight, "critic_reduce": s.critic_reduce, "action_magnitude": s.action_magnitude,
                           "action_smoothness": s.action_smoothness},
             goal_energy={"metric": s.metric, "last_weight": s.last_weight, "step_weight": s.step_weight,
                          "scales": tuple(s.energy_scales)},

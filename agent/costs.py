@@ -61,13 +61,20 @@ class GoalEnergy:
 
 
 class CriticDistance:
-    """The reach critic's estimated env steps from the last predicted representation to the goal
+    """The reach critic's estimated env steps from the predicted representations to the goal
     (agent/critic.py). It stays informative far from the goal, where the token energy is flat;
-    the energy keeps the precision near it. Only the last step is embedded: the critic is an MLP
-    per latent, and the energy's step weights already reward arriving early."""
+    the energy keeps the precision near it.
 
-    def __init__(self, critic):
-        self.critic = critic
+    `reduce`: "last" scores the plan's last step (the energy's step weights already reward
+    arriving early); "min" its closest approach along the plan, so a plan that passes near the
+    goal (or through a door toward it) is not penalised for where its tail drifts."""
+
+    REDUCTIONS = ("last", "min")
+
+    def __init__(self, critic, reduce: str = "last"):
+        if reduce not in self.REDUCTIONS:
+            raise ValueError(f"critic reduce must be one of {self.REDUCTIONS}, got {reduce!r}")
+        self.critic, self.reduce = critic, reduce
         self.goal: Tensor | None = None
 
     def set_goal(self, z_goal: Tensor) -> None:
@@ -77,7 +84,9 @@ class CriticDistance:
     def __call__(self, z: Tensor, actions: Tensor) -> Tensor:
         if self.goal is None:
             raise RuntimeError("CriticDistance has no goal; call set_goal(z_goal) first")
-        return (self.critic.embed(z[:, :, -1]) - self.goal[:, None]).norm(dim=-1)  # [B, N, D] -> [B, N]
+        if self.reduce == "last":
+            return (self.critic.embed(z[:, :, -1]) - self.goal[:, None]).norm(dim=-1)  # [B, N, D] -> [B, N]
+        return (self.critic.embed(z) - self.goal[:, None, None]).norm(dim=-1).amin(-1)  # [B, N, H, D] -> [B, N]
 
 
 class ActionMagnitude:
@@ -131,5 +140,5 @@ def build_cost(weights: dict, goal_energy: dict, grid: tuple[int, int] | None = 
         if critic is None:
             raise ValueError("the configurator gives the critic a weight but no critic was passed; pass the one "
                              "agent.run trains, or set configurator.<goal kind>.critic_weight=0")
-        terms["critic"] = (weights["critic"], CriticDistance(critic))
+        terms["critic"] = (weights["critic"], CriticDistance(critic, weights.get("critic_reduce", "last")))
     return CompositeCost(terms)

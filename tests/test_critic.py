@@ -81,3 +81,21 @@ def test_a_critic_weight_without_a_critic_is_one_clear_error():
     with pytest.raises(ValueError, match="critic"):
         build_cost(weights, energy)
     assert "critic" not in build_cost({**weights, "critic": 0.0}, energy).terms
+
+
+def test_critic_reduce_min_scores_the_closest_approach_along_the_plan():
+    class Identity(torch.nn.Module):
+        def embed(self, z):
+            return z
+
+    goal = torch.zeros(1, 2)
+    # Two candidates [B=1, N=2, H=3, D=2]: one passes through the goal and drifts away, one ends
+    # nearer the goal but never reaches it.
+    z = torch.tensor([[[[2.0, 0], [0, 0], [3, 0]], [[2, 0], [1.5, 0], [1, 0]]]])
+    last, closest = CriticDistance(Identity(), "last"), CriticDistance(Identity(), "min")
+    for cost in (last, closest):
+        cost.set_goal(goal)
+    assert last(z, None).argmin().item() == 1 and closest(z, None).argmin().item() == 0
+    torch.testing.assert_close(closest(z, None), torch.tensor([[0.0, 1.0]]))
+    with pytest.raises(ValueError, match="critic reduce"):
+        CriticDistance(Identity(), "mean")
