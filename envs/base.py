@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol
 
 import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,12 @@ class GoalEnv(gym.Env):
         """One evaluation episode of `goal_kind`, drawing all its randomness from `rng` (it may
         step this env to find a start and a goal)."""
         raise NotImplementedError
+
+
+def observation_space(image_size: int, proprio_size: int) -> spaces.Dict:
+    """The observation space every GoalEnv has: pixels and goal uint8 [H, W, 3], proprio float32 [P]."""
+    frame = spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
+    return spaces.Dict({"pixels": frame, "goal": frame, "proprio": spaces.Box(-np.inf, np.inf, (proprio_size,), np.float32)})
 
 
 def probe_names(groups: dict[str, tuple[str, ...]]) -> list[str]:

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
 import mujoco
 import numpy as np
 from dm_control.suite import reacher as dm_reacher
 from gymnasium import spaces
 
 from envs._gl import rendering_error, track_renderer
-from envs.base import EpisodeSpec, GoalEnv, GoalKind
+from envs.base import EpisodeSpec, GoalEnv, GoalKind, observation_space
 from envs.reacher.behaviour import BehaviourConfig, BehaviourPolicy
 from envs.reacher.goals import (
     GOAL_KINDS,
     JOINT_TOLERANCE,
-    LINK_LENGTH,
     fingertip_xy,
     joint_errors,
     reach_qpos,
@@ -110,13 +108,7 @@ class ReacherEnv(GoalEnv):
         self._renderer: mujoco.Renderer | None = None
 
         size = (image_size, image_size, 3)
-        self.observation_space = spaces.Dict(
-            {
-                "pixels": spaces.Box(0, 255, size, np.uint8),
-                "goal": spaces.Box(0, 255, size, np.uint8),
-                "proprio": spaces.Box(-np.inf, np.inf, (4,), np.float32),
-            }
-        )
+        self.observation_space = observation_space(image_size, 4)
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
         self.wrist_range = tuple(float(x) for x in self.physics.named.model.jnt_range["wrist"])
 

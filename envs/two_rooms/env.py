@@ -14,7 +14,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs._gl import rendering_error, track_renderer
-from envs.base import EpisodeSpec, GoalEnv, GoalKind
+from envs.base import EpisodeSpec, GoalEnv, GoalKind, observation_space
 from envs.two_rooms.behaviour import BehaviourConfig, RandomWalk
 from envs.two_rooms.replay import (
     STATE_SIZE,
@@ -121,13 +121,7 @@ class TwoRoomsEnv(GoalEnv):
         self.room_edge = float(self.model.geom("wall_middle_south").size[0]) + self.agent_radius + self.clearance
 
         size = (image_size, image_size, 3)
-        self.observation_space = spaces.Dict(
-            {
-                "pixels": spaces.Box(0, 255, size, np.uint8),
-                "goal": spaces.Box(0, 255, size, np.uint8),
-                "proprio": spaces.Box(-np.inf, np.inf, (4,), np.float32),
-            }
-        )
+        self.observation_space = observation_space(image_size, 4)
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
 
         self.goal_kind = goal_kind
