@@ -1,5 +1,6 @@
 """Training: it learns, resumes exactly, stops on non-finite values, and keeps verified checkpoints."""
 
+import csv
 import json
 from dataclasses import replace
 
@@ -76,6 +77,20 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_data, tmp_p
 
     a, b = weights(whole / "latest"), weights(resumed / "latest")
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the rows logged after the step-3 checkpoint and before the kill (step 4) are not repeated:
+    # the logs equal the uninterrupted run's but for the timing
+    for name in ("metrics.jsonl", "metrics.csv"):
+        assert untimed_rows(resumed / name) == untimed_rows(whole / name), name
+
+
+def untimed_rows(path):
+    """The records of a metrics.jsonl or metrics.csv without samples_per_s (wall-clock timing)."""
+    if path.suffix == ".jsonl":
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+    else:
+        with open(path, newline="") as f:
+            records = list(csv.DictReader(f))
+    return [{k: v for k, v in r.items() if k != "samples_per_s"} for r in records]
 
 
 def test_non_finite_loss_stops_training_naming_the_step(tiny_data, tmp_path):

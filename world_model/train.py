@@ -271,7 +271,8 @@ def train(cfg, dataset_root: str | Path, progress: bool = True) -> Path:
         model.predictor.compile()
     params = [p for g in optimizer.param_groups for p in g["params"]]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    log = MetricsLog(folder, tensorboard=cfg.tensorboard)
+    # rows a killed run logged after its checkpoint (or, with no checkpoint, at all) are logged again below
+    log = MetricsLog(folder, tensorboard=cfg.tensorboard, resume_step=step)
     # the dataset is recorded so that whatever is fitted later on this model (a critic) uses its data
     train_cfg = {"identity": identity, "dataset": str(ds.root.resolve())}
 
