@@ -212,3 +212,21 @@ def test_resume_after_a_save_killed_part_way_continues_from_the_previous_checkpo
     assert json.loads((resumed / "summary.json").read_text())["step"] == 6
     a, b = weights(whole / "latest"), weights(resumed / "latest")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_atomically_written_files_get_the_mode_a_plain_open_gives(tmp_path):
+    """mkstemp makes 0600 files; a cache shared with colleagues needs 0666 & ~umask, like the shards."""
+    from world_model.atomic import write_bytes_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_bytes_atomic(tmp_path / "manifest.json", b"{}")
+        (tmp_path / "plain.json").write_bytes(b"{}")
+        os.umask(0o077)
+        write_bytes_atomic(tmp_path / "private.json", b"{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "manifest.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "plain.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "manifest.json").read_bytes() == b"{}"
