@@ -431,3 +431,47 @@ def test_damaged_weights_raise_checkpoint_error(saved, damage):
 def test_missing_manifest_raises_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match="checkpoint.json does not exist"):
         world_model.load(tmp_path)
+
+
+# ---------------------------------------------------------------- numpy and bad input
+
+
+def test_numpy_inputs_give_what_tensors_give():
+    """What an env returns (numpy uint8 frames, float64 actions) goes straight into encode and rollout."""
+    model = WorldModel(tiny_config()).eval()
+    frames, actions = squares(2, 3, seed=0)  # [2, 3, 32, 32, 3], [2, 2, A]
+    with torch.no_grad():
+        z = model.encode(frames)  # [2, 3, D]
+        assert torch.equal(model.encode(frames.numpy()), z)
+        assert torch.equal(model.encode(frames.numpy()[:, ::-1]), model.encode(frames.flip(1)))  # a strided view
+        rolled = model.rollout(z[:, :2], actions)  # [2, 2, D]
+        for a in (actions.numpy(), actions.numpy().astype(np.float64), actions.double()):
+            out = model.rollout(z[:, :2], a)
+            assert out.dtype == torch.float32 and torch.equal(out, rolled)
+        assert torch.equal(model.rollout(z[:, :2].numpy(), actions.numpy(), past_actions=np.zeros((2, 1, A))), rolled)
+
+
+def test_bad_inputs_get_one_clear_error():
+    model = WorldModel(tiny_config())
+    z, actions = torch.randn(B, 2, DIM), torch.randn(B, 3, A)
+    with pytest.raises(ValueError, match=r"z_hist must be \[B, K, D\].*got \(8, 32\)"):
+        model.rollout(z[:, -1], actions)  # one latent per clip, without the time axis
+    with pytest.raises(ValueError, match=r"z_hist must be \[B, K, D\].*got \(8, 2, 33\)"):
+        model.rollout(torch.randn(B, 2, DIM + 1), actions)
+    with pytest.raises(ValueError, match=r"actions must be \[B, H, A\] with B=8, H >= 1 and A=2, got \(8, 3, 3\)"):
+        model.rollout(z, torch.randn(B, 3, A + 1))
+    with pytest.raises(ValueError, match=r"frames must be uint8 \[B, T, H, W, 3\]"):
+        model.encode(np.zeros((1, 1, SIZE, SIZE, 4), np.uint8))
+    with pytest.raises(ValueError, match="frames is an empty batch"):
+        model.encode(np.zeros((0, 1, SIZE, SIZE, 3), np.uint8))
+    with pytest.raises(ValueError, match="z_hist is an empty batch"):
+        model.rollout(z[:0], actions[:0])
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        a = actions.clone()
+        a[1, 2, 0] = bad
+        with pytest.raises(ValueError, match=r"actions hold NaN or infinite values \(first at \[1, 2, 0\]\)"):
+            model.rollout(z, a)
+        with pytest.raises(ValueError, match="actions hold NaN or infinite values"):
+            model.rollout(z, a.numpy().astype(np.float64))
+    with pytest.raises(ValueError, match="past_actions hold NaN or infinite values"):
+        model.rollout(z, actions, past_actions=torch.full((B, 1, A), float("nan")))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -60,7 +61,10 @@ class WorldModel(nn.Module):
     """Encoder + predictor with the public API used by training and planning.
 
     Action convention everywhere: the action at index t is applied after frame t and leads to frame t+1.
-    The model lives on whatever device the user moves it to; inputs must be on that device.
+    The model lives on whatever device the user moves it to; tensor inputs must be on that device
+    (moving them silently would hide a copy per call), while numpy arrays, which is what
+    environments return, are copied there. Float inputs of another dtype (float64 actions) are cast
+    to the model's dtype.
     """
 
     def __init__(self, cfg: WorldModelConfig):
@@ -96,12 +100,58 @@ class WorldModel(nn.Module):
                 "move the inputs or the model with .to(...)"
             )
 
-    def encode(self, frames: Tensor) -> Tensor:
-        """frames uint8 [B, T, H, W, 3] -> z [B, T, D]"""
-        self._check_device("frames", frames)
+    def _input(self, name: str, x: Tensor | np.ndarray, cast: bool) -> Tensor:
+        """`x` as a tensor on the model's device: numpy arrays are copied there, tensors must be
+        there already. cast=True gives floats the model's dtype (numpy and Python arithmetic
+        make float64, which the layers refuse with an unhelpful dtype error). A batch of zero
+        clips is refused: it ends in reshape errors deep in the layers."""
+        if isinstance(x, np.ndarray):
+            if x.dtype.kind not in "biuf":
+                raise ValueError(f"{name} must hold numbers, got a numpy array of {x.dtype}")
+            x = torch.from_numpy(np.ascontiguousarray(x)).to(self.predictor.time.device)  # a strided view too
+        elif isinstance(x, Tensor):
+            self._check_device(name, x)
+        else:
+            raise TypeError(f"{name} must be a torch.Tensor or a numpy array, got {type(x).__name__}")
+        if cast and x.dtype != self.predictor.time.dtype and not x.dtype.is_complex:
+            x = x.to(self.predictor.time.dtype)
+        if x.ndim >= 1 and x.shape[0] == 0:
+            raise ValueError(f"{name} is an empty batch (B = 0, shape {tuple(x.shape)}); pass at least one clip")
+        return x
+
+    @staticmethod
+    def _check_finite(**named: Tensor) -> None:
+        """NaN or infinite actions would give NaN latents silently (and NaN plan costs after them).
+        All the named tensors are checked at once: on a GPU the check waits for them to be
+        computed, and one wait per call costs less than one per argument."""
+        if torch.stack([torch.isfinite(x).all() for x in named.values()]).all():  # one wait
+            return
+        for name, x in named.items():
+            bad = (~torch.isfinite(x)).nonzero()
+            if len(bad):
+                raise ValueError(
+                    f"{name} hold NaN or infinite values (first at {[int(i) for i in bad[0]]}); "
+                    "pass finite actions within the env's bounds"
+                )
+
+    def _check_latents(self, z_hist: Tensor) -> tuple[int, int]:
+        """z_hist [B, K, D] with 1 <= K <= history -> (B, K)."""
+        d, history = self.cfg.latent_dim, self.cfg.history
+        if z_hist.ndim != 3 or z_hist.shape[2] != d or not 1 <= z_hist.shape[1] <= history:
+            raise ValueError(
+                f"z_hist must be [B, K, D] with D={d} and 1 <= K <= history={history}, got {tuple(z_hist.shape)}; "
+                "pass the last latents of encode(frames) [B, T, D] (one latent per clip is z[:, None])"
+            )
+        return z_hist.shape[0], z_hist.shape[1]
+
+    def encode(self, frames: Tensor | np.ndarray) -> Tensor:
+        """frames uint8 [B, T, H, W, 3] (tensor or numpy) -> z [B, T, D]"""
+        frames = self._input("frames", frames, cast=False)
+        if frames.ndim == 5 and frames.shape[1] == 0:
+            raise ValueError(f"frames holds no frame (T = 0, shape {tuple(frames.shape)}); pass at least one")
         return self.encoder(frames)
 
-    def predict(self, z_hist: Tensor, actions: Tensor) -> Tensor:
+    def predict(self, z_hist: Tensor | np.ndarray, actions: Tensor | np.ndarray) -> Tensor:
         """Predict the latent after the last history frame.
 
         Args:
@@ -112,11 +162,19 @@ class WorldModel(nn.Module):
         Returns:
             z_next [B, D]
         """
-        self._check_device("z_hist", z_hist)
-        self._check_device("actions", actions)
+        z_hist = self._input("z_hist", z_hist, cast=True)
+        actions = self._input("actions", actions, cast=True)
+        b, k = self._check_latents(z_hist)
+        if actions.shape != (b, k, self.cfg.action_dim):
+            raise ValueError(
+                f"actions must be [B, K, A] = {(b, k, self.cfg.action_dim)} to match z_hist, got {tuple(actions.shape)}"
+            )
+        self._check_finite(actions=actions)
         return self.predictor(z_hist, actions)[:, -1]
 
-    def rollout(self, z_hist: Tensor, actions: Tensor, past_actions: Tensor | None = None) -> Tensor:
+    def rollout(
+        self, z_hist: Tensor | np.ndarray, actions: Tensor | np.ndarray, past_actions: Tensor | np.ndarray | None = None
+    ) -> Tensor:
         """Autoregressive prediction of H future latents, feeding predictions back in.
 
         Args:
@@ -127,18 +185,22 @@ class WorldModel(nn.Module):
         Returns:
             z [B, H, D]; z[:, h] is the latent after actions[:, h]
         """
-        self._check_device("z_hist", z_hist)
-        self._check_device("actions", actions)
-        b, k, _ = z_hist.shape
-        if actions.ndim != 3 or actions.shape[0] != b or actions.shape[1] < 1:
-            raise ValueError(f"actions must be [B, H, A] with B={b} and H >= 1, got {tuple(actions.shape)}")
+        z_hist = self._input("z_hist", z_hist, cast=True)
+        actions = self._input("actions", actions, cast=True)
+        b, k = self._check_latents(z_hist)
+        a = self.cfg.action_dim
+        if actions.ndim != 3 or actions.shape[0] != b or actions.shape[1] < 1 or actions.shape[2] != a:
+            raise ValueError(f"actions must be [B, H, A] with B={b}, H >= 1 and A={a}, got {tuple(actions.shape)}")
         if past_actions is None:
-            past_actions = actions.new_zeros(b, k - 1, actions.shape[2])
-        self._check_device("past_actions", past_actions)
-        if past_actions.shape != (b, k - 1, actions.shape[2]):
-            raise ValueError(
-                f"past_actions must be [B, K-1, A] = {(b, k - 1, actions.shape[2])}, got {tuple(past_actions.shape)}"
-            )
+            past_actions = actions.new_zeros(b, k - 1, a)
+            self._check_finite(actions=actions)
+        else:
+            past_actions = self._input("past_actions", past_actions, cast=True)
+            if past_actions.shape != (b, k - 1, a):
+                raise ValueError(
+                    f"past_actions must be [B, K-1, A] = {(b, k - 1, a)}, got {tuple(past_actions.shape)}"
+                )
+            self._check_finite(actions=actions, past_actions=past_actions)
         sequence = torch.cat([past_actions, actions], dim=1)  # [B, K-1+H, A]
         return self.predictor.rollout(z_hist, sequence, actions.shape[1])  # [B, H, D]
 
