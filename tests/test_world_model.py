@@ -475,3 +475,18 @@ def test_bad_inputs_get_one_clear_error():
             model.rollout(z, a.numpy().astype(np.float64))
     with pytest.raises(ValueError, match="past_actions hold NaN or infinite values"):
         model.rollout(z, actions, past_actions=torch.full((B, 1, A), float("nan")))
+
+
+def test_load_given_a_file_of_the_checkpoint_uses_its_folder(saved, tmp_path):
+    folder, model = saved[0], saved[1]
+    expected = world_model.load(folder).state_dict()
+    for name in ("model.safetensors", "checkpoint.json", "training_state.pt"):
+        loaded = world_model.load(folder / name).state_dict()
+        assert all(torch.equal(loaded[k], expected[k]) for k in expected), name
+    assert world_model.read_manifest(folder / "model.safetensors")["step"] == 7
+    stray = tmp_path / "elsewhere" / "model.safetensors"  # a weights file copied out of its folder
+    stray.parent.mkdir()
+    stray.write_bytes((folder / "model.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match=r"elsewhere/model.safetensors is a file and its folder holds no "
+                                              r"checkpoint.json; pass the whole checkpoint folder"):
+        world_model.load(stray)

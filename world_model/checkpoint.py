@@ -171,12 +171,23 @@ def _write_folder(folder: Path, files: Mapping[str, bytes]) -> None:
 
 
 def _folder(path: str | os.PathLike) -> Path:
+    """The checkpoint folder meant by `path`: the folder itself, or the folder of a file in it
+    (users pass model.safetensors, the file they recognise, as often as the folder)."""
     path = Path(path)
-    return path.parent if path.name == MANIFEST else path
+    if path.name == MANIFEST:
+        return path.parent
+    if path.is_file():
+        if not (path.parent / MANIFEST).is_file():
+            raise CheckpointError(
+                f"{path} is a file and its folder holds no {MANIFEST}; pass the whole checkpoint folder "
+                "written by world_model.save (weights alone cannot be verified or rebuilt)"
+            )
+        return path.parent
+    return path
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
-    """The manifest of the checkpoint folder `path` (or of its checkpoint.json)."""
+    """The manifest of the checkpoint folder `path` (or of the folder of a file in it)."""
     file = _folder(path) / MANIFEST
     if not file.is_file():
         raise CheckpointError(f"{file} does not exist; pass a folder written by world_model.save")
@@ -281,7 +292,7 @@ def restore_newest(folder: str | os.PathLike) -> str | None:
 
 
 def load(path: str | os.PathLike) -> WorldModel:
-    """Load a WorldModel from a checkpoint folder, verified, in eval mode on CPU.
+    """Load a WorldModel from a checkpoint folder (or a file in it), verified, in eval mode on CPU.
 
     Raises CheckpointError naming the file when anything is missing, altered or inconsistent.
     """
