@@ -4,6 +4,7 @@ import csv
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -130,3 +131,31 @@ def test_decay_fraction_outside_its_range_is_refused(tiny_data, tmp_path):
     cfg = tiny_train_config(tiny_data, tmp_path / "wsd", optim=OptimConfig(decay_fraction=0.0))
     with pytest.raises(ValueError, match="decay_fraction"):
         train(cfg, tiny_data[2], progress=False)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1])
+def test_held_out_fraction_outside_0_1_is_refused_before_anything_is_written(tiny_data, tmp_path, fraction):
+    cfg = tiny_train_config(tiny_data, tmp_path / "split", held_out_fraction=fraction)
+    with pytest.raises(ValueError, match=rf"held_out_fraction={fraction}: it must lie in \(0, 1\).*held-out episodes"):
+        train(cfg, tiny_data[2], progress=False)
+    assert not (tmp_path / "split").exists()
+
+
+@pytest.mark.parametrize("name, value", [("steps", 0), ("optim.batch_size", 0), ("log_every", 0),
+                                         ("monitor_every", -1), ("checkpoint_every", 0)])
+def test_sizes_below_one_are_refused_before_anything_is_written(tiny_data, tmp_path, name, value):
+    cfg = tiny_train_config(tiny_data, tmp_path / "sizes")
+    if name == "optim.batch_size":
+        cfg = replace(cfg, optim=replace(cfg.optim, batch_size=value))
+    else:
+        cfg = replace(cfg, **{name: value})
+    with pytest.raises(ValueError, match=rf"^{name}={value}: it must be at least 1$"):
+        train(cfg, tiny_data[2], progress=False)
+    assert not (tmp_path / "sizes").exists()
+
+
+def test_a_sampler_over_no_episode_says_so(tiny_data):
+    from world_model.dataset import Dataset
+
+    with pytest.raises(ValueError, match="no episode to draw clips from"):
+        WindowSampler(Dataset(tiny_data[2]), np.arange(0), 3)

@@ -209,11 +209,28 @@ def monitor(model: WorldModel, loss_fn: JEPALoss, clips: dict, probe: dict, devi
     return report
 
 
+def _check_sizes(cfg) -> None:
+    """Refuse sizes that would otherwise end in a raw IndexError or ZeroDivisionError, or in a
+    message about the wrong setting, after the dataset was read and the run folder made."""
+    sizes = {"steps": cfg.steps, "optim.batch_size": cfg.optim.batch_size, "log_every": cfg.log_every,
+             "monitor_every": cfg.monitor_every, "checkpoint_every": cfg.checkpoint_every}
+    for name, value in sizes.items():
+        if value < 1:
+            raise ValueError(f"{name}={value}: it must be at least 1")
+    if not 0.0 < cfg.held_out_fraction < 1.0:
+        # 0 leaves the held-out sampler empty (it used to blame data.steps), 1 leaves nothing to train on
+        raise ValueError(
+            f"held_out_fraction={cfg.held_out_fraction}: it must lie in (0, 1), because the monitors and the "
+            "probe use held-out episodes (the last ones); 0.1 is the default"
+        )
+
+
 def train(cfg, dataset_root: str | Path, progress: bool = True) -> Path:
     """Trains (or resumes, or reuses) the run described by `cfg` on the dataset at dataset_root;
     returns the run folder."""
     from tqdm import tqdm
 
+    _check_sizes(cfg)
     if cfg.probe_frames < 10 or cfg.probe_held_frames < 1:
         # the probe's ridge is chosen by 5-fold cross-validation, which needs 2 rows per fold
         raise ValueError(

@@ -24,6 +24,8 @@ class WindowSampler:
     def __init__(self, dataset: Dataset, episodes: np.ndarray, length: int):
         self.dataset = dataset
         self.length = length
+        if len(episodes) == 0:  # not a length problem: say so, rather than blame data.steps below
+            raise ValueError("the split holds no episode to draw clips from; give it at least one episode")
         starts = [(e, t) for e in episodes for t in range(int(dataset.episode_lengths[e]) - length + 1)]
         if not starts:
             raise ValueError(f"no episode in the split has {length} frames; collect longer episodes (data.steps)")
