@@ -478,7 +478,7 @@ def test_bad_inputs_get_one_clear_error():
 
 
 def test_load_given_a_file_of_the_checkpoint_uses_its_folder(saved, tmp_path):
-    folder, model = saved[0], saved[1]
+    folder = saved[0]
     expected = world_model.load(folder).state_dict()
     for name in ("model.safetensors", "checkpoint.json", "training_state.pt"):
         loaded = world_model.load(folder / name).state_dict()
