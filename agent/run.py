@@ -23,6 +23,7 @@ from agent.critic import CriticConfig, critic_key, load_critic, save_critic, tra
 from agent.evaluate import check_model_fits_env, evaluate
 from world_model.checkpoint import read_manifest
 from world_model.dataset import Dataset, DatasetError
+from world_model.dataset import read_manifest as read_dataset_manifest
 from world_model.plain import plain
 from world_model.train import pick_device, run_dir, train
 
@@ -41,8 +42,8 @@ def critic_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: tor
             "there; collect it again or set configurator.<goal kind>.critic_weight=0"
         )
     ccfg = CriticConfig(**plain(cfg.critic))
-    folder = Path(cfg.cache_root) / "critics" / f"{Dataset(dataset_root, verify='size').env_name}-" \
-        f"{critic_key(checkpoint, dataset_root, ccfg)}"
+    env_name = read_dataset_manifest(dataset_root)["env"]["name"]  # the manifest alone: no shard is opened
+    folder = Path(cfg.cache_root) / "critics" / f"{env_name}-{critic_key(checkpoint, dataset_root, ccfg)}"
     if (folder / "critic.json").exists():
         return load_critic(folder).to(device)
     critic, stats = train_critic(wm, Dataset(dataset_root), ccfg, device, progress)
