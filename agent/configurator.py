@@ -1,11 +1,16 @@
 """The configurator: for a task (env, goal kind, step budget) it decides the cost and the planner
-settings. It is the only place where those decisions are made; run.py builds the objects from
-what it returns. Its settings per goal kind come from configs/configurator/<env>.yaml, which
-agent.run picks from the env's name."""
+settings. It is the only place where those decisions are made; the evaluation builds the objects
+from what it returns. Its settings per goal kind come from configs/configurator/<env>.yaml, which
+agent.run picks from the env's name; the planner is the run's (`planner=<name>`,
+configs/planner/<name>.yaml), with this goal kind's overrides for that planner on top."""
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.utils import get_class, instantiate
 
 
 @dataclass
@@ -15,13 +20,10 @@ class TaskSettings:
     budget: int | None = None
     """Control steps the episode may use (success is judged at the end); None = the goal kind's own."""
     horizon: int = 5
-    """Decisions planned ahead (each `env.action_repeat` control steps)."""
-    samples: int = 150
-    """Candidate action sequences per CEM iteration."""
-    iterations: int = 6
-    """CEM iterations per decision."""
-    elites: int = 15
-    """Candidates the sampling distribution is refitted to."""
+    """Decisions planned ahead (each `env.action_repeat` control steps), whichever the planner."""
+    planner: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the planner's own settings (configs/planner/<name>.yaml) for this goal kind,
+    per planner name, e.g. {"cem": {"samples": 300}}; a planner not named here runs as configured."""
     replan_every: int = 1
     """Decisions executed from each plan before planning again (1 = full MPC)."""
     shrink_horizon: bool = True
@@ -53,6 +55,7 @@ class PlanSetup:
 
     budget: int
     decisions: int
+    horizon: int
     planner_overrides: dict
     replan_every: int
     shrink_horizon: bool
@@ -61,8 +64,7 @@ class PlanSetup:
 
     def horizon_at(self, decision: int) -> int:
         """Planning horizon at decision index `decision` (0-based)."""
-        horizon = self.planner_overrides["horizon"]
-        return min(horizon, self.decisions - decision) if self.shrink_horizon else horizon
+        return min(self.horizon, self.decisions - decision) if self.shrink_horizon else self.horizon
 
 
 class Configurator:
@@ -78,8 +80,9 @@ class Configurator:
             )
         self.settings, self.env = settings, env
 
-    def setup(self, goal_kind: str, budget: int | None = None) -> PlanSetup:
-        """Settings for goal_kind in this env; `budget` (control steps) overrides the configured one."""
+    def setup(self, goal_kind: str, planner: str | None = None, budget: int | None = None) -> PlanSetup:
+        """Settings for goal_kind in this env, planned with the planner named `planner`;
+        `budget` (control steps) overrides the configured one."""
         if goal_kind not in self.settings:
             raise ValueError(f"unknown goal kind {goal_kind!r} for env {self.env.name}; choose from {list(self.settings)}")
         s = self.settings[goal_kind]
@@ -90,7 +93,8 @@ class Configurator:
         return PlanSetup(
             budget=budget,
             decisions=budget // action_repeat,
-            planner_overrides={"horizon": s.horizon, "samples": s.samples, "iterations": s.iterations, "elites": s.elites},
+            horizon=s.horizon,
+            planner_overrides=dict(s.planner.get(planner, {})) if planner else {},
             replan_every=s.replan_every,
             shrink_horizon=s.shrink_horizon,
             cost_weights={"goal": s.goal_weight, "critic": s.critic_weight, "critic_reduce": s.critic_reduce, "action_magnitude": s.action_magnitude,
@@ -98,3 +102,17 @@ class Configurator:
             goal_energy={"metric": s.metric, "last_weight": s.last_weight, "step_weight": s.step_weight,
                          "scales": tuple(s.energy_scales)},
         )
+
+
+def build_planner(planner_cfg: dict, setup: PlanSetup):
+    """The planner of planner_cfg (configs/planner/<name>.yaml: name, _target_ and its settings)
+    with the setup's horizon and overrides; a setting the planner does not take is one clear error."""
+    cfg = dict(planner_cfg)
+    name = cfg.pop("name", cfg.get("_target_"))
+    kwargs = {"horizon": setup.horizon, **setup.planner_overrides}
+    taken = inspect.signature(get_class(cfg["_target_"])).parameters
+    unknown = sorted((set(cfg) - {"_target_"} | set(kwargs)) - set(taken))
+    if unknown:
+        raise ValueError(f"planner {name} takes no setting {', '.join(unknown)}; it takes {', '.join(taken)} "
+                         "(check the configurator's planner overrides and the planner=... overrides)")
+    return instantiate(cfg, **kwargs)

@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hydra.utils import instantiate
 from tqdm import tqdm
 
-from agent.configurator import Configurator, TaskSettings
+from agent.configurator import Configurator, TaskSettings, build_planner
 from agent.costs import build_cost
 from agent.episode import run_episodes
 from agent.policies import PlanningPolicy, RandomPolicy, ZeroPolicy
@@ -50,9 +49,9 @@ def evaluate(cfg, wm, envs: list, device, out: Path, critic=None, progress: bool
     rows, records_path, replay_failures = [], out / "records.jsonl", 0
     with open(records_path, "w") as records_file:
         for goal_kind in goal_kinds:
-            setup = configurator.setup(goal_kind)
+            setup = configurator.setup(goal_kind, cfg.planner.get("name"))
             specs = make_episodes(env0, goal_kind, cfg.eval.episodes, cfg.eval.seed, setup.budget)
-            planner = instantiate(cfg.planner, **setup.planner_overrides)
+            planner = build_planner(plain(cfg.planner), setup)
             cost = build_cost(setup.cost_weights, setup.goal_energy, grid, critic)
             policies = [PlanningPolicy(wm, planner, cost, setup, device)] + [baselines[b]() for b in cfg.eval.baselines]
             for policy in policies:

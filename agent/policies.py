@@ -46,6 +46,7 @@ class PlanningPolicy:
             dtype=torch.float32, device=self.device,
         )  # [B, A]
         self.plan: torch.Tensor | None = None  # [B, H, A], remaining actions of the current plan
+        self.planner.reset()  # new episodes: nothing carried over from the last ones
         self.steps_since_plan = 0
 
     def _warm_start(self, b: int, horizon: int) -> torch.Tensor:

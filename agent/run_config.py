@@ -44,8 +44,9 @@ class RunConfig(TrainConfig):
     """collect, train, eval, or all."""
     checkpoint: str | None = None
     """Evaluate this world-model checkpoint folder instead of training one."""
-    planner: Any = field(default_factory=lambda: {"_target_": "planners.cem.CEM"})
-    """Planner to instantiate (configs/planner); the configurator sets horizon and budget."""
+    planner: Any = field(default_factory=lambda: {"name": "cem", "_target_": "planners.cem.CEM"})
+    """Planner to instantiate (configs/planner/<name>.yaml: its name, _target_ and settings); the
+    configurator sets the horizon and applies its per-goal-kind overrides for that name."""
     configurator: dict[str, TaskSettings] = field(default_factory=dict)
     """Planning settings per goal kind of the env (configs/configurator/<env>.yaml)."""
     critic: CriticConfig = field(default_factory=CriticConfig)

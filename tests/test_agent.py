@@ -141,9 +141,8 @@ def test_agent_run_smoke(tmp_path):
         "steps=4", "optim.batch_size=4", "monitor_every=4", "probe_frames=20", "monitor_clips=4",
         "world_model.dim=16", "world_model.stem_channels=8", "world_model.encoder_width=16",
         "world_model.encoder_depth=1", "world_model.predictor_width=32", "world_model.predictor_depth=1",
-        "eval.episodes=2", "eval.videos=1", "configurator.state.samples=16", "configurator.state.iterations=2",
-        "configurator.state.elites=4", "configurator.task.samples=16", "configurator.task.iterations=2",
-        "configurator.task.elites=4", "configurator.task.budget=20", "critic.steps=20", "critic.batch_size=16",
+        "eval.episodes=2", "eval.videos=1", "planner.samples=16", "planner.iterations=2", "planner.elites=4",
+        "configurator.task.budget=20", "critic.steps=20", "critic.batch_size=16",
         "critic.hidden=16", "critic.dim=4", f"hydra.run.dir={out}",
     ]
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)

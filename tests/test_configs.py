@@ -5,7 +5,6 @@ from types import SimpleNamespace
 
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,9 +78,27 @@ def test_every_loss_config_builds_a_loss(loss):
 
 
 @pytest.mark.parametrize("planner", options("planner"))
-def test_every_planner_config_builds_a_planner(planner):
-    cfg = _compose("run", [f"planner={planner}"])
-    assert type(instantiate(cfg.planner)).__name__ == planner.upper()
+def test_every_planner_config_builds_a_planner_with_its_class_defaults(planner):
+    """configs/planner/<name>.yaml names itself, builds through the configurator with a goal
+    kind's horizon and overrides, and sets every setting to its class default (one source of truth)."""
+    import inspect
+
+    from hydra.utils import get_class
+
+    from agent.configurator import PlanSetup, build_planner
+
+    cfg = OmegaConf.to_container(_compose("run", [f"planner={planner}"]).planner)
+    assert cfg["name"] == planner
+    defaults = {k: p.default for k, p in inspect.signature(get_class(cfg["_target_"])).parameters.items()}
+    assert {k: v for k, v in cfg.items() if k not in ("name", "_target_")} == {
+        k: defaults[k] for k in cfg if k not in ("name", "_target_")
+    }
+    setup = PlanSetup(budget=20, decisions=4, horizon=3, planner_overrides={"seed": 7}, replan_every=1,
+                      shrink_horizon=True, cost_weights={}, goal_energy={})
+    built = build_planner(cfg, setup)
+    assert built.horizon == 3 and built.seed == 7
+    with pytest.raises(ValueError, match="takes no setting bogus"):
+        build_planner(cfg, PlanSetup(**{**setup.__dict__, "planner_overrides": {"bogus": 1}}))
 
 
 @pytest.mark.parametrize("configurator", options("configurator"))

@@ -121,7 +121,7 @@ def test_a_new_family_runs_through_the_whole_pipeline(dot_family, tmp_path):
         cfg.data = OmegaConf.merge(cfg.data, {"behaviour": {}, "episodes": 8, "steps": 10, "episodes_per_shard": 4,
                                               "workers": 1})
         reacher_state = OmegaConf.to_container(cfg.configurator["state"])
-        cfg.configurator = OmegaConf.create({"reach": {**reacher_state, "samples": 8, "iterations": 2, "elites": 2,
+        cfg.configurator = OmegaConf.create({"reach": {**reacher_state, "planner": {"cem": {"elites": 2}},
                                                        "horizon": 2, "critic_weight": 0.5}})
     out = tmp_path / "out"
     out.mkdir()
