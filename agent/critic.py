@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
@@ -28,6 +27,7 @@ from torch import Tensor, nn
 from world_model.atomic import write_bytes_atomic
 from world_model.checkpoint import WEIGHTS as MODEL_WEIGHTS
 from world_model.checkpoint import CheckpointError, read_manifest
+from world_model.latents import encode_episodes
 
 WEIGHTS, MANIFEST = "critic.safetensors", "critic.json"
 
@@ -82,16 +82,6 @@ class ReachCritic(nn.Module):
     def distance(self, z_a: Tensor, z_b: Tensor) -> Tensor:
         """z_a, z_b [..., D] (broadcastable) -> [...]: estimated env steps between them."""
         return (self.embed(z_a) - self.embed(z_b)).norm(dim=-1)
-
-
-@torch.no_grad()
-def encode_episodes(wm, dataset, episodes: np.ndarray, device: torch.device) -> Tensor:
-    """Every frame of the given episodes encoded: [E, T, D] (episodes of equal length)."""
-    out = []
-    for e in episodes:
-        frames = torch.from_numpy(np.array(dataset.episode(int(e)).frames)).to(device)  # copy: memmaps are read-only
-        out.append(wm.encode(frames[:, None])[:, 0])  # [T, 1, H, W, 3] -> [T, D]
-    return torch.stack(out)
 
 
 def _pair_losses(critic: ReachCritic, z: Tensor, cfg: CriticConfig, g: torch.Generator) -> dict[str, Tensor]:

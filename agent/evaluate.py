@@ -33,9 +33,10 @@ def check_model_fits_env(wm, env, checkpoint: Path) -> None:
                          f"action shape {env.action_space.shape}; it was trained for another env")
 
 
-def evaluate(cfg, wm, envs: list, device, out: Path, critic=None, progress: bool = True) -> dict:
+def evaluate(cfg, wm, envs: list, device, out: Path, critic=None, macro=None, progress: bool = True) -> dict:
     """Runs each goal kind with the planner and the baselines on `envs` (one per batched
-    episode, all alike); returns the summary (also written to out/summary.json)."""
+    episode, all alike); returns the summary (also written to out/summary.json). `macro` is the
+    level-2 predictor a hierarchical planner needs."""
     env0 = envs[0]
     configurator = Configurator({k: TaskSettings(**v) for k, v in plain(cfg.configurator).items()}, env0)
     goal_kinds = list(cfg.eval.goal_kinds or env0.goal_kinds)
@@ -53,7 +54,14 @@ def evaluate(cfg, wm, envs: list, device, out: Path, critic=None, progress: bool
             specs = make_episodes(env0, goal_kind, cfg.eval.episodes, cfg.eval.seed, setup.budget)
             planner = build_planner(plain(cfg.planner), setup)
             cost = build_cost(setup.cost_weights, setup.goal_energy, grid, critic)
-            policies = [PlanningPolicy(wm, planner, cost, setup, device)] + [baselines[b]() for b in cfg.eval.baselines]
+            high_cost = None
+            if hasattr(planner, "subgoal"):
+                if macro is None:
+                    raise ValueError(f"planner {cfg.planner.get('name')} plans with the level-2 predictor; pass macro=")
+                # The high level scores the goal kind's full cost toward the final goal; the low
+                # level's subgoal is k decisions away, where the goal energy alone is informative.
+                high_cost, cost = cost, build_cost({**setup.cost_weights, "critic": 0.0}, setup.goal_energy, grid)
+            policies = [PlanningPolicy(wm, planner, cost, setup, device, macro, high_cost)] + [baselines[b]() for b in cfg.eval.baselines]
             for policy in policies:
                 chunks = -(-len(specs) // batch)
                 bar = tqdm(total=chunks * setup.decisions, desc=f"{goal_kind}/{policy.name}", unit="decision",

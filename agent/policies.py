@@ -23,8 +23,15 @@ class PlanningPolicy:
 
     name = "planner"
 
-    def __init__(self, world_model, planner, cost, setup: PlanSetup, device: torch.device):
+    def __init__(self, world_model, planner, cost, setup: PlanSetup, device: torch.device, macro=None,
+                 high_cost=None):
+        """macro, high_cost: the level-2 predictor (world_model/macro.py) and the cost toward the
+        final goal, for a hierarchical planner (one with `subgoal`); `cost` then scores the low
+        level's plans toward the subgoal it hands down."""
         self.wm, self.planner, self.cost, self.setup, self.device = world_model, planner, cost, setup, device
+        self.macro, self.high_cost = macro, high_cost
+        if hasattr(planner, "subgoal") and (macro is None or high_cost is None):
+            raise ValueError("a hierarchical planner needs the level-2 predictor and the cost toward the final goal")
 
     @torch.no_grad()
     def reset(self, obs: list[dict], specs, envs) -> None:
@@ -33,6 +40,8 @@ class PlanningPolicy:
         self.high = torch.as_tensor(space.high, dtype=torch.float32, device=self.device)  # [A]
         self.z_goal = self.wm.encode(_frames(obs, "goal", self.device))[:, 0]  # [B, D]
         self.cost.set_goal(self.z_goal)
+        if self.high_cost is not None:
+            self.high_cost.set_goal(self.z_goal)
         # The frame before the start, when the episode knows it (a start taken mid-trajectory);
         # otherwise the start is at rest and repeating the first frame with a zero action is exact.
         previous = [
@@ -80,6 +89,8 @@ class PlanningPolicy:
                 past_n = past[:, None].expand(-1, n, -1, -1).reshape(b * n, 1, -1)  # [B*N, 1, A]
                 return self.wm.rollout(hist, flat, past_actions=past_n).reshape(b, n, h, -1)
 
+            if self.macro is not None:
+                self.cost.set_goal(self._subgoal(z_now, decision))
             result = self.planner.plan(rollout_fn, self.cost, self._warm_start(b, horizon), self.low, self.high)
             self.plan, self.steps_since_plan, planned = result.actions, 0, True
         action = self.plan[:, 0]  # [B, A]
@@ -88,6 +99,23 @@ class PlanningPolicy:
         self.z_prev, self.last_action = z_now, action
         plan_ms = 1000 * (time.perf_counter() - start)
         return action.cpu().numpy(), {"plan_ms": plan_ms if planned else 0.0, "energy": energy.cpu().numpy()}
+
+
+    def _subgoal(self, z_now: torch.Tensor, decision: int) -> torch.Tensor:
+        """The low level's goal [B, D]: the hierarchical planner's subgoal, or the final goal once
+        it lies within one macro step of the end of the budget."""
+        left = self.setup.decisions - decision
+        if left <= self.macro.k:
+            return self.z_goal
+        b = z_now.shape[0]
+
+        def high_rollout_fn(macro: torch.Tensor) -> torch.Tensor:
+            """macro-actions [B, N, Hh, k*A] -> z [B, N, Hh, D]"""
+            n, hh = macro.shape[1], macro.shape[2]
+            start = z_now[:, None].expand(-1, n, -1).reshape(b * n, -1)  # [B*N, D]
+            return self.macro.rollout(start, macro.reshape(b * n, hh, -1)).reshape(b, n, hh, -1)
+
+        return self.planner.subgoal(high_rollout_fn, self.high_cost, b, self.low, self.high, self.macro.k, left)
 
 
 class RandomPolicy:

@@ -21,9 +21,12 @@ import world_model
 from agent.collect import collect, dataset_dir, env_settings
 from agent.critic import CriticConfig, critic_key, load_critic, save_critic, train_critic
 from agent.evaluate import check_model_fits_env, evaluate
+from world_model.checkpoint import WEIGHTS as MODEL_WEIGHTS
 from world_model.checkpoint import read_manifest
 from world_model.dataset import Dataset, DatasetError
 from world_model.dataset import read_manifest as read_dataset_manifest
+from world_model.macro import MANIFEST as MACRO_MANIFEST
+from world_model.macro import MacroConfig, load_macro, macro_key, save_macro, train_macro
 from world_model.plain import plain
 from world_model.train import pick_device, run_dir, train
 
@@ -51,6 +54,28 @@ def critic_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: tor
     print(f"critic: {folder} (encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s, "
           f"held-out step {stats['held_out_step']:.2f}, spread {stats['held_out_spread']:.2f})")
     return critic
+
+
+def macro_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: torch.device, progress: bool = True):
+    """The level-2 predictor a hierarchical planner needs, fitted once on the dataset the world
+    model was trained on and cached under cache_root/macros; None for a flat planner."""
+    if "hierarchical" not in str(cfg.planner.get("_target_", "")):
+        return None
+    if dataset_root is None or not (Path(dataset_root) / "manifest.json").exists():
+        raise DatasetError(f"the level-2 predictor is fitted on the dataset the world model was trained on, "
+                           f"{dataset_root}, which is not there; collect it again or choose a flat planner")
+    mcfg = MacroConfig(**plain(cfg.macro))
+    env_name = read_dataset_manifest(dataset_root)["env"]["name"]
+    weights = read_manifest(checkpoint)["files"][MODEL_WEIGHTS]["sha256"]
+    folder = Path(cfg.cache_root) / "macros" / f"{env_name}-{macro_key(weights, Path(dataset_root).name, mcfg)}"
+    if (folder / MACRO_MANIFEST).exists():
+        return load_macro(folder).to(device)
+    macro, stats = train_macro(wm, Dataset(dataset_root), mcfg, device, progress)
+    save_macro(folder, macro, stats)
+    errors = ", ".join(f"{e:.3f} (copy-last {c:.3f})" for e, c in zip(stats["held_out_error"], stats["held_out_copy_last"]))
+    print(f"level-2 predictor: {folder} (encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s, "
+          f"held-out error per macro step {errors})")
+    return macro
 
 
 def _trained_model(cfg, timings: dict, start: float) -> tuple[Path, Path | None]:
@@ -101,9 +126,13 @@ def run(cfg, out: Path) -> None:
     critic = critic_for(cfg, wm, checkpoint, dataset_root, device)
     if critic is not None:
         timings["critic_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    macro = macro_for(cfg, wm, checkpoint, dataset_root, device)
+    if macro is not None:
+        timings["macro_s"] = time.perf_counter() - mark
     envs = [probe_env] + [envs_pkg.make(**settings) for _ in range(min(cfg.eval.batch, cfg.eval.episodes) - 1)]
     try:
-        summary = evaluate(cfg, wm, envs, device, out, critic=critic)
+        summary = evaluate(cfg, wm, envs, device, out, critic=critic, macro=macro)
     finally:
         for env in envs:
             env.close()

@@ -8,6 +8,7 @@ from typing import Any
 from agent.collect import DataConfig
 from agent.configurator import TaskSettings
 from agent.critic import CriticConfig
+from world_model.macro import MacroConfig
 from world_model.train import TrainConfig
 
 
@@ -52,5 +53,8 @@ class RunConfig(TrainConfig):
     critic: CriticConfig = field(default_factory=CriticConfig)
     """The reach critic trained on the world model's latents (configs/critic), used by the goal
     kinds whose configurator entry gives it a weight."""
+    macro: MacroConfig = field(default_factory=MacroConfig)
+    """The level-2 predictor (configs/macro), trained on the world model's latents when the
+    planner is hierarchical."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Evaluation settings."""

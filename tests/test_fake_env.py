@@ -138,3 +138,22 @@ def test_a_new_family_runs_through_the_whole_pipeline(dot_family, tmp_path):
     manifest = json.loads(next((tmp_path / "cache" / "datasets").glob("dot-*/manifest.json")).read_text())
     assert manifest["env"]["probe_groups"] == {"position": ["x", "y"]}
     assert manifest["arrays"]["actions"]["row_shape"] == [3]
+
+    # Every planner of configs/planner plans on the new family through the same run, on the
+    # trained checkpoint (the hierarchical one fits its level-2 predictor first).
+    planners = sorted(p.stem for p in (ROOT / "configs" / "planner").glob("*.yaml"))
+    for name in planners:
+        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+            each = compose("run", overrides=[
+                f"cache_root={tmp_path / 'cache'}", f"planner={name}", f"checkpoint={summary['checkpoint']}",
+                "eval.episodes=2", "eval.videos=0", "eval.baselines=[]", "critic.steps=5", "critic.batch_size=16",
+                "macro.k=2", "macro.width=16", "macro.depth=1", "macro.steps=5", "macro.batch_size=8",
+            ])
+        with open_dict(each):
+            each.env, each.data, each.configurator = cfg.env, cfg.data, cfg.configurator
+        folder = tmp_path / f"eval-{name}"
+        folder.mkdir()
+        run(each, folder)
+        rows = json.loads((folder / "summary.json").read_text())["rows"]
+        assert [r["policy"] for r in rows] == ["planner"] and rows[0]["episodes"] == 2, name
+    assert any((tmp_path / "cache" / "macros").glob("dot-*/macro.json"))

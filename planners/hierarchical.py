@@ -1,0 +1,93 @@
+"""Hierarchical planning: a high level searches macro-actions far ahead with a level-2 model and
+hands its first predicted representation down as the low level's goal (the subgoal)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from planners.base import CostFn, Planner, PlanResult, RolloutFn
+
+
+class Hierarchical:
+    """Two planners over two models of the same representation.
+
+    - `subgoal(...)`: the high-level planner searches `high_horizon` macro-actions (each k
+      decisions) with the level-2 rollout and the task's cost toward the final goal; the first
+      predicted high-level representation, k decisions ahead, is the subgoal. With `hold` the
+      search is over one action held for the k decisions of each macro step ([Hh, A] instead of
+      [Hh, k*A]: a far smaller space, and the behaviour video's persistent headings look like it).
+      The high level replans every `replan_every` decisions and warm-starts from its previous
+      plan, shifted by the macro steps executed since.
+    - `plan(...)`: the low-level planner, as any planner, with a cost the caller has aimed at the
+      subgoal.
+
+    Knows nothing of models: the caller passes the level-2 rollout function and both costs.
+    """
+
+    def __init__(self, low: Planner, high: Planner, horizon: int = 5, high_horizon: int = 8, replan_every: int = 1,
+                 hold: bool = True):
+        if high_horizon < 1 or replan_every < 1:
+            raise ValueError("high_horizon and replan_every must be >= 1")
+        self.low, self.high = low, high
+        self.horizon = horizon
+        self.low.horizon = horizon
+        self.high_horizon, self.replan_every, self.hold = high_horizon, replan_every, hold
+        self.reset()
+
+    def reset(self) -> None:
+        self.low.reset()
+        self.high.reset()
+        self._macro: Tensor | None = None  # [B, Hh, A or k*A], the last high-level plan
+        self._since = 0  # decisions since the last high-level plan
+        self._subgoal: Tensor | None = None  # [B, D]
+
+    def subgoal(self, high_rollout_fn: RolloutFn, high_cost_fn: CostFn, batch: int, low: Tensor, high: Tensor, k: int,
+                decisions_left: int) -> Tensor:
+        """The low level's goal for this decision.
+
+        Args:
+            high_rollout_fn: macro-actions [B, N, Hh, k*A] -> representations [B, N, Hh, D]
+            high_cost_fn: (representations [B, N, Hh, D], macro-actions [B, N, Hh, k*A]) -> cost [B, N]
+            batch: B, the number of problems
+            low, high: primitive action bounds [A]
+            k: decisions per macro step
+            decisions_left: decisions until the end of the budget
+        Returns:
+            subgoal [B, D], the predicted representation after the first macro step
+        """
+        horizon = max(1, min(self.high_horizon, math.ceil(decisions_left / k)))
+        due = self._macro is None or self._since >= self.replan_every
+        if due:
+            rollout_fn, cost_fn = high_rollout_fn, high_cost_fn
+            lo, hi = low, high
+            if self.hold:
+                def rollout_fn(held, f=high_rollout_fn):  # [B, N, Hh, A] -> [B, N, Hh, k*A]: k copies in a row
+                    return f(held.repeat(1, 1, 1, k))
+
+                def cost_fn(z, held, f=high_cost_fn):
+                    return f(z, held.repeat(1, 1, 1, k))
+            else:
+                lo, hi = low.repeat(k), high.repeat(k)
+            result = self.high.plan(rollout_fn, cost_fn, self._warm_start(batch, horizon, k, lo), lo, hi)
+            self._macro, self._since = result.actions, 0
+            with torch.no_grad():
+                self._subgoal = rollout_fn(result.actions[:, None])[:, 0, 0]  # [B, D]
+        self._since += 1
+        return self._subgoal
+
+    def _warm_start(self, batch: int, horizon: int, k: int, bound: Tensor) -> Tensor:
+        """The last high-level plan shifted by the macro steps done since, zero-padded: [B, Hh, A']
+        (A' = bound's size: A held, or k*A)."""
+        if self._macro is None or self._macro.shape[0] != batch or self._macro.shape[2] != bound.shape[0]:
+            return bound.new_zeros(batch, horizon, bound.shape[0])
+        shift = self._since // k
+        kept = self._macro[:, shift : shift + horizon]
+        pad = horizon - kept.shape[1]
+        return torch.cat([kept, kept.new_zeros(kept.shape[0], pad, kept.shape[2])], dim=1) if pad else kept
+
+    def plan(self, rollout_fn: RolloutFn, cost_fn: CostFn, init: Tensor, low: Tensor, high: Tensor) -> PlanResult:
+        """The low level: any planner's plan, toward whatever goal cost_fn holds (the subgoal)."""
+        return self.low.plan(rollout_fn, cost_fn, init, low, high)

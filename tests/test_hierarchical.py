@@ -1,0 +1,106 @@
+"""The level-2 predictor learns k-step transitions, and the hierarchical planner goes around a
+wall where a flat planner with the same low level is stuck in front of it."""
+
+import pytest
+import torch
+
+from planners.cem import CEM
+from planners.hierarchical import Hierarchical
+from world_model.checkpoint import CheckpointError
+from world_model.macro import MacroConfig, fit_macro, load_macro, save_macro
+
+LOW, HIGH = torch.tensor([-1.0, -1.0]), torch.tensor([1.0, 1.0])
+
+
+def test_level_2_predictor_learns_k_step_transitions_and_round_trips(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    mix = torch.randn(2, 8, generator=g)  # z_{t+1} = z_t + a_t @ mix: k steps add up k actions
+    actions = torch.rand(60, 30, 2, generator=g) * 2 - 1  # [E, T, A]
+    z = torch.cat([torch.zeros(60, 1, 8), torch.cumsum(actions[:, :-1] @ mix, dim=1)], dim=1)  # [E, T, D]
+    cfg = MacroConfig(k=3, width=64, depth=1, steps=600, batch_size=128, rollout=2)
+    model, stats = fit_macro(z[:50], actions[:50], z[50:], actions[50:], cfg, progress=False)
+    assert len(stats["held_out_error"]) == 2
+    for err, copy in zip(stats["held_out_error"], stats["held_out_copy_last"]):
+        assert err < 0.1 * copy  # far better than copying the start latent
+    save_macro(tmp_path / "m", model, stats)
+    again = load_macro(tmp_path / "m")
+    macro = actions[:4, :6].reshape(4, 2, 6)  # [B, H, k*A]
+    assert torch.equal(again.rollout(z[:4, 0], macro), model.rollout(z[:4, 0], macro))
+    weights = tmp_path / "m" / "macro.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_macro(tmp_path / "m")
+
+
+class WallWorld:
+    """A point moving at up to 0.1 per step in the plane; a wall on x = 0 with a door at y > 0.6.
+    A step that would cross the wall outside the door stops just before it."""
+
+    speed = 0.1
+
+    def step(self, pos, action):
+        new = pos + self.speed * action
+        crosses = (torch.sign(new[..., 0]) != torch.sign(pos[..., 0])) & (new[..., 1] <= 0.6)
+        blocked = torch.stack([torch.sign(pos[..., 0]) * 1e-3, new[..., 1]], dim=-1)
+        return torch.where(crosses[..., None], blocked, new)
+
+    def rollout(self, pos, actions):
+        """pos [B, 2], actions [B, N, H, A] -> positions [B, N, H, 2]"""
+        p = pos[:, None].expand(-1, actions.shape[1], -1)
+        out = []
+        for h in range(actions.shape[2]):
+            p = self.step(p, actions[:, :, h])
+            out.append(p)
+        return torch.stack(out, dim=2)
+
+
+class GoalCost:
+    """Squared distance to a goal, last step weighted fully and earlier ones a little."""
+
+    def __init__(self):
+        self.goal = None
+
+    def set_goal(self, goal):
+        self.goal = goal
+
+    def __call__(self, z, actions):
+        d = (z - self.goal[:, None, None]).square().sum(-1)  # [B, N, H]
+        return d[..., -1] + 0.1 * d.mean(-1)
+
+
+def _drive(planner, world, start, goal, decisions, k=None):
+    pos, cost = start.clone(), GoalCost()
+    high_cost = GoalCost()
+    high_cost.set_goal(goal)
+    planner.reset()
+    plan = torch.zeros(start.shape[0], 5, 2)
+    for d in range(decisions):
+        left = decisions - d
+        if k is not None and left > k:
+
+            def high_rollout_fn(macro, pos=pos):  # [B, N, Hh, k*A] -> [B, N, Hh, 2]: k exact steps per macro step
+                b, n, hh, _ = macro.shape
+                return world.rollout(pos, macro.reshape(b, n, hh * k, 2))[:, :, k - 1 :: k]
+
+            cost.set_goal(planner.subgoal(high_rollout_fn, high_cost, start.shape[0], LOW, HIGH, k, left))
+        else:
+            cost.set_goal(goal)
+        result = planner.plan(lambda a, pos=pos: world.rollout(pos, a), cost, plan, LOW, HIGH)
+        pos = world.step(pos, result.actions[:, 0])
+        plan = torch.cat([result.actions[:, 1:], torch.zeros(start.shape[0], 1, 2)], dim=1)
+    return (pos - goal).norm(dim=-1)
+
+
+def test_hierarchical_planning_goes_through_the_door_where_flat_planning_is_stuck():
+    world = WallWorld()
+    start, goal = torch.tensor([[-0.5, 0.0], [-0.3, -0.2]]), torch.tensor([[0.5, 0.0], [0.4, 0.1]])
+    flat = CEM(horizon=5, samples=100, iterations=4, elites=10, seed=0)
+    stuck = _drive(flat, world, start, goal, decisions=40)
+    low = CEM(horizon=5, samples=100, iterations=4, elites=10, seed=0)
+    high = CEM(samples=200, iterations=6, elites=20, init_std=1.0, seed=1)
+    hierarchical = Hierarchical(low, high, horizon=5, high_horizon=8, replan_every=1, hold=True)
+    reached = _drive(hierarchical, world, start, goal, decisions=40, k=5)
+    assert (stuck > 0.3).all(), stuck  # pressed against the wall
+    assert (reached < 0.1).all(), reached
