@@ -92,10 +92,11 @@ def test_every_planner_config_builds_a_planner_with_its_class_defaults(planner):
     defaults = {k: p.default for k, p in inspect.signature(get_class(cfg["_target_"])).parameters.items()}
     own = [k for k, v in cfg.items() if k not in ("name", "_target_") and not isinstance(v, dict)]  # not nested planners
     assert {k: cfg[k] for k in own} == {k: defaults[k] for k in own}
-    setup = PlanSetup(budget=20, decisions=4, horizon=3, planner_overrides={"seed": 7}, replan_every=1,
+    override = {"seed": 7} if "seed" in defaults else {"replan_every": 7}  # the hierarchical one seeds its levels
+    setup = PlanSetup(budget=20, decisions=4, horizon=3, planner_overrides=override, replan_every=1,
                       shrink_horizon=True, cost_weights={}, goal_energy={})
     built = build_planner(cfg, setup)
-    assert built.horizon == 3 and built.seed == 7
+    assert built.horizon == 3 and all(getattr(built, k) == v for k, v in override.items())
     with pytest.raises(ValueError, match="takes no setting bogus"):
         build_planner(cfg, PlanSetup(**{**setup.__dict__, "planner_overrides": {"bogus": 1}}))
 
