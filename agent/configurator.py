@@ -10,6 +10,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 
 
@@ -115,4 +116,7 @@ def build_planner(planner_cfg: dict, setup: PlanSetup):
     if unknown:
         raise ValueError(f"planner {name} takes no setting {', '.join(unknown)}; it takes {', '.join(taken)} "
                          "(check the configurator's planner overrides and the planner=... overrides)")
-    return instantiate(cfg, **kwargs)
+    try:
+        return instantiate(cfg, **kwargs)
+    except InstantiationException as e:  # hydra's message wraps the planner's own in two lines of context
+        raise ValueError(f"planner {name}: {e.__cause__ or e}") from e

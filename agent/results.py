@@ -1,0 +1,258 @@
+"""The results of a benchmark folder (agent/benchmark.py): one table and plots, and the page.
+
+    python -m agent.results BENCH [--page docs/RESULTS.md]
+
+Rows: per env, goal kind, planner and training seed, the success rate with its 95% Wilson
+interval, mean final distance, mean / p95 ms per decision and the cell's wall time; pooled rows add
+the seeds up. Random and do-nothing baselines ran on the same episodes in every cell and are
+listed once per env, goal kind and seed. Written to BENCH/results.{md,csv,json} and BENCH/*.png;
+--page also writes a results page (and copies the plots next to it) for docs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from agent.report import wilson_interval
+
+BASELINES = ("random", "zero")
+COLUMNS = ["env", "goal_kind", "planner", "seed", "episodes", "successes", "success_rate", "ci_low", "ci_high",
+           "final_distance_mean", "plan_ms_mean", "plan_ms_p95", "wall_s"]
+
+
+def _protocols(folder: Path) -> dict[str, dict]:
+    """goal kind -> {budget, episodes, eval_seed} from a cell's records (the first of each kind)."""
+    out = {}
+    with open(folder / "records.jsonl") as f:
+        for line in f:
+            r = json.loads(line)
+            if r["goal_kind"] not in out:
+                out[r["goal_kind"]] = {"budget": r["budget"]}
+    return out
+
+
+def load_rows(bench: Path) -> tuple[list[dict], dict]:
+    """(one row per env, goal kind, planner or baseline, seed; protocol per env and goal kind)."""
+    import envs
+
+    rows, protocol, seen = [], {}, set()
+    for cell_file in sorted(Path(bench).glob("cells/*/cell.json")):
+        folder = cell_file.parent
+        cell = json.loads(cell_file.read_text())
+        summary = json.loads((folder / "summary.json").read_text())
+        env, seed = summary["env"], cell["seed"]
+        goal_kinds = envs.REGISTRY[env][0].goal_kinds if env in envs.REGISTRY else {}
+        for kind, p in _protocols(folder).items():
+            rule = goal_kinds[kind].success if kind in goal_kinds else ""
+            protocol[f"{env}/{kind}"] = {**p, "success": rule, "episodes": cell["eval"]["episodes"],
+                                         "eval_seed": cell["eval"]["seed"]}
+        for r in summary["rows"]:
+            planner = cell["planner"] if r["policy"] == "planner" else r["policy"]
+            key = (env, r["protocol"], planner, seed)
+            if key in seen:  # a baseline already listed from another cell: the same episodes
+                continue
+            seen.add(key)
+            rows.append({"env": env, "goal_kind": r["protocol"], "planner": planner, "seed": seed,
+                         "episodes": r["episodes"], "successes": r["successes"], "success_rate": r["success_rate"],
+                         "ci_low": r["ci95"][0], "ci_high": r["ci95"][1],
+                         "final_distance_mean": r["final_distance_mean"], "plan_ms_mean": r["plan_ms_mean"],
+                         "plan_ms_p95": r["plan_ms_p95"], "wall_s": cell["wall_s"],
+                         "model": summary.get("checkpoint")})
+    return rows, protocol
+
+
+def pool(rows: list[dict]) -> list[dict]:
+    """Rows added up over seeds: one per env, goal kind and planner."""
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["env"], r["goal_kind"], r["planner"])].append(r)
+    pooled = []
+    for (env, kind, planner), group in groups.items():
+        n, wins = sum(r["episodes"] for r in group), sum(r["successes"] for r in group)
+        low, high = wilson_interval(int(wins), int(n))
+        mean = lambda key: sum(r[key] * r["episodes"] for r in group) / n if n else float("nan")  # noqa: E731
+        pooled.append({"env": env, "goal_kind": kind, "planner": planner, "seeds": sorted(r["seed"] for r in group),
+                       "episodes": n, "successes": wins, "success_rate": wins / n if n else float("nan"),
+                       "ci_low": low, "ci_high": high, "final_distance_mean": mean("final_distance_mean"),
+                       "plan_ms_mean": mean("plan_ms_mean"), "plan_ms_p95": max(r["plan_ms_p95"] for r in group)})
+    return pooled
+
+
+def markdown(rows: list[dict], pooled: list[dict], protocol: dict) -> str:
+    """Tables per env: pooled over seeds first, then per seed; the protocol above each."""
+    lines = []
+    for env in sorted({r["env"] for r in rows}):
+        lines += [f"### {env}", ""]
+        for key, p in sorted(protocol.items()):
+            if key.startswith(env + "/"):
+                lines.append(f"- `{key.split('/', 1)[1]}`: budget {p['budget']} control steps, {p['episodes']} episodes, "
+                             f"evaluation seed {p['eval_seed']}; success: {p['success']}")
+        lines += ["", "| goal kind | planner | seeds | success | 95% CI | final distance | ms / decision (mean, p95) |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in sorted((r for r in pooled if r["env"] == env), key=lambda r: (r["goal_kind"], r["planner"] in BASELINES,
+                                                                             -r["success_rate"])):
+            ms = f"{r['plan_ms_mean']:.0f}, {r['plan_ms_p95']:.0f}" if r["planner"] not in BASELINES else "-"
+            lines.append(f"| {r['goal_kind']} | {r['planner']} | {','.join(map(str, r['seeds']))} | "
+                         f"**{100 * r['success_rate']:.0f}%** ({r['successes']:.0f}/{r['episodes']:.0f}) | "
+                         f"{100 * r['ci_low']:.0f}-{100 * r['ci_high']:.0f}% | {r['final_distance_mean']:.3f} | {ms} |")
+        lines += ["", "<details><summary>per seed</summary>", "", "| goal kind | planner | seed | success | 95% CI | "
+                  "final distance | ms / decision (mean, p95) | cell wall time |", "|---|---|---|---|---|---|---|---|"]
+        for r in sorted((r for r in rows if r["env"] == env), key=lambda r: (r["goal_kind"], r["planner"], r["seed"])):
+            lines.append(f"| {r['goal_kind']} | {r['planner']} | {r['seed']} | {100 * r['success_rate']:.0f}% | "
+                         f"{100 * r['ci_low']:.0f}-{100 * r['ci_high']:.0f}% | {r['final_distance_mean']:.3f} | "
+                         f"{r['plan_ms_mean']:.0f}, {r['plan_ms_p95']:.0f} | {r['wall_s'] / 60:.1f} min |")
+        lines += ["", "</details>", ""]
+    return "\n".join(lines)
+
+
+def plot(bench: Path, rows: list[dict], pooled: list[dict]) -> list[Path]:
+    """success.png, success_vs_ms.png and training.png in bench; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on a cluster node
+    import matplotlib.pyplot as plt
+
+    envs_ = sorted({r["env"] for r in pooled})
+    paths = []
+    fig, axes = plt.subplots(1, len(envs_), figsize=(5 * len(envs_), 4), squeeze=False)
+    for ax, env in zip(axes[0], envs_):
+        group = sorted((r for r in pooled if r["env"] == env), key=lambda r: (r["goal_kind"], r["planner"]))
+        labels = [f"{r['goal_kind']}\n{r['planner']}" for r in group]
+        rate = [100 * r["success_rate"] for r in group]
+        err = [[100 * (r["success_rate"] - r["ci_low"]) for r in group], [100 * (r["ci_high"] - r["success_rate"]) for r in group]]
+        ax.bar(range(len(group)), rate, yerr=err, capsize=3,
+               color=["#bbbbbb" if r["planner"] in BASELINES else "#3b75af" for r in group])
+        ax.set_xticks(range(len(group)), labels, fontsize=7, rotation=60)
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("success % (95% Wilson interval)")
+        ax.set_title(env)
+    fig.tight_layout()
+    paths.append(bench / "success.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, len(envs_), figsize=(5 * len(envs_), 4), squeeze=False)
+    for ax, env in zip(axes[0], envs_):
+        for r in (r for r in pooled if r["env"] == env and r["planner"] not in BASELINES):
+            ax.errorbar(r["plan_ms_mean"], 100 * r["success_rate"],
+                        yerr=[[100 * (r["success_rate"] - r["ci_low"])], [100 * (r["ci_high"] - r["success_rate"])]],
+                        fmt="o", capsize=3, label=f"{r['goal_kind']} {r['planner']}")
+        ax.set_xscale("log")
+        ax.set_xlabel("ms per decision (mean)")
+        ax.set_ylabel("success %")
+        ax.set_ylim(0, 100)
+        ax.set_title(env)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(bench / "success_vs_ms.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    curves = {}
+    for r in rows:
+        if r.get("model") and r["planner"] not in BASELINES:
+            log = Path(r["model"]).parent / "metrics.jsonl"
+            if log.exists():
+                curves[f"{r['env']} seed {r['seed']}"] = [json.loads(line) for line in open(log)]
+    panels = [("held_loss", "held-out loss"), ("rollout_err_1", "rollout error, 1 step (dashed: copy-last)"),
+              ("effective_rank", "effective rank"), ("probe_r2", "linear probe R^2")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.5))
+    for ax, (key, title) in zip(axes, panels):
+        for name, log in sorted(curves.items()):
+            points = [(m["step"], m[key]) for m in log if key in m]
+            if points:
+                line, = ax.plot(*zip(*points), label=name)
+                if key == "rollout_err_1":
+                    copy = [(m["step"], m["copy_last_err_1"]) for m in log if "copy_last_err_1" in m]
+                    ax.plot(*zip(*copy), "--", color=line.get_color())
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("training step")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(bench / "training.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def write_results(bench: Path) -> dict:
+    """Reads every finished cell of `bench` and writes results.{json,csv,md} and the plots."""
+    bench = Path(bench)
+    rows, protocol = load_rows(bench)
+    if not rows:
+        raise FileNotFoundError(f"no finished cell in {bench}/cells; run python -m agent.benchmark first")
+    pooled = pool(rows)
+    results = {"rows": rows, "pooled": pooled, "protocol": protocol,
+               "written": time.strftime("%Y-%m-%d %H:%M"), "machine": _machine(bench)}
+    (bench / "results.json").write_text(json.dumps(results, indent=1))
+    with open(bench / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    (bench / "results.md").write_text(markdown(rows, pooled, protocol))
+    results["plots"] = [str(p) for p in plot(bench, rows, pooled)]
+    return results
+
+
+def _machine(bench: Path) -> str:
+    cells = sorted(Path(bench).glob("cells/*/cell.json"))
+    return json.loads(cells[0].read_text()).get("machine", "") if cells else ""
+
+
+def write_page(bench: Path, page: Path) -> Path:
+    """A results page at `page` from bench's results, with its plots copied beside it."""
+    bench, page = Path(bench), Path(page)
+    results = write_results(bench)
+    grid = json.loads((bench / "grid.json").read_text()) if (bench / "grid.json").exists() else {}
+    figures = page.parent / "results"
+    figures.mkdir(parents=True, exist_ok=True)
+    for plot_path in results["plots"]:
+        shutil.copyfile(plot_path, figures / Path(plot_path).name)
+    walls = [r["wall_s"] for r in results["rows"]]
+    command = "python -m agent.benchmark " + " ".join(
+        grid.get("fixed", []) + [f"{k}={','.join(v)}" for k, v in grid.get("axes", [])])
+    text = [
+        "# Results",
+        "",
+        "Generated by `python -m agent.results " + str(bench) + " --page " + str(page) + "` from a benchmark folder; "
+        "do not edit by hand. The dated lab notebook with every experiment is docs/BENCHMARKS.md.",
+        "",
+        f"- command: `{command}`",
+        f"- machine: {results['machine']}; written {results['written']}; total cell wall time "
+        f"{sum(walls) / 60:.0f} min",
+        "- success rates with 95% Wilson intervals; baselines on the same episodes",
+        "",
+        markdown(results["rows"], results["pooled"], results["protocol"]),
+        "## Plots",
+        "",
+        "![success per env and planner](results/success.png)",
+        "",
+        "![success against planning time](results/success_vs_ms.png)",
+        "",
+        "![training curves](results/training.png)",
+        "",
+    ]
+    page.write_text("\n".join(text))
+    return page
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bench", type=Path)
+    parser.add_argument("--page", type=Path, help="also write this results page (e.g. docs/RESULTS.md)")
+    args = parser.parse_args()
+    if args.page:
+        print(f"page: {write_page(args.bench, args.page)}")
+    else:
+        write_results(args.bench)
+        print(f"results: {args.bench / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""The benchmark harness runs a grid of cells once each (a killed grid continues without redoing
+finished cells), and the results page is built from a benchmark folder alone."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+import agent.run
+from agent.benchmark import cell_name, parse_grid, run_grid
+from agent.results import pool, write_page
+
+TINY = [
+    "env=reacher", "env.image_size=32", "data.episodes=4", "data.steps=12", "data.workers=1",
+    "data.episodes_per_shard=2", "steps=4", "optim.batch_size=4", "monitor_every=4", "probe_frames=20",
+    "monitor_clips=4", "world_model.dim=16", "world_model.stem_channels=8", "world_model.encoder_width=16",
+    "world_model.encoder_depth=1", "world_model.predictor_width=32", "world_model.predictor_depth=1",
+    "eval.episodes=2", "eval.videos=0", "eval.goal_kinds=[state]", "eval.verify_replay=false",
+    "planner.samples=16", "planner.iterations=1",
+]
+
+
+def test_grid_axes_follow_hydra_sweep_syntax():
+    fixed, axes = parse_grid(["env=reacher,two-rooms", "planner=cem,mppi", "seed=0", "eval.goal_kinds=[a,b]"])
+    assert fixed == ["seed=0", "eval.goal_kinds=[a,b]"]
+    assert axes == [("env", ["reacher", "two-rooms"]), ("planner", ["cem", "mppi"])]
+    assert cell_name([("env", "two-rooms"), ("planner", "cem-gd")]) == "env-two-rooms_planner-cem-gd"
+
+
+def test_a_killed_grid_continues_without_redoing_finished_cells(tmp_path, monkeypatch):
+    args = [*TINY, f"cache_root={tmp_path / 'cache'}", "planner=cem,mppi"]
+    real_run, calls = agent.run.run, []
+
+    def failing_second(cfg, out):
+        calls.append(cfg.planner.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the grid is killed during its second cell
+        real_run(cfg, out)
+
+    monkeypatch.setattr(agent.run, "run", failing_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(args, tmp_path / "bench", progress=False)
+    monkeypatch.setattr(agent.run, "run", lambda cfg, out: (calls.append(cfg.planner.name), real_run(cfg, out)))
+    run_grid(args, tmp_path / "bench", progress=False)
+    assert calls == ["cem", "mppi", "mppi"]  # the finished cem cell was not run again
+    results = json.loads((tmp_path / "bench" / "results.json").read_text())
+    planners = {(r["planner"], r["goal_kind"]) for r in results["rows"]}
+    assert planners == {("cem", "state"), ("mppi", "state"), ("random", "state"), ("zero", "state")}
+    for name in ("results.md", "results.csv", "success.png", "success_vs_ms.png", "training.png"):
+        assert (tmp_path / "bench" / name).stat().st_size > 0
+    with pytest.raises(ValueError, match="another grid"):
+        run_grid([*args[:-1], "planner=cem,icem"], tmp_path / "bench", progress=False)
+
+
+def _fake_cell(bench: Path, planner: str, seed: int, successes: int) -> None:
+    folder = bench / "cells" / f"planner-{planner}_seed-{seed}"
+    folder.mkdir(parents=True)
+    rows = [{"protocol": "rooms", "env": "two-rooms", "policy": policy, "episodes": 10, "successes": s,
+             "success_rate": s / 10, "ci95": [0.0, 1.0], "final_distance_mean": 0.1, "plan_ms_mean": 100.0 * (policy == "planner"),
+             "plan_ms_p95": 150.0 * (policy == "planner"), "wall_s_per_episode": 1.0}
+            for policy, s in (("planner", successes), ("random", 1), ("zero", 0))]
+    (folder / "summary.json").write_text(json.dumps({"env": "two-rooms", "rows": rows, "checkpoint": None}))
+    (folder / "records.jsonl").write_text(json.dumps({"goal_kind": "rooms", "budget": 215}) + "\n")
+    (folder / "cell.json").write_text(json.dumps({"cell": {"planner": planner, "seed": seed}, "wall_s": 60.0,
+                                                  "planner": planner, "seed": seed, "machine": "2 CPU cores",
+                                                  "eval": {"episodes": 10, "seed": 0}}))
+
+
+def test_results_page_is_built_from_a_benchmark_folder(tmp_path):
+    bench = tmp_path / "bench"
+    for planner, seed, wins in (("cem", 0, 4), ("cem", 1, 6), ("hierarchical", 0, 9), ("hierarchical", 1, 8)):
+        _fake_cell(bench, planner, seed, wins)
+    page = write_page(bench, tmp_path / "docs" / "RESULTS.md")
+    text = page.read_text()
+    assert "| rooms | hierarchical | 0,1 | **85%** (17/20) |" in text  # pooled over the two seeds
+    assert "| rooms | cem | 0,1 | **50%** (10/20) |" in text
+    assert "budget 215 control steps, 10 episodes, evaluation seed 0" in text
+    # baselines listed once per seed (and pooled once), not once per planner cell
+    assert text.count("| rooms | random | 0,1 |") == 1 and text.count("| rooms | random | 0 |") == 1
+    for name in ("success.png", "success_vs_ms.png", "training.png"):
+        assert (tmp_path / "docs" / "results" / name).stat().st_size > 0
+
+
+def test_pooled_interval_narrows_with_more_seeds():
+    row = {"env": "e", "goal_kind": "k", "planner": "p", "episodes": 50, "successes": 40, "success_rate": 0.8,
+           "final_distance_mean": 0.0, "plan_ms_mean": 1.0, "plan_ms_p95": 1.0}
+    one = pool([{**row, "seed": 0}])[0]
+    two = pool([{**row, "seed": 0}, {**row, "seed": 1}])[0]
+    assert two["ci_high"] - two["ci_low"] < one["ci_high"] - one["ci_low"] and two["success_rate"] == 0.8
