@@ -105,12 +105,13 @@ class Configurator:
         )
 
 
-def build_planner(planner_cfg: dict, setup: PlanSetup):
+def build_planner(planner_cfg: dict, setup: PlanSetup, **settings):
     """The planner of planner_cfg (configs/planner/<name>.yaml: name, _target_ and its settings)
-    with the setup's horizon and overrides; a setting the planner does not take is one clear error."""
+    with the setup's horizon and overrides, then `settings` (e.g. the seed of one chunk of
+    episodes); a setting the planner does not take is one clear error."""
     cfg = dict(planner_cfg)
     name = cfg.pop("name", cfg.get("_target_"))
-    kwargs = {"horizon": setup.horizon, **setup.planner_overrides}
+    kwargs = {"horizon": setup.horizon, **setup.planner_overrides, **settings}
     taken = inspect.signature(get_class(cfg["_target_"])).parameters
     unknown = sorted((set(cfg) - {"_target_"} | set(kwargs)) - set(taken))
     if unknown:

@@ -1,23 +1,34 @@
 """Evaluation: every goal kind with the planner and the baselines on the same episodes; writes
-records.jsonl, results.jsonl/csv, summary.json and videos into the run's output folder."""
+records.jsonl, results.jsonl/csv, summary.json and videos into the run's output folder.
+
+It resumes: each chunk of `eval.batch` episodes is recorded durably as soon as it ends
+(agent/eval_records.py), and a rerun into the same folder runs only the chunks not yet recorded.
+Every chunk's randomness (planner noise, random baseline) is seeded from its goal kind and first
+episode alone, so a resumed evaluation ends with the records of an uninterrupted one (apart from
+the wall-clock fields plan_ms and wall_s). results.jsonl/csv and summary.json are rebuilt from all
+records at the end, and the planner's videos are written with the first chunk, before its records.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from hydra.utils import get_class
 from tqdm import tqdm
 
 from agent.configurator import Configurator, TaskSettings, build_planner
 from agent.costs import build_cost
 from agent.episode import run_episodes
+from agent.eval_records import RecordStore, claim
 from agent.policies import PlanningPolicy, RandomPolicy, ZeroPolicy
-from agent.protocols import make_episodes
+from agent.protocols import chunk_seed, make_episodes
 from agent.records import replay_matches
 from agent.report import summarize, table
 from agent.video import write_video
+from world_model.checkpoint import WEIGHTS, read_manifest
+from world_model.dataset import write_json_atomic
 from world_model.encoder import GRID
-from world_model.metrics_log import MetricsLog
+from world_model.metrics_log import rewrite_log
 from world_model.plain import plain
 
 
@@ -33,67 +44,96 @@ def check_model_fits_env(wm, env, checkpoint: Path) -> None:
                          f"action shape {env.action_space.shape}; it was trained for another env")
 
 
-def evaluate(cfg, wm, envs: list, device, out: Path, critic=None, macro=None, progress: bool = True) -> dict:
+def identity(cfg, checkpoint: Path, device, batch: int, goal_kinds: list[str], critic, macro=None) -> dict:
+    """Everything that decides an evaluation's records (not its progress bars or output paths)."""
+    return {
+        "checkpoint": str(Path(checkpoint).resolve()),
+        "weights_sha256": read_manifest(checkpoint)["files"][WEIGHTS]["sha256"],
+        "env": plain(cfg.env),
+        "device": str(device),
+        "eval": {**plain(cfg.eval), "batch": batch, "goal_kinds": goal_kinds},
+        "planner": plain(cfg.planner),
+        "configurator": plain(cfg.configurator),
+        "critic": plain(cfg.critic) if critic is not None else None,
+        **({"macro": plain(cfg.macro)} if macro is not None else {}),
+    }
+
+
+def _policy(cfg, name: str, first: int, kind_index: int, wm, costs, setup, device, macro=None):
+    """A fresh policy for the chunk of episodes starting at `first`, its randomness seeded from
+    (goal kind, first) alone, so it does not depend on which chunks ran before it in this process.
+    costs: (the low level's cost, the cost toward the final goal for a hierarchical planner or None)."""
+    if name == "planner":
+        seed = None if cfg.planner.seed is None else chunk_seed(cfg.planner.seed, kind_index, first)
+        planner = build_planner(plain(cfg.planner), setup, seed=seed)
+        return PlanningPolicy(wm, planner, costs[0], setup, device, macro, costs[1])
+    return RandomPolicy(chunk_seed(cfg.eval.seed, kind_index, first)) if name == "random" else ZeroPolicy()
+
+
+def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=None, macro=None,
+             progress: bool = True) -> dict:
     """Runs each goal kind with the planner and the baselines on `envs` (one per batched
-    episode, all alike); returns the summary (also written to out/summary.json). `macro` is the
-    level-2 predictor a hierarchical planner needs."""
+    episode, all alike), continuing the evaluation already in `out` if there is one; returns the
+    summary (also written to out/summary.json). `checkpoint` is the folder `wm` was loaded from;
+    `macro` the level-2 predictor a hierarchical planner needs."""
     env0 = envs[0]
     configurator = Configurator({k: TaskSettings(**v) for k, v in plain(cfg.configurator).items()}, env0)
     goal_kinds = list(cfg.eval.goal_kinds or env0.goal_kinds)
-    baselines = {"random": lambda: RandomPolicy(cfg.eval.seed), "zero": ZeroPolicy}
-    unknown = [b for b in cfg.eval.baselines if b not in baselines]
+    unknown = [b for b in cfg.eval.baselines if b not in ("random", "zero")]
     if unknown:
-        raise ValueError(f"unknown baseline(s) {unknown}; choose from {sorted(baselines)}")
+        raise ValueError(f"unknown baseline(s) {unknown}; choose from ['random', 'zero']")
+    if "seed" not in cfg.planner:
+        raise ValueError(f"planner {cfg.planner.get('_target_')} has no seed in its config; add `seed: 0` to its "
+                         "configs/planner file (each chunk of episodes reseeds it, so a resumed evaluation repeats)")
     batch = len(envs)
     grid = (GRID, wm.cfg.token_dim) if wm.cfg.representation == "tokens" else None
-    log = MetricsLog(out, name="results")
-    rows, records_path, replay_failures = [], out / "records.jsonl", 0
-    with open(records_path, "w") as records_file:
+    hierarchical = hasattr(get_class(cfg.planner["_target_"]), "subgoal")
+    if hierarchical and macro is None:
+        raise ValueError(f"planner {cfg.planner.get('name')} plans with the level-2 predictor; pass macro=")
+    claim(out, identity(cfg, checkpoint, device, batch, goal_kinds, critic, macro if hierarchical else None))
+    store = RecordStore(out, cfg.eval.episodes, batch)
+    rows = []
+    try:
         for goal_kind in goal_kinds:
             setup = configurator.setup(goal_kind, cfg.planner.get("name"))
             specs = make_episodes(env0, goal_kind, cfg.eval.episodes, cfg.eval.seed, setup.budget)
-            planner = build_planner(plain(cfg.planner), setup)
             cost = build_cost(setup.cost_weights, setup.goal_energy, grid, critic)
-            high_cost = None
-            if hasattr(planner, "subgoal"):
-                if macro is None:
-                    raise ValueError(f"planner {cfg.planner.get('name')} plans with the level-2 predictor; pass macro=")
+            costs = (cost, None)
+            if hierarchical:
                 # The high level scores the goal kind's full cost toward the final goal; the low
                 # level's subgoal is k decisions away, where the goal energy alone is informative.
-                high_cost, cost = cost, build_cost({**setup.cost_weights, "critic": 0.0}, setup.goal_energy, grid)
-            policies = [PlanningPolicy(wm, planner, cost, setup, device, macro, high_cost)] + [baselines[b]() for b in cfg.eval.baselines]
-            for policy in policies:
-                chunks = -(-len(specs) // batch)
-                bar = tqdm(total=chunks * setup.decisions, desc=f"{goal_kind}/{policy.name}", unit="decision",
-                           disable=not progress)
-                records, videos = [], []
-                for first in range(0, len(specs), batch):
-                    keep = cfg.eval.videos if (policy.name == "planner" and first == 0) else 0
-                    chunk_records, frames = run_episodes(envs, specs[first : first + batch], policy, keep, bar)
-                    records += chunk_records
-                    videos += frames
+                costs = (build_cost({**setup.cost_weights, "critic": 0.0}, setup.goal_energy, grid), cost)
+            at = (list(env0.goal_kinds).index(goal_kind), wm, costs, setup, device, macro)
+            for name in ["planner", *cfg.eval.baselines]:
+                firsts = range(0, len(specs), batch)
+                todo = [first for first in firsts if store.get(goal_kind, name, first) is None]
+                bar = tqdm(total=len(firsts) * setup.decisions, initial=(len(firsts) - len(todo)) * setup.decisions,
+                           desc=f"{goal_kind}/{name}", unit="decision", disable=not progress)
+                for first in todo:
+                    keep = cfg.eval.videos if (name == "planner" and first == 0) else 0
+                    policy = _policy(cfg, name, first, *at)
+                    chunk, videos = run_episodes(envs, specs[first : first + batch], policy, keep, bar)
+                    for i, record in enumerate(chunk):
+                        record["episode"] = first + i
+                        if cfg.eval.verify_replay and name == "planner":
+                            record["replay_matches"] = replay_matches(record)
+                    # videos first: once the chunk is recorded it never runs again to write them
+                    for i, frames in enumerate(videos):
+                        write_video(out / "videos" / f"{goal_kind}-{i:02d}.mp4", frames)
+                    store.append(goal_kind, name, first, chunk)
                 bar.close()
-                for record in records:
-                    if cfg.eval.verify_replay and policy.name == "planner":
-                        record["replay_matches"] = replay_matches(record)
-                        replay_failures += not record["replay_matches"]
-                    records_file.write(json.dumps(record) + "\n")
-                for i, frames in enumerate(videos):
-                    write_video(out / "videos" / f"{goal_kind}-{i:02d}.mp4", frames)
-                row = {"protocol": goal_kind, "env": env0.name, "policy": policy.name, **summarize(records)}
-                rows.append(row)
-                log.log(len(rows), {k: v for k, v in row.items() if not isinstance(v, list)})
-    log.close()
-    summary = {
-        "env": env0.name,
-        "device": str(device),
-        "batch": batch,
-        "replay_failures": replay_failures if cfg.eval.verify_replay else None,
-        "rows": rows,
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+                records = [r for first in firsts for r in store.get(goal_kind, name, first)]
+                rows.append({"protocol": goal_kind, "env": env0.name, "policy": name, **summarize(records)})
+        replay_failures = sum(not r["replay_matches"] for chunk in store.done.values() for r in chunk
+                              if r["policy"] == "planner") if cfg.eval.verify_replay else None
+    finally:
+        store.close()
+    rewrite_log(out, "results", [{k: v for k, v in row.items() if not isinstance(v, list)} for row in rows])
+    summary = {"env": env0.name, "device": str(device), "batch": batch, "replay_failures": replay_failures,
+               "rows": rows}
+    write_json_atomic(out / "summary.json", summary)
     print(table(rows))
     if cfg.eval.verify_replay:
         print(f"replay with the simulator alone: {replay_failures} of the planner's records differ from their reported outcome")
-    print(f"records: {records_path}\nsummary: {out / 'summary.json'}")
+    print(f"records: {store.path}\nsummary: {out / 'summary.json'}")
     return summary

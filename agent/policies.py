@@ -119,7 +119,11 @@ class PlanningPolicy:
 
 
 class RandomPolicy:
-    """Uniform random actions within the env's action bounds (baseline)."""
+    """Uniform random actions within the env's action bounds (baseline).
+
+    Every reset restarts the stream of `seed`; the evaluation gives each chunk of episodes its own
+    seed (agent/protocols.py: chunk_seed), so chunks draw different actions.
+    """
 
     name = "random"
 
@@ -127,7 +131,7 @@ class RandomPolicy:
         self.seed = seed
 
     def reset(self, obs, specs, envs) -> None:
-        self.rng = np.random.default_rng([self.seed, len(specs)])
+        self.rng = np.random.default_rng(self.seed)
         self.space = envs[0].action_space
 
     def act(self, obs, decision: int) -> tuple[np.ndarray, dict]:

@@ -28,3 +28,10 @@ def make_episodes(env, goal_kind: str, count: int, seed: int, budget: int | None
         for i in range(count)
     ]
     return specs if budget is None else [dataclasses.replace(s, budget=budget) for s in specs]
+
+
+def chunk_seed(seed: int, goal_kind_index: int, first: int) -> int:
+    """The seed of the chunk of evaluation episodes of a goal kind that starts at episode `first`
+    (planner noise, random baseline): from these three alone, so a chunk plays out the same whether
+    the chunks before it ran in this process or in an earlier, killed one."""
+    return int(np.random.SeedSequence([seed, goal_kind_index, first]).generate_state(1)[0])

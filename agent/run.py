@@ -4,12 +4,12 @@ The one place that builds everything from the config, once, and hands values on:
 folder, the trained model (loaded once), the device (picked once), the critic, the evaluation
 envs. Datasets, models and critics are cached by their config under `cache_root`, so a second run
 reuses them; everything this run produces goes to its hydra output folder: records.jsonl (one line
-per episode), summary.json, results.csv/jsonl and videos/*.mp4.
+per episode), summary.json, results.csv/jsonl and videos/*.mp4. An evaluation killed part way
+continues when run again into the same folder (hydra.run.dir=FOLDER): agent/evaluate.py.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,7 +23,7 @@ from agent.critic import CriticConfig, critic_key, load_critic, save_critic, tra
 from agent.evaluate import check_model_fits_env, evaluate
 from world_model.checkpoint import WEIGHTS as MODEL_WEIGHTS
 from world_model.checkpoint import read_manifest
-from world_model.dataset import Dataset, DatasetError
+from world_model.dataset import Dataset, DatasetError, write_json_atomic
 from world_model.dataset import read_manifest as read_dataset_manifest
 from world_model.macro import MANIFEST as MACRO_MANIFEST
 from world_model.macro import MacroConfig, load_macro, macro_key, save_macro, train_macro
@@ -132,13 +132,13 @@ def run(cfg, out: Path) -> None:
         timings["macro_s"] = time.perf_counter() - mark
     envs = [probe_env] + [envs_pkg.make(**settings) for _ in range(min(cfg.eval.batch, cfg.eval.episodes) - 1)]
     try:
-        summary = evaluate(cfg, wm, envs, device, out, critic=critic, macro=macro)
+        summary = evaluate(cfg, wm, envs, device, out, checkpoint, critic=critic, macro=macro)
     finally:
         for env in envs:
             env.close()
     timings["total_s"] = time.perf_counter() - start
     summary.update(checkpoint=str(checkpoint), dataset=str(dataset_root), timings=timings)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_json_atomic(out / "summary.json", summary)
     print("wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items()))
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
+
+from world_model.atomic import fsync_dir
 
 
 def compose_frame(observation: np.ndarray, goal: np.ndarray, decision: int, energy: float, scale: int) -> np.ndarray:
@@ -22,7 +25,8 @@ def compose_frame(observation: np.ndarray, goal: np.ndarray, decision: int, ener
 
 
 def write_video(path: str | Path, frames: list[tuple], fps: int = 5) -> Path:
-    """frames: (observation, goal, decision, energy) tuples -> an mp4 at `path`."""
+    """frames: (observation, goal, decision, energy) tuples -> an mp4 at `path`, put in place by a
+    rename once complete (a killed write leaves no partial video under that name)."""
     import imageio.v2 as imageio
 
     if not frames:
@@ -31,7 +35,12 @@ def write_video(path: str | Path, frames: list[tuple], fps: int = 5) -> Path:
     scale = max(1, -(-192 // size))  # at least 192 px per panel, so the caption fits
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with imageio.get_writer(path, fps=fps, codec="libx264", macro_block_size=8, quality=7) as writer:
+    partial = path.with_name(f".{path.name}.partial{path.suffix}")  # imageio picks the format by the suffix
+    with imageio.get_writer(partial, fps=fps, codec="libx264", macro_block_size=8, quality=7) as writer:
         for observation, goal, decision, energy in frames:
             writer.append_data(compose_frame(observation, goal, decision, energy, scale))
+    with open(partial, "rb") as f:  # on disk before the chunk's records say the video is written
+        os.fsync(f.fileno())
+    os.replace(partial, path)
+    fsync_dir(path.parent)
     return path

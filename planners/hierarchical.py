@@ -28,10 +28,17 @@ class Hierarchical:
     """
 
     def __init__(self, low: Planner, high: Planner, horizon: int = 5, high_horizon: int = 8, replan_every: int = 1,
-                 hold: bool = True):
+                 hold: bool = True, seed: int | None = 0):
         if high_horizon < 1 or replan_every < 1:
             raise ValueError("high_horizon and replan_every must be >= 1")
         self.low, self.high = low, high
+        # One seed for the pair (an evaluation reseeds each chunk of episodes through it): the low
+        # level draws from `seed`, the high level from `seed + 1`.
+        for level, offset in ((low, 0), (high, 1)):
+            if not hasattr(level, "_init_seed"):
+                raise ValueError(f"{type(level).__name__} cannot be seeded by the hierarchical planner")
+            level._init_seed(None if seed is None else seed + offset)
+        self.seed = seed
         self.horizon = horizon
         self.low.horizon = horizon
         self.high_horizon, self.replan_every, self.hold = high_horizon, replan_every, hold

@@ -167,7 +167,7 @@ def test_properties_bounds_shapes_and_seeds(name, b, h, a, low, width, seed):
         return actions
 
     cost_fn = quadratic(target)[1]
-    seeded = {"low": {**SMALL[name]["low"], "seed": seed}} if name == "hierarchical" else {"seed": seed}
+    seeded = {"seed": seed}
     first = make(name, h, SMALL, **seeded).plan(rollout_fn, cost_fn, init, lo, hi)
     again = make(name, h, SMALL, **seeded).plan(rollout_fn, cost_fn, init, lo, hi)
     assert first.actions.shape == (b, h, a) and first.cost.shape == (b,)

@@ -12,7 +12,7 @@ from world_model.atomic import write_bytes_atomic
 
 
 class MetricsLog:
-    """Appends one record per call to <folder>/<name>.jsonl and <name>.csv.
+    """Appends one record per call to <folder>/<name>.jsonl and <name>.csv (rewrite_log replaces them whole).
 
     The CSV header is fixed by the first record; later records with new keys go to the JSON lines
     only (they still reach TensorBoard).
@@ -71,7 +71,7 @@ class MetricsLog:
             write_bytes_atomic(self.csv_path, out.getvalue().encode())
 
     def log(self, step: int, record: dict[str, float]) -> None:
-        row = {"step": step, **{k: (float(v) if isinstance(v, (int, float)) else v) for k, v in record.items()}}
+        row = _row(step, record)
         self.jsonl.write(json.dumps(row) + "\n")
         self.jsonl.flush()
         if self._csv_fields is None:
@@ -94,3 +94,22 @@ class MetricsLog:
 def _step_at_most(text: str, last_step: int) -> bool:
     """Whether a CSV step cell holds a whole number <= last_step (a cell cut short by a kill does not)."""
     return text.isdigit() and int(text) <= last_step
+
+
+def _row(step: int, record: dict) -> dict:
+    """A logged row: the step first, then the record with its numbers as floats."""
+    return {"step": step, **{k: (float(v) if isinstance(v, (int, float)) else v) for k, v in record.items()}}
+
+
+def rewrite_log(folder: str | Path, name: str, records: list[dict]) -> None:
+    """Replace <folder>/<name>.jsonl and <name>.csv (each atomically) by `records` as steps 1, 2, ...,
+    in the format MetricsLog writes: for logs rebuilt whole from their source, never appended to."""
+    rows = [_row(step, record) for step, record in enumerate(records, 1)]
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(folder / f"{name}.jsonl", "".join(json.dumps(row) + "\n" for row in rows).encode())
+    out = io.StringIO()
+    if rows:  # the header is the first row's keys, as in MetricsLog
+        fields = list(rows[0])
+        csv.writer(out).writerows([fields, *([row.get(k, "") for k in fields] for row in rows)])
+    write_bytes_atomic(folder / f"{name}.csv", out.getvalue().encode())
