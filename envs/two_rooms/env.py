@@ -3,6 +3,10 @@
 One env step applies the action for `action_repeat` control steps (one 0.02 s mj_step each) and
 renders one frame from the fixed top-down camera. The model is two_rooms.xml, and resetting and
 stepping go through the functions of replay.py, so a record replays bit for bit with MuJoCo alone.
+
+Other layouts of the family (four_rooms.py) subclass TwoRoomsEnv: a layout names its model (the
+XML beside this file named after the env), the axes its inner walls split the arena along, and
+its goal kinds; walls, doors, sampling, success and replay are all read from the model.
 """
 
 from __future__ import annotations
@@ -65,6 +69,10 @@ class TwoRoomsEnv(GoalEnv):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    name = "two-rooms"
+    split_axes: tuple[int, ...] = (0,)
+    """Axes (0 = x, 1 = y) along which inner walls through the centre split the arena into rooms: a
+    room is a sign per axis (two-rooms: x < 0 or x > 0), its opposite room every sign flipped."""
     goal_kinds = {
         "rooms": GoalKind(
             budget=215,
@@ -97,14 +105,13 @@ class TwoRoomsEnv(GoalEnv):
             raise ValueError("action_repeat and time_limit must be >= 1 and image_size >= 8")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.name = "two-rooms"
         self.image_size = image_size
         self.action_repeat = action_repeat
         self.time_limit = time_limit  # control steps
         self.default_goal_kind = goal_kind
         self.render_mode = render_mode
 
-        self.model = load_model()
+        self.model = load_model(self.name)
         self.data = mujoco.MjData(self.model)
         # A second MjData poses the agent for goal images and render_sim_state, so rendering never
         # touches the simulated state.
@@ -117,8 +124,11 @@ class TwoRoomsEnv(GoalEnv):
         # Walls as boxes in the plane (centre x, y, half-width, half-height), grown by the agent
         # radius: the agent touches a wall exactly when its centre enters the grown box.
         self.obstacles = np.array([[*w.pos[:2], *(w.size[:2] + self.agent_radius)] for w in walls])
-        # |x| of a centre beyond which it is inside a room, clear of the doorway by `clearance`.
-        self.room_edge = float(self.model.geom("wall_middle_south").size[0]) + self.agent_radius + self.clearance
+        # The distance from the centre lines, along every split axis, beyond which an agent centre is
+        # inside a room, clear of the doorways by `clearance`. Every wall is equally thick (0.04 m):
+        # half of it is the smallest half-size of any wall box.
+        half_thickness = float(min(w.size[:2].min() for w in walls))
+        self.room_edge = half_thickness + self.agent_radius + self.clearance
 
         size = (image_size, image_size, 3)
         self.observation_space = observation_space(image_size, 4)
@@ -145,14 +155,21 @@ class TwoRoomsEnv(GoalEnv):
         gaps = np.linalg.norm(np.maximum(np.abs(pos - self.obstacles[:, :2]) - self.obstacles[:, 2:], 0.0), axis=1)
         return bool(np.all(np.abs(pos) <= ARENA_HALF) and np.all(gaps >= margin))
 
-    def random_position(self, rng: np.random.Generator, room: int = 0) -> np.ndarray:
+    def in_room(self, pos: np.ndarray, room: tuple[int, ...]) -> bool:
+        """Whether a centre at pos [2] is inside `room` (one sign per split axis), clear of the
+        doorways: |pos| >= room_edge along every split axis, on the room's side."""
+        return all(np.sign(pos[a]) == side and abs(pos[a]) >= self.room_edge for a, side in zip(self.split_axes, room))
+
+    def random_position(self, rng: np.random.Generator, room: tuple[int, ...] | None = None) -> np.ndarray:
         """[2] uniform over the free space (agent surface >= `clearance` from every wall): anywhere
-        for room=0, else in the room on the side sign(x) = room, clear of the doorway."""
-        while True:  # rejection sampling: about 70% of draws are free, 35% in a given room
+        for room=None, else inside `room` (in_room)."""
+        if room is not None and len(room) != len(self.split_axes):
+            raise ValueError(f"a {self.name} room is {len(self.split_axes)} sign(s), got {room!r}")
+        while True:  # rejection sampling; two-rooms: about 70% of draws are free, 35% in a given room
             pos = rng.uniform(-ARENA_HALF, ARENA_HALF, 2)
             if not self.is_free(pos, self.clearance):
                 continue
-            if room == 0 or (np.sign(pos[0]) == room and abs(pos[0]) >= self.room_edge):
+            if room is None or self.in_room(pos, room):
                 return pos
 
     # ----------------------------------------------------------------------------- rendering
@@ -183,7 +200,7 @@ class TwoRoomsEnv(GoalEnv):
         """uint8 [H, W, 3]: the scene at sim state [4], without changing the simulation."""
         state = np.asarray(state, np.float64)
         if state.shape != (STATE_SIZE,):
-            raise ValueError(f"a two-rooms sim state has {STATE_SIZE} numbers, got shape {state.shape}")
+            raise ValueError(f"a {self.name} sim state has {STATE_SIZE} numbers, got shape {state.shape}")
         return self.render_position(state[:2])
 
     def render(self) -> np.ndarray | None:
@@ -194,12 +211,12 @@ class TwoRoomsEnv(GoalEnv):
     # ----------------------------------------------------------------------------- goals
     def evaluate(self) -> dict[str, Any]:
         """{"success": bool, "distance": agent centre to goal (m), "same_room": whether agent and
-        goal are on the same side of the middle wall}."""
+        goal are on the same side of every inner wall (split_axes)}."""
         distance = goal_distance(self.data, self.goal_pos)
         return {
             "success": distance < self.success_distance,
             "distance": distance,
-            "same_room": bool((self.data.qpos[0] < 0) == (self.goal_pos[0] < 0)),
+            "same_room": all((self.data.qpos[a] < 0) == (self.goal_pos[a] < 0) for a in self.split_axes),
         }
 
     # ----------------------------------------------------------------------------- gymnasium API
@@ -259,12 +276,14 @@ class TwoRoomsEnv(GoalEnv):
             cfg = BehaviourConfig(**settings)
         except TypeError as err:
             raise ValueError(
-                f"two-rooms behaviour settings: {err}; valid: {sorted(BehaviourConfig.__dataclass_fields__)}"
+                f"{self.name} behaviour settings: {err}; valid: {sorted(BehaviourConfig.__dataclass_fields__)}"
             ) from None
         return RandomWalk(cfg, rng, self.obstacles)
 
     def sample_episode(self, goal_kind: str, rng: np.random.Generator) -> EpisodeSpec:
-        """"rooms": start at rest and goal uniform in opposite rooms (the start's room drawn).
+        """"rooms": start at rest and goal uniform in opposite rooms (the start's room drawn, one
+        sign per split axis; the goal's room has every sign flipped: across the one wall of
+        two-rooms, diagonally across the four-rooms ring).
         "near": from a random start at rest, the behaviour policy walks 2-10 env steps to the
         start (kept with its velocity), then GOAL_OFFSET control steps more to the goal."""
         if goal_kind not in self.goal_kinds:
@@ -272,8 +291,8 @@ class TwoRoomsEnv(GoalEnv):
         budget = self.goal_kinds[goal_kind].budget
         episode_seed = int(rng.integers(2**31 - 1))
         if goal_kind == "rooms":
-            room = 1 if rng.integers(2) else -1
-            start, goal = self.random_position(rng, room), self.random_position(rng, -room)
+            room = tuple(1 if rng.integers(2) else -1 for _ in self.split_axes)
+            start, goal = self.random_position(rng, room), self.random_position(rng, tuple(-s for s in room))
             options = {"goal_kind": goal_kind, "start_state": [*map(float, start), 0.0, 0.0],
                        "goal_pos": [float(g) for g in goal]}
             return EpisodeSpec(self.name, goal_kind, episode_seed, options, budget)

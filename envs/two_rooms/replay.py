@@ -1,9 +1,11 @@
-"""Replays a two-rooms evaluation record with MuJoCo alone: no code from this project.
+"""Replays a two-rooms (or four-rooms) evaluation record with MuJoCo alone: no code from this project.
 
-A record (agent/records.py) holds the episode's reset options ("start_state" [4]: qpos x, y and
-qvel x, y; "goal_pos" [2]) and every action as applied to the simulator, one [2] per control step
-(the action repeat already unrolled). This file imports mujoco and numpy only and loads the model
-from two_rooms.xml beside it, so the two can be copied out and run beside a records.jsonl.
+A record (agent/records.py) names its env ("env") and holds the episode's reset options
+("start_state" [4]: qpos x, y and qvel x, y; "goal_pos" [2]) and every action as applied to the
+simulator, one [2] per control step (the action repeat already unrolled). This file imports mujoco
+and numpy only and loads the env's model from the XML beside it named after the env (two-rooms:
+two_rooms.xml, four-rooms: four_rooms.xml), so the two can be copied out and run beside a
+records.jsonl. Every layout of the family shares the state, the step and the success rule below.
 
 The env (env.py) resets and steps through the functions below, so an env episode and its replay
 run the same calls on the same model, and end bit for bit in the same state.
@@ -16,13 +18,20 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
-MODEL_PATH = Path(__file__).with_name("two_rooms.xml")
 STATE_SIZE = 4  # qpos x, y and qvel x, y
 
 
-def load_model() -> mujoco.MjModel:
-    """The two-rooms model, compiled from two_rooms.xml."""
-    return mujoco.MjModel.from_xml_path(str(MODEL_PATH))
+def model_path(env: str) -> Path:
+    """The model file of the layout registered as `env`: "four-rooms" -> four_rooms.xml beside this file."""
+    path = Path(__file__).with_name(env.replace("-", "_") + ".xml")
+    if not path.is_file():
+        raise ValueError(f"no model for env {env!r}: {path} does not exist")
+    return path
+
+
+def load_model(env: str) -> mujoco.MjModel:
+    """The model of the layout registered as `env` ("two-rooms", "four-rooms"), compiled from its XML."""
+    return mujoco.MjModel.from_xml_path(str(model_path(env)))
 
 
 def success_distance(model: mujoco.MjModel) -> float:
@@ -60,7 +69,7 @@ def goal_distance(data: mujoco.MjData, goal_pos) -> float:
 
 def replay(record: dict) -> dict:
     """Re-simulates a record: {"final_state": [4] (qpos, qvel), "success": bool, "distance": metres}."""
-    model = load_model()
+    model = load_model(record["env"])
     data = mujoco.MjData(model)
     options = record["options"]
     set_state(model, data, options["start_state"])
