@@ -115,7 +115,8 @@ class PlanningPolicy:
             start = z_now[:, None].expand(-1, n, -1).reshape(b * n, -1)  # [B*N, D]
             return self.macro.rollout(start, macro.reshape(b * n, hh, -1)).reshape(b, n, hh, -1)
 
-        return self.planner.subgoal(high_rollout_fn, self.high_cost, b, self.low, self.high, self.macro.k, left)
+        subgoal, arrived = self.planner.subgoal(high_rollout_fn, self.high_cost, b, self.low, self.high, self.macro.k, left)
+        return torch.where(arrived[:, None], self.z_goal, subgoal)
 
 
 class RandomPolicy:

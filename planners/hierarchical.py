@@ -52,7 +52,7 @@ class Hierarchical:
         self._subgoal: Tensor | None = None  # [B, D]
 
     def subgoal(self, high_rollout_fn: RolloutFn, high_cost_fn: CostFn, batch: int, low: Tensor, high: Tensor, k: int,
-                decisions_left: int) -> Tensor:
+                decisions_left: int) -> tuple[Tensor, Tensor]:
         """The low level's goal for this decision.
 
         Args:
@@ -63,7 +63,9 @@ class Hierarchical:
             k: decisions per macro step
             decisions_left: decisions until the end of the budget
         Returns:
-            subgoal [B, D], the predicted representation after the first macro step
+            (subgoal [B, D], the predicted representation after the first macro step;
+             arrived [B], True where the plan reaches the goal within that step, so the low
+             level should aim at the final goal itself)
         """
         horizon = max(1, min(self.high_horizon, math.ceil(decisions_left / k)))
         due = self._macro is None or self._since >= self.replan_every
@@ -81,9 +83,14 @@ class Hierarchical:
             result = self.high.plan(rollout_fn, cost_fn, self._warm_start(batch, horizon, k, lo), lo, hi)
             self._macro, self._since = result.actions, 0
             with torch.no_grad():
-                self._subgoal = rollout_fn(result.actions[:, None])[:, 0, 0]  # [B, D]
+                plan = result.actions[:, None]  # [B, 1, Hh, A']
+                z = rollout_fn(plan)  # [B, 1, Hh, D]
+                # The cost of stopping after each macro step: where the plan arrives. A plan that
+                # arrives within its first macro step needs no subgoal any more.
+                stops = torch.stack([cost_fn(z[:, :, : j + 1], plan[:, :, : j + 1])[:, 0] for j in range(z.shape[2])], -1)
+                self._subgoal, self._arrived = z[:, 0, 0], stops.argmin(dim=-1) == 0  # [B, D], [B]
         self._since += 1
-        return self._subgoal
+        return self._subgoal, self._arrived
 
     def _warm_start(self, batch: int, horizon: int, k: int, bound: Tensor) -> Tensor:
         """The last high-level plan shifted by the macro steps done since, zero-padded: [B, Hh, A']

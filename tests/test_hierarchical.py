@@ -84,7 +84,8 @@ def _drive(planner, world, start, goal, decisions, k=None):
                 b, n, hh, _ = macro.shape
                 return world.rollout(pos, macro.reshape(b, n, hh * k, 2))[:, :, k - 1 :: k]
 
-            cost.set_goal(planner.subgoal(high_rollout_fn, high_cost, start.shape[0], LOW, HIGH, k, left))
+            subgoal, arrived = planner.subgoal(high_rollout_fn, high_cost, start.shape[0], LOW, HIGH, k, left)
+            cost.set_goal(torch.where(arrived[:, None], goal, subgoal))
         else:
             cost.set_goal(goal)
         result = planner.plan(lambda a, pos=pos: world.rollout(pos, a), cost, plan, LOW, HIGH)
