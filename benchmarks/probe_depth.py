@@ -62,7 +62,7 @@ def main() -> None:
 
     start = time.perf_counter()
     model = world_model.load(args.checkpoint).eval()
-    ds = Dataset(args.dataset, verify="size")
+    ds = Dataset(args.dataset)
     train_eps, held_eps = split_episodes(ds.num_episodes, args.held_out_fraction)
     train_frames, train_targets = probe_rows(ds, train_eps, args.frames, seed=2)
     held_frames, held_targets = probe_rows(ds, held_eps, args.held_frames, seed=3)

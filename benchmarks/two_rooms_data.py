@@ -23,7 +23,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dataset")
     args = p.parse_args()
-    ds = Dataset(args.dataset, verify="size")
+    ds = Dataset(args.dataset)
     crosses, ends_other, frames = 0, 0, 0
     for e in range(ds.num_episodes):
         x = np.asarray(ds.episode(e).states[:, 0])  # the agent's x over the episode [T+1]
