@@ -275,6 +275,7 @@ def collect(env, data, cache_root: str = "cache", progress: bool = True) -> Path
             print(f"dataset already complete at {root}")
             return root
     else:
+        facts = _env_facts(ident["env"])  # a bad env setting or MUJOCO_GL fails here, before anything is written
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -282,7 +283,7 @@ def collect(env, data, cache_root: str = "cache", progress: bool = True) -> Path
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "identity": ident,
-            "env": _env_facts(ident["env"]),
+            "env": facts,
             "collect": {k: ident[k] for k in ("episodes", "steps", "seed", "episodes_per_shard", "behaviour")},
             "versions": _versions(),
             "arrays": {},
