@@ -151,3 +151,29 @@ def test_the_probe_benchmark_refuses_a_dataset_with_a_flipped_byte(tiny_data, ti
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode != 0 and "shard-00000/frames.npy has sha256" in done.stderr, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
+def test_held_out_fraction_outside_0_1_is_refused(fraction):
+    with pytest.raises(ValueError, match=rf"^critic\.held_out_fraction={fraction}: it must lie in \(0, 1\), because "
+                                         r"the critic's held-out statistics use the last episodes; 0\.1 is the default$"):
+        CriticConfig(held_out_fraction=fraction)
+
+
+def test_agent_run_refuses_a_critic_held_out_fraction_of_0_before_collecting(tmp_path):
+    args = [sys.executable, "-m", "agent.run", "env=reacher", "critic.held_out_fraction=0",
+            f"cache_root={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode != 0 and "critic.held_out_fraction=0.0: it must lie in (0, 1)" in done.stderr
+    assert not (tmp_path / "cache").exists()
+
+
+def test_the_probe_benchmark_refuses_a_held_out_fraction_of_0(tiny_data, tiny_wm):
+    args = [sys.executable, "benchmarks/probe_depth.py", "--checkpoint", str(tiny_wm[1]), "--dataset",
+            str(tiny_data[2]), "--held-out-fraction", "0"]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines()[-1].endswith(
+        "--held-out-fraction=0.0: it must lie in (0, 1), because the probes are scored on held-out episodes (the "
+        "last ones); 0.1 is the default")
