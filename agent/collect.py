@@ -11,7 +11,9 @@ the shards the manifest does not list yet.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import multiprocessing as mp
 import os
@@ -96,6 +98,43 @@ def dataset_dir(env, data, cache_root: str) -> Path:
     return Path(cache_root) / "datasets" / f"{env_settings(env)['name']}-{key}"
 
 
+# What to do about a failed write, by its errno; any other OSError gets its own strerror only.
+_WRITE_HINTS = {
+    errno.ENOSPC: "the disk is full: free space on it",
+    errno.EDQUOT: "your disk quota is used up: free space in it",
+    errno.EFBIG: "the file is larger than its file system or the file size limit (`ulimit -f`) allows: raise the limit",
+}
+
+
+def write_failure(path: Path, err: OSError) -> DatasetError:
+    """One line for an OSError while writing `path` of a dataset: the file, the cause, what to do."""
+    hint = _WRITE_HINTS.get(err.errno, "fix that")
+    return DatasetError(
+        f"collection stopped: cannot write {path} ({err.strerror or err}); {hint}, or point cache_root (or data.out) "
+        "at another disk, then run the same command again: it resumes after the last whole shard"
+    )
+
+
+def _save_manifest(root: Path, manifest: dict) -> None:
+    try:
+        write_json_atomic(root / MANIFEST, manifest)
+    except OSError as err:
+        raise write_failure(root / MANIFEST, err) from err
+
+
+def _write_npy(path: Path, array: np.ndarray) -> dict:
+    """Writes one shard file, durably; returns its manifest entry. Serialised in memory first:
+    numpy writing to a file reports a short write as "N requested and M written", without the
+    errno that says why."""
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    with open(path, "wb") as f:
+        f.write(buffer.getbuffer())
+        f.flush()
+        os.fsync(f.fileno())
+    return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
 # ----------------------------------------------------------------------------- worker side
 _ENV_CACHE: dict = {}
 
@@ -152,27 +191,29 @@ def collect_shard(job: dict) -> dict:
         episodes.append(record_episode(env, policy, job["steps"], reset_seed))
 
     root = Path(job["root"])
-    tmp = root / (job["name"] + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp, final = root / (job["name"] + ".tmp"), root / job["name"]
     lengths = [len(e["frames"]) for e in episodes]
     arrays = {k: np.concatenate([e[k] for e in episodes]) for k in ("frames", "actions", "proprio", "states", "probe")}
     arrays["episode_starts"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     for key in episodes[0]["extras"]:
         arrays[EXTRA_PREFIX + key] = np.stack([np.asarray(e["extras"][key]) for e in episodes])
-    files = {}
-    for key, array in arrays.items():
-        path = tmp / f"{key}.npy"
-        with open(path, "wb") as f:
-            np.save(f, array)
-            f.flush()
-            os.fsync(f.fileno())
-        files[path.name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
-    fsync_dir(tmp)
-    final = root / job["name"]
-    shutil.rmtree(final, ignore_errors=True)  # only ever a leftover the manifest does not list
-    tmp.rename(final)
-    fsync_dir(root)
+    files, writing = {}, tmp
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for key, array in arrays.items():
+            writing = tmp / f"{key}.npy"
+            files[writing.name] = _write_npy(writing, array)
+        writing = final
+        fsync_dir(tmp)
+        shutil.rmtree(final, ignore_errors=True)  # only ever a leftover the manifest does not list
+        tmp.rename(final)
+        fsync_dir(root)
+    except OSError as err:
+        # on a full disk the partial shard's space is what the user needs back; the manifest
+        # never listed it, so a rerun collects it again
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_failure(writing, err) from err
     shapes = {k: {"dtype": str(v.dtype), "row_shape": list(v.shape[1:])} for k, v in arrays.items()}
     return {
         "name": job["name"],
@@ -234,18 +275,22 @@ def collect(env, data, cache_root: str = "cache", progress: bool = True) -> Path
             print(f"dataset already complete at {root}")
             return root
     else:
-        root.mkdir(parents=True, exist_ok=True)
+        facts = _env_facts(ident["env"])  # a bad env setting or MUJOCO_GL fails here, before anything is written
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise write_failure(root, err) from err
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "identity": ident,
-            "env": _env_facts(ident["env"]),
+            "env": facts,
             "collect": {k: ident[k] for k in ("episodes", "steps", "seed", "episodes_per_shard", "behaviour")},
             "versions": _versions(),
             "arrays": {},
             "shards": [],
             "complete": False,
         }
-        write_json_atomic(root / MANIFEST, manifest)
+        _save_manifest(root, manifest)
 
     done = {s["name"] for s in manifest["shards"]}
     jobs = []
@@ -263,7 +308,7 @@ def collect(env, data, cache_root: str = "cache", progress: bool = True) -> Path
     def record(entry: dict) -> None:
         manifest["arrays"] = entry.pop("shapes")
         manifest["shards"] = sorted(manifest["shards"] + [entry], key=lambda s: s["name"])
-        write_json_atomic(root / MANIFEST, manifest)
+        _save_manifest(root, manifest)
         bar.update(entry["episodes"][1] - entry["episodes"][0])
 
     try:
@@ -281,7 +326,7 @@ def collect(env, data, cache_root: str = "cache", progress: bool = True) -> Path
         raise
     bar.close()
     manifest["complete"] = True
-    write_json_atomic(root / MANIFEST, manifest)
+    _save_manifest(root, manifest)
     return root
 
 

@@ -59,6 +59,12 @@ class CriticConfig:
         for name in ("dim", "hidden", "steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"critic.{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 < self.held_out_fraction < 1.0:
+            # 0 left no held-out episode to score (torch.stack of nothing), 1 nothing to train on
+            raise ValueError(
+                f"critic.held_out_fraction={self.held_out_fraction}: it must lie in (0, 1), because the critic's "
+                "held-out statistics use the last episodes; 0.1 is the default"
+            )
 
 
 class ReachCritic(nn.Module):

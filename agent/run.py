@@ -112,6 +112,7 @@ def run(cfg, out: Path) -> None:
     for name in ("episodes", "batch"):
         if cfg.eval[name] < 1:
             raise ValueError(f"eval.{name}={cfg.eval[name]}: it must be at least 1")
+    CriticConfig(**plain(cfg.critic))  # refuses bad critic settings now, not after collecting and training
     start, timings = time.perf_counter(), {}
     settings = env_settings(cfg.env)
     probe_env = envs_pkg.make(**settings)  # fails fast on a bad env name or setting

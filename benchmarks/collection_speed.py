@@ -48,7 +48,7 @@ def collection(size: int, shadows: bool, workers: int, episodes: int, steps: int
     start = time.perf_counter()
     collect(env, data, progress=False)
     elapsed = time.perf_counter() - start
-    ds = Dataset(out, verify="size")
+    ds = Dataset(out)
     frames = int(ds.episode_lengths.sum())
     total_bytes = sum(p.stat().st_size for p in out.rglob("*.npy"))
     shutil.rmtree(out.parent)

@@ -59,10 +59,13 @@ def main() -> None:
     parser.add_argument("--features", choices=("z", "trunk"), default="z",
                         help="z: the representation; trunk: the encoder's tokens before the head (64 x width)")
     args = parser.parse_args()
+    if not 0.0 < args.held_out_fraction < 1.0:  # as world_model.train refuses it
+        parser.error(f"--held-out-fraction={args.held_out_fraction}: it must lie in (0, 1), because the probes are "
+                     "scored on held-out episodes (the last ones); 0.1 is the default")
 
     start = time.perf_counter()
     model = world_model.load(args.checkpoint).eval()
-    ds = Dataset(args.dataset, verify="size")
+    ds = Dataset(args.dataset)
     train_eps, held_eps = split_episodes(ds.num_episodes, args.held_out_fraction)
     train_frames, train_targets = probe_rows(ds, train_eps, args.frames, seed=2)
     held_frames, held_targets = probe_rows(ds, held_eps, args.held_frames, seed=3)

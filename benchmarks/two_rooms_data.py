@@ -49,7 +49,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dataset")
     args = p.parse_args()
-    ds = Dataset(args.dataset, verify="size")
+    ds = Dataset(args.dataset)
     name = ds.manifest["env"]["name"]
     split_axes = envs.REGISTRY[name][0].split_axes
     counts = dict.fromkeys(["crossing_episodes", "two_door_episodes", "two_distinct_doors",

@@ -2,7 +2,8 @@
 
 `envs.make(name, **overrides)` builds one from the registry; `envs.replay(record)` re-simulates an
 evaluation record with its family's simulator alone. MUJOCO_GL defaults to EGL (headless) and is
-set here, before anything imports mujoco.
+set here, before anything imports mujoco; a value that cannot render is refused by `make`, not at
+import, so `--help` and replay work with any.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 import importlib
 import inspect
 
-from envs._gl import rendering_error, select_gl_backend
+from envs._gl import RenderingUnavailable, backend_problem, importable_backend, rendering_error, select_gl_backend
 
-select_gl_backend()
+GL_BACKEND = select_gl_backend()  # MUJOCO_GL as mujoco reads it, once, at its import below
 
 from envs._versions import check_simulator_versions  # noqa: E402
 
@@ -38,14 +39,15 @@ def _load_family(module: str):
         # fails with an AttributeError deep inside. Anything else is not ours to relabel.
         if "gl" not in f"{type(err).__name__} {err}".lower():
             raise
-        raise rendering_error(err) from err
+        raise rendering_error(err, at_import=True) from err
 
 
 # name -> (class, fixed keyword arguments, family module). Overrides may set any other constructor argument.
 REGISTRY: dict[str, tuple[type, dict, object]] = {}
-for _module in map(_load_family, FAMILIES):
-    for _name, (_cls, _fixed) in _module.ENVS.items():
-        REGISTRY[_name] = (_cls, _fixed, _module)
+with importable_backend(GL_BACKEND):
+    for _module in map(_load_family, FAMILIES):
+        for _name, (_cls, _fixed) in _module.ENVS.items():
+            REGISTRY[_name] = (_cls, _fixed, _module)
 
 
 def names() -> list[str]:
@@ -65,6 +67,9 @@ def make(name: str, **overrides) -> GoalEnv:
     unknown = set(overrides) - allowed
     if unknown:
         raise ValueError(f"env {name!r} has no setting(s) {sorted(unknown)}; valid: {', '.join(sorted(allowed))}")
+    problem = backend_problem(GL_BACKEND)
+    if problem:  # here, not at import: `--help` and replay need no rendering
+        raise RenderingUnavailable(problem)
     return cls(**fixed, **overrides)
 
 

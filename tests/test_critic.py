@@ -2,14 +2,28 @@
 alone; its cost module, checkpoints and configuration errors."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+import world_model
 from agent.costs import CriticDistance, build_cost
 from agent.critic import CriticConfig, fit_critic, load_critic, save_critic
+from agent.run import critic_for
 from world_model.checkpoint import CheckpointError
+from world_model.dataset import DatasetError
+from world_model.model import WorldModel, WorldModelConfig
+
+from conftest import TINY_MODEL
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FAST = CriticConfig(dim=8, hidden=64, steps=600, batch_size=256, lr=3e-3)
 
@@ -99,3 +113,67 @@ def test_critic_reduce_min_scores_the_closest_approach_along_the_plan():
     torch.testing.assert_close(closest(z, None), torch.tensor([[0.0, 1.0]]))
     with pytest.raises(ValueError, match="critic reduce"):
         CriticDistance(Identity(), "mean")
+
+
+def flip_one_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def tiny_wm(tmp_path):
+    """An untrained world model that fits the tiny dataset, and its checkpoint folder."""
+    wm = WorldModel(WorldModelConfig(**TINY_MODEL, action_dim=2))
+    world_model.save(tmp_path / "ckpt", wm, step=0)
+    return wm, tmp_path / "ckpt"
+
+
+def test_the_critic_refuses_a_dataset_with_a_flipped_byte(tiny_data, tiny_wm, tmp_path):
+    # The reported case: sizes unchanged, one episode's length became about 2.8e14 frames.
+    root = shutil.copytree(tiny_data[2], tmp_path / "data")
+    flip_one_byte(root / "shard-00001" / "episode_starts.npy", -2)
+    cfg = OmegaConf.create({"eval": {"goal_kinds": ["task"]}, "configurator": {"task": {"critic_weight": 0.3}},
+                            "critic": {"steps": 2, "batch_size": 4, "hidden": 8, "dim": 2},
+                            "cache_root": str(tmp_path / "cache")})
+    with pytest.raises(DatasetError, match=r"shard-00001/episode_starts\.npy has sha256 .* delete .* collect it again"):
+        critic_for(cfg, tiny_wm[0], tiny_wm[1], root, torch.device("cpu"), progress=False)
+    assert not (tmp_path / "cache" / "critics").exists()
+
+
+def test_the_probe_benchmark_refuses_a_dataset_with_a_flipped_byte(tiny_data, tiny_wm, tmp_path):
+    # A pixel, not an episode start: with a size check alone that is read silently (an episode
+    # start would make the benchmark list 2.8e14 rows and exhaust memory instead).
+    root = shutil.copytree(tiny_data[2], tmp_path / "data")
+    flip_one_byte(root / "shard-00000" / "frames.npy", -5)
+    args = [sys.executable, "benchmarks/probe_depth.py", "--checkpoint", str(tiny_wm[1]), "--dataset", str(root),
+            "--frames", "10", "--held-frames", "4", "--mlp-steps", "0"]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode != 0 and "shard-00000/frames.npy has sha256" in done.stderr, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
+def test_held_out_fraction_outside_0_1_is_refused(fraction):
+    with pytest.raises(ValueError, match=rf"^critic\.held_out_fraction={fraction}: it must lie in \(0, 1\), because "
+                                         r"the critic's held-out statistics use the last episodes; 0\.1 is the default$"):
+        CriticConfig(held_out_fraction=fraction)
+
+
+def test_agent_run_refuses_a_critic_held_out_fraction_of_0_before_collecting(tmp_path):
+    args = [sys.executable, "-m", "agent.run", "env=reacher", "critic.held_out_fraction=0",
+            f"cache_root={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode != 0 and "critic.held_out_fraction=0.0: it must lie in (0, 1)" in done.stderr
+    assert not (tmp_path / "cache").exists()
+
+
+def test_the_probe_benchmark_refuses_a_held_out_fraction_of_0(tiny_data, tiny_wm):
+    args = [sys.executable, "benchmarks/probe_depth.py", "--checkpoint", str(tiny_wm[1]), "--dataset",
+            str(tiny_data[2]), "--held-out-fraction", "0"]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines()[-1].endswith(
+        "--held-out-fraction=0.0: it must lie in (0, 1), because the probes are scored on held-out episodes (the "
+        "last ones); 0.1 is the default")

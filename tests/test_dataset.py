@@ -2,6 +2,7 @@
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -130,6 +131,37 @@ def test_resume_after_kill_gives_the_uninterrupted_data(tmp_path):
     assert not list(out.glob("*.tmp"))
 
 
+def _file_size_limit(limit: int):
+    """preexec_fn: files may grow to `limit` bytes; a write past it fails with EFBIG, as on a full
+    disk it fails with ENOSPC (SIGXFSZ ignored, or it would kill the process instead)."""
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_a_failed_write_names_the_file_and_the_cause_and_a_rerun_completes(tiny_dataset, tmp_path):
+    out = tmp_path / "limited"
+    args = [sys.executable, "-m", "agent.collect", "env=reacher", "env.image_size=16", "data.episodes=4",
+            "data.steps=6", "data.episodes_per_shard=2", "data.workers=1", f"data.out={out}",
+            f"hydra.run.dir={tmp_path / 'hydra'}"]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    # 6000 bytes: room for the manifest, not for a shard's 10880-byte frames.npy
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False, env=env,
+                          preexec_fn=_file_size_limit(6000))
+    assert done.returncode != 0
+    assert (f"collection stopped: cannot write {out / 'shard-00000.tmp' / 'frames.npy'} (File too large); "
+            "the file is larger than its file system or the file size limit (`ulimit -f`) allows") in done.stderr, \
+        done.stderr[-2000:]
+    assert "run the same command again: it resumes after the last whole shard" in done.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert not manifest["complete"] and manifest["shards"] == []
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]  # the partial shard was removed
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert Dataset(out).num_episodes == 4 and file_hashes(out) == file_hashes(tiny_dataset)
+
+
 def _copy(src: Path, dst: Path) -> Path:
     import shutil
 
@@ -145,15 +177,14 @@ def test_altered_byte_is_refused(tiny_dataset, tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(DatasetError, match=r"shard-00001/frames\.npy has sha256 .* was changed; delete"):
         Dataset(root)
-    Dataset(root, verify="size")  # a size check alone cannot see an altered byte
 
 
-def test_truncated_file_is_refused_even_without_hashing(tiny_dataset, tmp_path):
+def test_truncated_file_is_refused(tiny_dataset, tmp_path):
     root = _copy(tiny_dataset, tmp_path / "d")
     path = root / "shard-00000" / "actions.npy"
     os.truncate(path, path.stat().st_size - 8)
-    with pytest.raises(DatasetError, match="truncated"):
-        Dataset(root, verify="size")
+    with pytest.raises(DatasetError, match=r"actions\.npy has \d+ bytes but its manifest says \d+: it was truncated"):
+        Dataset(root)
 
 
 def test_missing_dataset_says_how_to_collect(tmp_path):

@@ -1,6 +1,10 @@
 """The environment contract: gymnasium API, determinism, exact replay, goals and success."""
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +12,8 @@ from gymnasium.utils.env_checker import check_env
 
 import envs
 from envs.reacher.goals import JOINT_TOLERANCE, fingertip_xy, joint_errors, reach_qpos
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -252,3 +258,30 @@ def test_gl_failure_says_what_to_set(monkeypatch):
     e = envs.make("reacher", image_size=16)
     with pytest.raises(RenderingUnavailable, match="MUJOCO_GL"):
         e.reset(seed=0)
+
+
+def _with_gl(backend: str, args: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MUJOCO_GL": backend, "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+@pytest.mark.parametrize("backend", ["bogus", "disable"])
+def test_help_works_whatever_mujoco_gl_says(backend):
+    done = _with_gl(backend, ["agent.run", "--help"])
+    assert done.returncode == 0 and "Powered by Hydra" in done.stdout, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("backend, line", [
+    ("bogus", "MUJOCO_GL='bogus' is not a rendering backend; set MUJOCO_GL to one of egl, osmesa, glfw"),
+    ("disable", ("MUJOCO_GL=disable turns rendering off, but every env renders its observations; rendering is "
+                 "needed here: on a headless Linux machine install EGL (Debian/Ubuntu: `apt-get install libegl1 "
+                 "libgl1`) and set MUJOCO_GL=egl, or install OSMesa (`apt-get install libosmesa6`) and set "
+                 "MUJOCO_GL=osmesa")),
+])
+def test_collecting_without_a_rendering_backend_says_what_to_set(backend, line, tmp_path):
+    done = _with_gl(backend, ["agent.collect", "env=reacher", "env.image_size=16", "data.episodes=1", "data.steps=2",
+                              "data.workers=1", f"data.out={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'hydra'}"])
+    assert done.returncode != 0 and line in done.stderr, done.stderr[-2000:]
+    assert "set MUJOCO_GL=disable" not in done.stderr  # it used to suggest the very value that failed
+    assert not (tmp_path / "data").exists()  # refused before anything was written
