@@ -6,7 +6,9 @@ dataset format (world_model/dataset.py), whose shapes and per-episode extras com
 Episodes are split into shards; worker processes each render whole shards (rendering is the
 bottleneck). Every episode's randomness derives from (seed, episode index) alone, so the data do
 not depend on the number of workers, and an interrupted collection resumes by collecting only
-the shards the manifest does not list yet.
+the shards the manifest does not list yet. `shard_range=A:B` collects only shards A to B (B
+excluded), so that processes or machines can split a collection; `merge=true` then checks the
+parts and writes the manifest of the whole (agent/parts.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.parts import merge, parse_shard_range, part_name, read_part, shard_count, shard_name
 from world_model.atomic import fsync_dir
 from world_model.dataset import (
     EXTRA_PREFIX,
@@ -76,6 +79,10 @@ class CollectConfig:
     """What to record (configs/data)."""
     cache_root: str = "cache"
     """Folder under which datasets are cached, keyed by their config."""
+    shard_range: str | None = None
+    """"A:B": collect only shards A to B (B excluded) as one part of a split collection; null: all."""
+    merge: bool = False
+    """Check the parts of a split collection in the dataset folder and write the manifest of the whole."""
 
 
 def identity(env, data) -> dict:
@@ -115,11 +122,12 @@ def write_failure(path: Path, err: OSError) -> DatasetError:
     )
 
 
-def _save_manifest(root: Path, manifest: dict) -> None:
+def _save_manifest(path: Path, manifest: dict) -> None:
+    """The manifest (or a part's) at `path`; a failed write is one line naming it."""
     try:
-        write_json_atomic(root / MANIFEST, manifest)
+        write_json_atomic(path, manifest)
     except OSError as err:
-        raise write_failure(root / MANIFEST, err) from err
+        raise write_failure(path, err) from err
 
 
 def _write_npy(path: Path, array: np.ndarray) -> dict:
@@ -254,9 +262,12 @@ def _env_facts(settings: dict) -> dict:
         env.close()
 
 
-def collect(env, data, cache_root: str = "cache", progress: bool = True) -> Path:
+def collect(
+    env, data, cache_root: str = "cache", progress: bool = True, shards: tuple[int, int] | None = None
+) -> Path:
     """Collects (or finishes collecting) the dataset of `env` (an env config node) and `data`
-    (DataConfig); returns its folder."""
+    (DataConfig); returns its folder. shards=(A, B) collects only shards A to B (B excluded), one
+    part of a split collection with its own manifest (agent/parts.py); merge the parts after."""
     from tqdm import tqdm
 
     for name in ("episodes", "steps", "episodes_per_shard", "workers"):
@@ -264,15 +275,21 @@ def collect(env, data, cache_root: str = "cache", progress: bool = True) -> Path
             raise ValueError(f"data.{name}={getattr(data, name)}: it must be at least 1")
     root = dataset_dir(env, data, cache_root)
     ident = identity(env, data)
-    if (root / MANIFEST).exists():
-        manifest = read_manifest(root)
+    if shards is not None and (root / MANIFEST).exists():
+        whole = read_part(root / MANIFEST, ident)  # a part of another config's folder is refused
+        if whole["complete"]:
+            print(f"dataset already complete at {root}; no part of it needs collecting")
+            return root
+    manifest_path = root / (MANIFEST if shards is None else part_name(shards))
+    if manifest_path.exists():
+        manifest = read_manifest(root) if shards is None else read_part(manifest_path, ident)
         if manifest["identity"] != ident:
             raise DatasetError(
-                f"{root} holds a dataset collected with a different config; choose another `out=` "
+                f"{manifest_path} belongs to a dataset collected with a different config; choose another `out=` "
                 "or delete that folder"
             )
         if manifest["complete"]:
-            print(f"dataset already complete at {root}")
+            print(f"{'dataset' if shards is None else part_name(shards)} already complete at {root}")
             return root
     else:
         facts = _env_facts(ident["env"])  # a bad env setting or MUJOCO_GL fails here, before anything is written
@@ -290,25 +307,29 @@ def collect(env, data, cache_root: str = "cache", progress: bool = True) -> Path
             "shards": [],
             "complete": False,
         }
-        _save_manifest(root, manifest)
+        if shards is not None:
+            manifest["part"] = {"shards": list(shards)}  # dropped by the merge
+        _save_manifest(manifest_path, manifest)
 
     done = {s["name"] for s in manifest["shards"]}
     jobs = []
-    for first in range(0, data.episodes, data.episodes_per_shard):
-        name = f"shard-{first // data.episodes_per_shard:05d}"
+    for index in range(*(shards or (0, shard_count(data)))):
+        name = shard_name(index)
         if name not in done:
+            first = index * data.episodes_per_shard
             last = min(first + data.episodes_per_shard, data.episodes)
             jobs.append(
                 {"env": ident["env"], "behaviour": ident["behaviour"], "steps": data.steps, "seed": data.seed,
                  "first": first, "last": last, "name": name, "root": str(root)}
             )
     finished = sum(s["episodes"][1] - s["episodes"][0] for s in manifest["shards"])
-    bar = tqdm(total=data.episodes, initial=finished, unit="ep", desc="collect", disable=not progress)
+    total = sum(job["last"] - job["first"] for job in jobs) + finished
+    bar = tqdm(total=total, initial=finished, unit="ep", desc="collect", disable=not progress)
 
     def record(entry: dict) -> None:
         manifest["arrays"] = entry.pop("shapes")
         manifest["shards"] = sorted(manifest["shards"] + [entry], key=lambda s: s["name"])
-        _save_manifest(root, manifest)
+        _save_manifest(manifest_path, manifest)
         bar.update(entry["episodes"][1] - entry["episodes"][0])
 
     try:
@@ -326,7 +347,10 @@ def collect(env, data, cache_root: str = "cache", progress: bool = True) -> Path
         raise
     bar.close()
     manifest["complete"] = True
-    _save_manifest(root, manifest)
+    _save_manifest(manifest_path, manifest)
+    if shards is not None:
+        print(f"{part_name(shards)} complete in {root}; once every part is there, write the dataset's "
+              "manifest with the same command and merge=true instead of shard_range")
     return root
 
 
@@ -344,7 +368,14 @@ def main() -> None:
 
     @hydra.main(version_base="1.3", config_path="../configs", config_name="collect")
     def run(cfg: DictConfig) -> None:
-        root = collect(cfg.env, cfg.data, cfg.cache_root)
+        if cfg.merge:
+            if cfg.shard_range is not None:
+                raise SystemExit("error: pass shard_range=A:B to collect a part, or merge=true to merge the parts, "
+                                 "not both")
+            root = merge(dataset_dir(cfg.env, cfg.data, cfg.cache_root), identity(cfg.env, cfg.data), cfg.data)
+        else:
+            shards = None if cfg.shard_range is None else parse_shard_range(cfg.shard_range, cfg.data)
+            root = collect(cfg.env, cfg.data, cfg.cache_root, shards=shards)
         print(f"dataset: {root}")
 
     run()

@@ -10,6 +10,7 @@ continues when run again into the same folder (hydra.run.dir=FOLDER): agent/eval
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -151,6 +152,12 @@ def main() -> None:
     from agent.run_config import RunConfig
 
     ConfigStore.instance().store(name="run_schema", node=RunConfig)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # N copies would collect, train and evaluate into the same folders
+        raise SystemExit(
+            "error: agent.run runs as one process, not under torchrun; train across processes with "
+            "`torchrun --nproc_per_node N -m world_model.train dataset=PATH`, then `python -m agent.run "
+            "stage=eval checkpoint=<run folder>/latest`"
+        )
 
     @hydra.main(version_base="1.3", config_path="../configs", config_name="run")
     def entry(cfg) -> None:

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
 
-def _compose(name: str, overrides=()):
+def _compose(name: str, overrides=(), return_hydra_config: bool = False):
     from agent.run_config import RunConfig
     from hydra.core.config_store import ConfigStore
     from agent.collect import _register_configs as register_collect
@@ -21,7 +21,7 @@ def _compose(name: str, overrides=()):
     register_train()
     ConfigStore.instance().store(name="run_schema", node=RunConfig)
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return compose(name, overrides=list(overrides))
+        return compose(name, overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 def options(group: str) -> list[str]:
@@ -161,3 +161,24 @@ def test_every_critic_config_builds_a_critic(critic):
     cfg = _compose("run", [f"critic={critic}"])
     built = ReachCritic(256, CriticConfig(**OmegaConf.to_container(cfg.critic)))
     assert built.embed(torch.zeros(3, 256)).shape == (3, cfg.critic.dim)
+
+
+def _hydra_launcher(overrides=()):
+    return _compose("run", overrides, return_hydra_config=True).hydra.launcher
+
+
+def test_the_default_launcher_stays_local_and_the_slurm_one_is_an_extra():
+    """configs/hydra/launcher/slurm.yaml extends the plugin's submitit_slurm; a plain run keeps
+    hydra's basic launcher and does not need the plugin (an optional extra: .[slurm])."""
+    assert _hydra_launcher()._target_ == "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+    slurm = OmegaConf.load(CONFIGS / "hydra" / "launcher" / "slurm.yaml")
+    assert list(slurm.defaults) == ["submitit_slurm", "_self_"]
+
+
+def test_the_slurm_launcher_config_composes_with_the_plugin():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher",
+                        reason="hydra-submitit-launcher is not installed (the optional extra: pip install -e '.[slurm]')")
+    launcher = _hydra_launcher(["hydra/launcher=slurm", "hydra.launcher.partition=gpu"])
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    # every setting of slurm.yaml is a field of the plugin's schema (an unknown one would not compose)
+    assert launcher.partition == "gpu" and launcher.tasks_per_node == 1 and launcher.timeout_min == 180

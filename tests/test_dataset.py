@@ -3,6 +3,7 @@
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import envs
-from agent.collect import CollectConfig, DataConfig, collect
+from agent.collect import CollectConfig, DataConfig, collect, identity
+from agent.parts import merge, parse_shard_range
 from world_model.dataset import Dataset, DatasetError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,8 +29,12 @@ def tiny_config(out, **overrides) -> CollectConfig:
     return CollectConfig(env={"name": "reacher", "image_size": 16, "action_repeat": 5}, data=data)
 
 
-def collect_cfg(cfg: CollectConfig, progress: bool = False) -> Path:
-    return collect(cfg.env, cfg.data, cfg.cache_root, progress=progress)
+def collect_cfg(cfg: CollectConfig, progress: bool = False, shards=None) -> Path:
+    return collect(cfg.env, cfg.data, cfg.cache_root, progress=progress, shards=shards)
+
+
+def merge_cfg(cfg: CollectConfig) -> Path:
+    return merge(Path(cfg.data.out), identity(cfg.env, cfg.data), cfg.data)
 
 
 @pytest.fixture(scope="module")
@@ -162,9 +168,46 @@ def test_a_failed_write_names_the_file_and_the_cause_and_a_rerun_completes(tiny_
     assert Dataset(out).num_episodes == 4 and file_hashes(out) == file_hashes(tiny_dataset)
 
 
-def _copy(src: Path, dst: Path) -> Path:
-    import shutil
+def test_a_split_collection_merged_equals_the_unsplit_one(tiny_dataset, tmp_path):
+    # two machines: each collects its shard range into its own folder; both are copied into one
+    shutil.copytree(collect_cfg(tiny_config(tmp_path / "a"), shards=(0, 1)), tmp_path / "merged")
+    shutil.copytree(collect_cfg(tiny_config(tmp_path / "b"), shards=(1, 2)), tmp_path / "merged", dirs_exist_ok=True)
+    merged = tmp_path / "merged"
+    with pytest.raises(DatasetError, match=r"parts of a split collection .* merge=true"):
+        Dataset(merged)  # not a dataset until merged
+    merge_cfg(tiny_config(merged))
+    # the same manifest, byte for byte, and files that match its hashes: the same dataset
+    assert (merged / "manifest.json").read_bytes() == (tiny_dataset / "manifest.json").read_bytes()
+    assert file_hashes(merged) == file_hashes(tiny_dataset)
+    assert Dataset(merged).num_episodes == 4  # every file hashed against the merged manifest
+    assert not list(merged.glob("part-*.json"))
 
+
+def test_merge_refuses_a_missing_range_an_altered_file_and_another_config(tmp_path):
+    root = tmp_path / "d"
+    collect_cfg(tiny_config(root, episodes=6), shards=(0, 1))
+    with pytest.raises(DatasetError, match=r"shards 1:3 of .* are in no part; .* shard_range=A:B"):
+        merge_cfg(tiny_config(root, episodes=6))
+    collect_cfg(tiny_config(root, episodes=6), shards=(1, 3))
+    path = root / "shard-00002" / "frames.npy"
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatasetError, match=r"shard-00002/frames\.npy has sha256 .* shard_range=2:3"):
+        merge_cfg(tiny_config(root, episodes=6))
+    with pytest.raises(DatasetError, match=r"part-00000-00001\.json was collected with another config \(seed: 0 vs 1\)"):
+        merge_cfg(tiny_config(root, episodes=6, seed=1))
+    assert not (root / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("text", ["0:3", "2:1", "1", "a:b", "-1:2"])
+def test_a_shard_range_outside_the_dataset_is_refused(text):
+    with pytest.raises(ValueError, match=rf"shard_range={text}: give A:B with 0 <= A < B <= 2 .* make 2 shards"):
+        parse_shard_range(text, DataConfig(episodes=4, episodes_per_shard=2))
+    assert parse_shard_range("1:2", DataConfig(episodes=4, episodes_per_shard=2)) == (1, 2)
+
+
+def _copy(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
 
@@ -197,8 +240,9 @@ def test_collect_config_composes_from_yaml():
         from agent.collect import _register_configs
 
         _register_configs()
-        cfg = compose("collect", overrides=["env=reacher-hard", "data.episodes=3"])
+        cfg = compose("collect", overrides=["env=reacher-hard", "data.episodes=3", "shard_range=0:40"])
     assert cfg.env.name == "reacher-hard" and cfg.data.episodes == 3 and cfg.env.action_repeat == 5
+    assert cfg.shard_range == "0:40" and cfg.merge is False
     assert len(cfg.data.behaviour.mode_weights) == 3  # configs/data/reacher-hard.yaml, picked by the env's name
     for typo in ("data.episodez=3", "episodez=3"):
         with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):

@@ -14,6 +14,8 @@ Layout of a dataset folder (shapes and extras come from the env that recorded it
         extra_<name>.npy      [e, ...]              per-episode extras of the env (e.g. a target position)
 A shard folder appears by an atomic rename once all its files are on disk, and the manifest is
 replaced atomically after each shard, so an interrupted collection leaves only whole shards.
+A collection split by shard ranges writes, instead of manifest.json, one part-AAAAA-BBBBB.json per
+part (the same fields for its shards A to B); merging the parts writes manifest.json (agent/parts.py).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from world_model.atomic import write_bytes_atomic
 # 2: env-agnostic (probe targets and per-episode extras from the env, full simulator states).
 SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
+PART_GLOB = "part-*.json"  # manifests of the parts of a split collection, until they are merged
 STEP_ARRAYS = ("frames", "actions", "proprio", "states", "probe")
 EXTRA_PREFIX = "extra_"
 
@@ -54,6 +57,11 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 def read_manifest(root: Path) -> dict:
     path = Path(root) / MANIFEST
+    if not path.exists() and any(Path(root).glob(PART_GLOB)):
+        raise DatasetError(
+            f"{root} holds parts of a split collection ({PART_GLOB}) but no {MANIFEST}; merge them with "
+            "`python -m agent.collect <the overrides they were collected with> merge=true`"
+        )
     if not path.exists():
         raise DatasetError(
             f"no dataset at {root}: {MANIFEST} is missing; collect one with "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -121,11 +122,17 @@ class JEPALoss(nn.Module):
         if self.target_encoder is not None:
             ema_update(self.target_encoder, model.encoder, self.cfg.ema_momentum)
 
-    def forward(self, model: WorldModel, frames: Tensor, actions: Tensor) -> dict[str, Tensor]:
+    def forward(
+        self, model: WorldModel, frames: Tensor, actions: Tensor, gather: Callable[[Tensor], Tensor] | None = None
+    ) -> dict[str, Tensor]:
         """Args:
             model: the world model being trained
             frames: uint8 [B, L, H, W, 3], L = history + rollout_steps consecutive frames
             actions: float [B, L-1, A]; actions[:, t] leads from frame t to frame t+1
+            gather: in data-parallel training, [B, ...] -> [ranks * B, ...], every rank's rows with
+                gradients (world_model.distributed.gather): the batch statistics (VICReg variance
+                and covariance, Barlow, motion spread) are then those of the global batch, as in one
+                process. None: this batch alone.
         Returns:
             dict of scalar tensors: "loss" (the weighted total, with gradients) and every named term
         """
@@ -141,7 +148,6 @@ class JEPALoss(nn.Module):
                 f"actions must be [B, L-1, A] = [{frames.shape[0]}, {length - 1}, A], got {tuple(actions.shape)}; "
                 "actions[:, t] leads from frame t to t+1"
             )
-        b = frames.shape[0]
         # float32 for the statistics below even when the encoder ran under bf16 autocast
         z = model.encode(frames).float()  # [B, L, D]
         d = z.shape[-1]
@@ -160,8 +166,10 @@ class JEPALoss(nn.Module):
             "rollout": F.mse_loss(rolled, target[:, k:]),
         }
 
+        # the batch statistics below see every rank's rows: [B', L, D], B' = ranks * B (B in one process)
+        z_all = z if gather is None else gather(z)
         if cfg.regularizer == "vicreg":
-            frames_z = z.reshape(b * length, d)  # [B*L, D], every frame of the batch
+            frames_z = z_all.reshape(-1, d)  # [B'*L, D], every frame of the batch
             terms["variance"] = vicreg_variance(frames_z, cfg.variance_target)
             terms["covariance"] = vicreg_covariance(frames_z)
         else:
@@ -170,8 +178,10 @@ class JEPALoss(nn.Module):
             side = target if self.target_encoder is not None else z
             pred_all = torch.cat([predicted.reshape(-1, d), rolled.reshape(-1, d)])  # [N, D]
             side_all = torch.cat([_windows(side[:, 1:], k).reshape(-1, d), side[:, k:].reshape(-1, d)])  # [N, D]
+            if gather is not None:
+                pred_all, side_all = gather(pred_all), gather(side_all)  # [ranks * N, D]
             terms["barlow"] = barlow_twins(pred_all, side_all, cfg.barlow_off_diagonal)
-        terms["motion"] = motion_spread(z, cfg.motion_floor)
+        terms["motion"] = motion_spread(z_all, cfg.motion_floor)
         terms["smoothness"] = (z[:, 1:] - z[:, :-1]).square().mean()
         if self.inverse_dynamics is not None:
             # Two frames show positions only; the action changes velocity, so the head also sees

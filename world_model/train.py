@@ -6,10 +6,21 @@ The run folder (default cache/models/<env>-<hash of the config and the dataset>)
 checkpoints, `metrics.jsonl` / `metrics.csv`, and `summary.json` once training has finished.
 `resume=true` continues from `latest/` and ends exactly where an uninterrupted run would: batches
 are drawn from the torch RNG, whose state is saved with every checkpoint.
+
+Across processes: `torchrun --nproc_per_node N -m world_model.train dataset=PATH` (more machines:
+torchrun's --nnodes and --rdzv-endpoint; the dataset and the run folder must be on a filesystem
+every rank reads). optim.batch_size stays the global batch, split evenly over the N ranks; each
+rank reads its share of the clips one process would draw, the loss's batch statistics see the
+whole batch, and DistributedDataParallel averages the gradients (world_model/distributed.py), so
+N ranks train the same run as one process up to float rounding: the run folder, its identity and
+the checkpoints do not depend on N, and `resume=true` continues a run with any number of ranks
+(the saved RNG state is the same on every rank). Rank 0 alone writes the run folder. nccl on
+CUDA (one GPU per rank), gloo on CPU.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -22,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from world_model import distributed
 from world_model.checkpoint import checkpoint_exists, load, load_training_state, restore_newest, save
 from world_model.dataset import Dataset, read_manifest, write_json_atomic
 from world_model.losses import JEPALoss, LossConfig
@@ -38,7 +50,7 @@ class OptimConfig:
     """AdamW with linear warm-up, a constant peak, then cosine decay over the last decay_fraction."""
 
     batch_size: int = 64
-    """Clips per step."""
+    """Clips per step, over all processes (torchrun splits it evenly over the ranks)."""
     lr: float = 1e-3
     """Peak learning rate."""
     weight_decay: float = 0.05
@@ -209,7 +221,7 @@ def monitor(model: WorldModel, loss_fn: JEPALoss, clips: dict, probe: dict, devi
     return report
 
 
-def _check_sizes(cfg) -> None:
+def _check_sizes(cfg, ranks: int = 1) -> None:
     """Refuse sizes that would otherwise end in a raw IndexError or ZeroDivisionError, or in a
     message about the wrong setting, after the dataset was read and the run folder made."""
     sizes = {"steps": cfg.steps, "optim.batch_size": cfg.optim.batch_size, "log_every": cfg.log_every,
@@ -217,6 +229,11 @@ def _check_sizes(cfg) -> None:
     for name, value in sizes.items():
         if value < 1:
             raise ValueError(f"{name}={value}: it must be at least 1")
+    if cfg.optim.batch_size % ranks != 0:
+        raise ValueError(
+            f"optim.batch_size={cfg.optim.batch_size} does not split evenly over {ranks} processes; "
+            "choose a global batch size divisible by the number of processes (torchrun's nnodes x nproc_per_node)"
+        )
     if not 0.0 < cfg.held_out_fraction < 1.0:
         # 0 leaves the held-out sampler empty (it used to blame data.steps), 1 leaves nothing to train on
         raise ValueError(
@@ -227,10 +244,12 @@ def _check_sizes(cfg) -> None:
 
 def train(cfg, dataset_root: str | Path, progress: bool = True) -> Path:
     """Trains (or resumes, or reuses) the run described by `cfg` on the dataset at dataset_root;
-    returns the run folder."""
+    returns the run folder. In an initialised process group (torchrun) every rank calls it and
+    trains its share of each batch; rank 0 alone writes the run folder."""
     from tqdm import tqdm
 
-    _check_sizes(cfg)
+    ranks = distributed.current()
+    _check_sizes(cfg, ranks.world_size)
     if cfg.probe_frames < 10 or cfg.probe_held_frames < 1:
         # the probe's ridge is chosen by 5-fold cross-validation, which needs 2 rows per fold
         raise ValueError(
@@ -248,6 +267,8 @@ def train(cfg, dataset_root: str | Path, progress: bool = True) -> Path:
             f"{folder} holds an unfinished run; pass resume=true to continue it, or delete the folder to start over"
         )
     device = pick_device(cfg.device)
+    if ranks.distributed:
+        device = distributed.rank_device(device)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     ds = Dataset(dataset_root)
@@ -257,11 +278,12 @@ def train(cfg, dataset_root: str | Path, progress: bool = True) -> Path:
     length = model_cfg.history + loss_cfg.rollout_steps
     sampler = WindowSampler(ds, train_eps, length)
     held = WindowSampler(ds, held_eps, length)
-    clips = held.fixed(cfg.monitor_clips, seed=1)
-    train_frames, train_targets = probe_rows(ds, train_eps, cfg.probe_frames, seed=2)
-    held_frames, held_targets = probe_rows(ds, held_eps, cfg.probe_held_frames, seed=3)
-    probe = {"train_frames": train_frames, "train_targets": train_targets, "held_frames": held_frames,
-             "held_targets": held_targets, "groups": ds.probe_groups}
+    if ranks.is_main:  # only rank 0 runs the monitors; the others need not hold their frames
+        clips = held.fixed(cfg.monitor_clips, seed=1)  # numpy RNGs of their own: the torch RNG is untouched
+        train_frames, train_targets = probe_rows(ds, train_eps, cfg.probe_frames, seed=2)
+        held_frames, held_targets = probe_rows(ds, held_eps, cfg.probe_held_frames, seed=3)
+        probe = {"train_frames": train_frames, "train_targets": train_targets, "held_frames": held_frames,
+                 "held_targets": held_targets, "groups": ds.probe_groups}
 
     torch.manual_seed(cfg.seed)
     model = WorldModel(model_cfg).to(device)
@@ -272,24 +294,38 @@ def train(cfg, dataset_root: str | Path, progress: bool = True) -> Path:
     )
     step = 0
     best = math.inf
-    if cfg.resume and checkpoint_exists(folder / "latest"):
-        note = restore_newest(folder / "latest")  # a save killed mid-way leaves only latest.prev complete
-        if note:
-            print(note)
+    identity = run_identity(cfg, ds.manifest["identity"])
+    resuming = cfg.resume and checkpoint_exists(folder / "latest")
+    distributed.barrier()  # every rank has looked at the run folder before rank 0 changes it
+    if ranks.is_main:
+        if resuming:
+            note = restore_newest(folder / "latest")  # a save killed mid-way leaves only latest.prev complete
+            if note:
+                print(note)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(folder / "config.json", {"identity": identity, "dataset": str(ds.root)})
+    distributed.barrier()  # the other ranks read latest/ once rank 0 has restored it
+    if resuming:
         model.load_state_dict(load(folder / "latest").state_dict())
         step = load_training_state(folder / "latest", optimizer, scheduler, loss_fn)
         best = json.loads((folder / "best.json").read_text())["held_loss"] if (folder / "best.json").exists() else best
-        print(f"resuming {folder} at step {step}")
-    folder.mkdir(parents=True, exist_ok=True)
-    identity = run_identity(cfg, ds.manifest["identity"])
-    write_json_atomic(folder / "config.json", {"identity": identity, "dataset": str(ds.root)})
+        if ranks.is_main:
+            print(f"resuming {folder} at step {step}")
     if cfg.compile:
         model.encoder.compile()
         model.predictor.compile()
     params = [p for g in optimizer.param_groups for p in g["params"]]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    if ranks.distributed:
+        # gradients of the model and the loss's head averaged over the ranks; every rank starts
+        # from rank 0's weights (equal anyway: same seed, same checkpoint)
+        step_fn = torch.nn.parallel.DistributedDataParallel(
+            distributed.TrainStep(model, loss_fn), device_ids=[device.index] if device.type == "cuda" else None
+        )
+    else:
+        step_fn = functools.partial(loss_fn, model)
     # rows a killed run logged after its checkpoint (or, with no checkpoint, at all) are logged again below
-    log = MetricsLog(folder, tensorboard=cfg.tensorboard, resume_step=step)
+    log = MetricsLog(folder, tensorboard=cfg.tensorboard, resume_step=step) if ranks.is_main else None
     # the dataset is recorded so that whatever is fitted later on this model (a critic) uses its data
     train_cfg = {"identity": identity, "dataset": str(ds.root.resolve())}
 
@@ -297,22 +333,29 @@ def train(cfg, dataset_root: str | Path, progress: bool = True) -> Path:
         save(folder / name, model, step, loss_fn=loss_fn, train_cfg=train_cfg, optimizer=optimizer, scheduler=scheduler)
 
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"training {n_params / 1e6:.2f}M parameters on {device}, {len(sampler)} clips of {length} frames "
-          f"from {len(train_eps)} episodes; run folder {folder}")
-    bar = tqdm(total=cfg.steps, initial=step, unit="step", desc="train", disable=not progress)
+    if ranks.is_main:
+        where = str(device)
+        if ranks.distributed:
+            where = f"{ranks.world_size} processes on {device.type} ({cfg.optim.batch_size // ranks.world_size} clips each)"
+        print(f"training {n_params / 1e6:.2f}M parameters on {where}, {len(sampler)} clips of {length} frames "
+              f"from {len(train_eps)} episodes; run folder {folder}")
+    bar = tqdm(total=cfg.steps, initial=step, unit="step", desc="train", disable=not (progress and ranks.is_main))
     model.train()
     tic, seen = time.perf_counter(), 0
+    share = (ranks.rank, ranks.world_size)
     while step < cfg.steps:
-        batch = sampler.sample(cfg.optim.batch_size, generator=None)
+        batch = sampler.sample(cfg.optim.batch_size, generator=None, share=share)
         frames = batch["frames"].to(device, non_blocking=True)
         actions = batch["actions"].to(device, non_blocking=True).float()
         with autocast:
-            out = loss_fn(model, frames, actions)
+            out = step_fn(frames, actions)
         loss = out["loss"]
-        if not torch.isfinite(loss):
+        # the terms over the global batch: what is logged, and non-finite on every rank at once
+        terms = distributed.mean_over_ranks(out) if ranks.distributed else out
+        if not torch.isfinite(terms["loss"]):
             raise TrainingDiverged(
-                f"loss became {loss.item()} at step {step + 1} (terms: "
-                f"{ {k: round(v.item(), 4) for k, v in out.items() if k != 'loss'} }); lower optim.lr or "
+                f"loss became {terms['loss'].item()} at step {step + 1} (terms: "
+                f"{ {k: round(v.item(), 4) for k, v in terms.items() if k != 'loss'} }); lower optim.lr or "
                 "raise optim.warmup_steps, and resume from latest/ with resume=true"
             )
         optimizer.zero_grad(set_to_none=True)
@@ -327,16 +370,18 @@ def train(cfg, dataset_root: str | Path, progress: bool = True) -> Path:
         scheduler.step()
         loss_fn.update_target(model)
         step += 1
-        seen += frames.shape[0]
+        seen += frames.shape[0] * ranks.world_size
         bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps:
+        if ranks.is_main and (step % cfg.log_every == 0 or step == cfg.steps):
             elapsed = time.perf_counter() - tic
-            record = {k: v.item() for k, v in out.items()}
+            record = {k: v.item() for k, v in terms.items()}
             record.update(lr=scheduler.get_last_lr()[0], grad_norm=grad_norm.item(), samples_per_s=seen / elapsed)
             log.log(step, record)
             bar.set_postfix(loss=f"{record['loss']:.3f}", sps=f"{record['samples_per_s']:.0f}")
             tic, seen = time.perf_counter(), 0
-        if step % cfg.monitor_every == 0 or step == cfg.steps:
+        monitoring = step % cfg.monitor_every == 0 or step == cfg.steps
+        saving = step % cfg.checkpoint_every == 0 or step == cfg.steps
+        if ranks.is_main and monitoring:
             report = monitor(model, loss_fn, clips, probe, device)
             log.log(step, report)
             groups = " ".join(f"{g} {report[f'probe_r2_{g}']:.3f}" for g in probe["groups"])
@@ -349,12 +394,16 @@ def train(cfg, dataset_root: str | Path, progress: bool = True) -> Path:
                 checkpoint("best")
                 write_json_atomic(folder / "best.json", {"step": step, **report})
             tic, seen = time.perf_counter(), 0  # monitors are not training time
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+        if ranks.is_main and saving:
             checkpoint("latest")
+        if monitoring or saving:
+            distributed.barrier()  # the other ranks wait here while rank 0 monitors and saves
     bar.close()
-    log.close()
-    last = [json.loads(line) for line in open(folder / "metrics.jsonl") if "held_loss" in line][-1]
-    write_json_atomic(folder / "summary.json", {"step": step, "parameters": n_params, "final": last})
+    if ranks.is_main:
+        log.close()
+        last = [json.loads(line) for line in open(folder / "metrics.jsonl") if "held_loss" in line][-1]
+        write_json_atomic(folder / "summary.json", {"step": step, "parameters": n_params, "final": last})
+    distributed.barrier()  # every rank returns a finished run folder
     return folder
 
 
@@ -373,8 +422,14 @@ def main() -> None:
     def run(cfg) -> None:
         if not cfg.dataset:
             raise SystemExit("error: pass dataset=PATH (a folder made by `python -m agent.collect env=<name>`)")
-        folder = train(cfg, cfg.dataset)
-        print(f"world model: {folder / 'latest'}")
+        if not distributed.launched_by_torchrun():
+            folder = train(cfg, cfg.dataset)
+            print(f"world model: {folder / 'latest'}")
+            return
+        with distributed.joined(pick_device(cfg.device)):
+            folder = train(cfg, cfg.dataset)
+            if distributed.current().is_main:
+                print(f"world model: {folder / 'latest'}")
 
     run()
 

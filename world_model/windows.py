@@ -45,11 +45,23 @@ class WindowSampler:
             actions.append(ep.actions[start : end - 1])
         return {"frames": torch.from_numpy(np.stack(frames)), "actions": torch.from_numpy(np.stack(actions))}
 
-    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """A random batch drawn from `generator` (default: the global torch RNG, whose state checkpoints
-        save, so a resumed run draws the same batches)."""
+    def sample(
+        self, batch_size: int, generator: torch.Generator | None = None, share: tuple[int, int] = (0, 1)
+    ) -> dict[str, Tensor]:
+        """A random batch of batch_size clips drawn from `generator` (default: the global torch RNG,
+        whose state checkpoints save, so a resumed run draws the same batches).
+
+        share=(rank, ranks) reads only the rank-th of `ranks` contiguous parts of that batch,
+        batch_size / ranks clips. Every rank draws the same batch_size indices from the same RNG
+        state, so the parts are disjoint, together they are the batch one process would draw, and
+        the RNG state after the draw does not depend on the number of ranks.
+        """
+        rank, ranks = share
+        if batch_size % ranks != 0 or not 0 <= rank < ranks:
+            raise ValueError(f"share={share} of a batch of {batch_size}: the batch must split evenly over the ranks")
         picks = torch.randint(len(self.starts), (batch_size,), generator=generator).numpy()
-        return self.gather(picks)
+        part = batch_size // ranks
+        return self.gather(picks[rank * part : (rank + 1) * part])
 
     def fixed(self, count: int, seed: int = 0) -> dict[str, Tensor]:
         """The same `count` clips every call (for monitors)."""
