@@ -15,7 +15,7 @@ from agent.policies import PlanningPolicy, RandomPolicy, ZeroPolicy
 from agent.protocols import make_episodes
 from agent.records import replay_matches
 from agent.report import summarize, table
-from agent.video import write_video
+from agent.video import decode_trace, write_episode_video
 from world_model.encoder import GRID
 from world_model.metrics_log import MetricsLog
 from world_model.plain import plain
@@ -33,10 +33,12 @@ def check_model_fits_env(wm, env, checkpoint: Path) -> None:
                          f"action shape {env.action_space.shape}; it was trained for another env")
 
 
-def evaluate(cfg, wm, envs: list, device, out: Path, critic=None, macro=None, progress: bool = True) -> dict:
+def evaluate(cfg, wm, envs: list, device, out: Path, critic=None, macro=None, progress: bool = True,
+             decoder=None) -> dict:
     """Runs each goal kind with the planner and the baselines on `envs` (one per batched
     episode, all alike); returns the summary (also written to out/summary.json). `macro` is the
-    level-2 predictor a hierarchical planner needs."""
+    level-2 predictor a hierarchical planner needs; `decoder` (world_model/decoder.py) draws the
+    imagined panel of the videos (none without it)."""
     env0 = envs[0]
     configurator = Configurator({k: TaskSettings(**v) for k, v in plain(cfg.configurator).items()}, env0)
     goal_kinds = list(cfg.eval.goal_kinds or env0.goal_kinds)
@@ -61,7 +63,8 @@ def evaluate(cfg, wm, envs: list, device, out: Path, critic=None, macro=None, pr
                 # The high level scores the goal kind's full cost toward the final goal; the low
                 # level's subgoal is k decisions away, where the goal energy alone is informative.
                 high_cost, cost = cost, build_cost({**setup.cost_weights, "critic": 0.0}, setup.goal_energy, grid)
-            policies = [PlanningPolicy(wm, planner, cost, setup, device, macro, high_cost)] + [baselines[b]() for b in cfg.eval.baselines]
+            policies = [PlanningPolicy(wm, planner, cost, setup, device, macro, high_cost, imagine=cfg.eval.videos)]
+            policies += [baselines[b]() for b in cfg.eval.baselines]
             for policy in policies:
                 chunks = -(-len(specs) // batch)
                 bar = tqdm(total=chunks * setup.decisions, desc=f"{goal_kind}/{policy.name}", unit="decision",
@@ -78,8 +81,9 @@ def evaluate(cfg, wm, envs: list, device, out: Path, critic=None, macro=None, pr
                         record["replay_matches"] = replay_matches(record)
                         replay_failures += not record["replay_matches"]
                     records_file.write(json.dumps(record) + "\n")
-                for i, frames in enumerate(videos):
-                    write_video(out / "videos" / f"{goal_kind}-{i:02d}.mp4", frames)
+                for i, trace in enumerate(videos):  # the kept episodes are the first ones
+                    write_episode_video(out / "videos" / f"{goal_kind}-{i:02d}.mp4", records[i], cfg.eval.video_size,
+                                        decode_trace(decoder, trace), trace)
                 row = {"protocol": goal_kind, "env": env0.name, "policy": policy.name, **summarize(records)}
                 rows.append(row)
                 log.log(len(rows), {k: v for k, v in row.items() if not isinstance(v, list)})

@@ -161,3 +161,15 @@ def test_every_critic_config_builds_a_critic(critic):
     cfg = _compose("run", [f"critic={critic}"])
     built = ReachCritic(256, CriticConfig(**OmegaConf.to_container(cfg.critic)))
     assert built.embed(torch.zeros(3, 256)).shape == (3, cfg.critic.dim)
+
+
+@pytest.mark.parametrize("decoder", options("decoder"))
+def test_every_decoder_config_builds_a_decoder(decoder):
+    import torch
+
+    from world_model.decoder import Decoder, DecoderConfig
+
+    cfg = DecoderConfig(**OmegaConf.to_container(_compose("run", [f"decoder={decoder}"]).decoder))
+    assert cfg == DecoderConfig()  # the YAML equals the class defaults (one source of truth)
+    built = Decoder(768, 96, (8, 12), cfg)  # the default representation: an 8x8 grid of 12 numbers, 96 px
+    assert built(torch.zeros(2, 768)).shape == (2, 96, 96, 3)
