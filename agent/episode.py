@@ -1,4 +1,4 @@
-"""The episode loop: B episodes in lockstep (observe, act, step), producing records and frames."""
+"""The episode loop: B episodes in lockstep (observe, act, step), producing records and video traces."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ def run_episodes(envs, specs: list[EpisodeSpec], policy, keep_frames: int = 0, p
     """Runs len(specs) episodes, one per env, stepping them together so a planner can plan for
     all of them in one batched call.
 
-    Returns the per-episode records and, for the first `keep_frames` episodes, a list per episode of
-    (observation frame, goal frame, decision, energy) for the video.
+    Returns the per-episode records and, for the first `keep_frames` episodes, the trace a video
+    shows beside the re-simulated episode (agent/video.py): per decision a dict with the goal
+    "energy" of the observation, the chosen plan's "plan_cost" and the "imagined" latent [D] of
+    the frame its action should lead to, each present when the policy reports it.
     """
     if len(envs) < len(specs):
         raise ValueError(f"{len(specs)} episodes need as many envs, got {len(envs)}")
@@ -30,14 +32,15 @@ def run_episodes(envs, specs: list[EpisodeSpec], policy, keep_frames: int = 0, p
     policy.reset(obs, specs, envs)
     actions = np.zeros((len(specs), decisions, *envs[0].action_space.shape), np.float32)  # [B, decisions, A]
     plan_ms = np.zeros(decisions)
-    frames = [[] for _ in range(min(keep_frames, len(specs)))]
+    traces = [[] for _ in range(min(keep_frames, len(specs)))]
     for d in range(decisions):
         action, info = policy.act(obs, d)
         actions[:, d] = action
         plan_ms[d] = info["plan_ms"]
-        for i, episode_frames in enumerate(frames):
-            energy = float(info["energy"][i]) if "energy" in info else float("nan")
-            episode_frames.append((obs[i]["pixels"], obs[i]["goal"], d, energy))
+        for i, trace in enumerate(traces):
+            trace.append({k: float(info[k][i]) for k in ("energy", "plan_cost") if k in info})
+            if "imagined" in info:
+                trace[-1]["imagined"] = info["imagined"][i, 0]  # [D]
         obs = [env.step(a)[0] for env, a in zip(envs, action)]
         if progress is not None:
             progress.update(1)
@@ -46,6 +49,4 @@ def run_episodes(envs, specs: list[EpisodeSpec], policy, keep_frames: int = 0, p
         make_record(spec, env, actions[i], plan_ms, policy.name, wall / len(specs))
         for i, (spec, env) in enumerate(zip(specs, envs))
     ]
-    for i, episode_frames in enumerate(frames):
-        episode_frames.append((obs[i]["pixels"], obs[i]["goal"], decisions, float("nan")))
-    return records, frames
+    return records, traces

@@ -24,7 +24,7 @@ from agent.policies import PlanningPolicy, RandomPolicy, ZeroPolicy
 from agent.protocols import chunk_seed, make_episodes
 from agent.records import replay_matches
 from agent.report import summarize, table
-from agent.video import write_video
+from agent.video import decode_trace, write_episode_video
 from world_model.checkpoint import WEIGHTS, read_manifest
 from world_model.dataset import write_json_atomic
 from world_model.encoder import GRID
@@ -66,16 +66,17 @@ def _policy(cfg, name: str, first: int, kind_index: int, wm, costs, setup, devic
     if name == "planner":
         seed = None if cfg.planner.seed is None else chunk_seed(cfg.planner.seed, kind_index, first)
         planner = build_planner(plain(cfg.planner), setup, seed=seed)
-        return PlanningPolicy(wm, planner, costs[0], setup, device, macro, costs[1])
+        return PlanningPolicy(wm, planner, costs[0], setup, device, macro, costs[1], imagine=cfg.eval.videos)
     return RandomPolicy(chunk_seed(cfg.eval.seed, kind_index, first)) if name == "random" else ZeroPolicy()
 
 
 def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=None, macro=None,
-             progress: bool = True) -> dict:
+             progress: bool = True, decoder=None) -> dict:
     """Runs each goal kind with the planner and the baselines on `envs` (one per batched
     episode, all alike), continuing the evaluation already in `out` if there is one; returns the
     summary (also written to out/summary.json). `checkpoint` is the folder `wm` was loaded from;
-    `macro` the level-2 predictor a hierarchical planner needs."""
+    `macro` the level-2 predictor a hierarchical planner needs; `decoder` (world_model/decoder.py)
+    draws the imagined panel of the videos (none without it)."""
     env0 = envs[0]
     configurator = Configurator({k: TaskSettings(**v) for k, v in plain(cfg.configurator).items()}, env0)
     goal_kinds = list(cfg.eval.goal_kinds or env0.goal_kinds)
@@ -118,8 +119,9 @@ def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=No
                         if cfg.eval.verify_replay and name == "planner":
                             record["replay_matches"] = replay_matches(record)
                     # videos first: once the chunk is recorded it never runs again to write them
-                    for i, frames in enumerate(videos):
-                        write_video(out / "videos" / f"{goal_kind}-{i:02d}.mp4", frames)
+                    for i, trace in enumerate(videos):  # the kept episodes are the chunk's first ones
+                        write_episode_video(out / "videos" / f"{goal_kind}-{i:02d}.mp4", chunk[i],
+                                            cfg.eval.video_size, decode_trace(decoder, trace), trace)
                     store.append(goal_kind, name, first, chunk)
                 bar.close()
                 records = [r for first in firsts for r in store.get(goal_kind, name, first)]

@@ -24,12 +24,15 @@ class PlanningPolicy:
     name = "planner"
 
     def __init__(self, world_model, planner, cost, setup: PlanSetup, device: torch.device, macro=None,
-                 high_cost=None):
+                 high_cost=None, imagine: int = 0):
         """macro, high_cost: the level-2 predictor (world_model/macro.py) and the cost toward the
         final goal, for a hierarchical planner (one with `subgoal`); `cost` then scores the low
-        level's plans toward the subgoal it hands down."""
+        level's plans toward the subgoal it hands down. imagine: for the first `imagine` episodes
+        of a batch (those whose video is kept), each chosen plan is rolled out once more, and
+        act's info["imagined"] [imagine, H', D] holds its predicted latents from this decision
+        on (row 0: the frame this decision's action should lead to)."""
         self.wm, self.planner, self.cost, self.setup, self.device = world_model, planner, cost, setup, device
-        self.macro, self.high_cost = macro, high_cost
+        self.macro, self.high_cost, self.imagine = macro, high_cost, imagine
         if hasattr(planner, "subgoal") and (macro is None or high_cost is None):
             raise ValueError("a hierarchical planner needs the level-2 predictor and the cost toward the final goal")
 
@@ -93,12 +96,19 @@ class PlanningPolicy:
                 self.cost.set_goal(self._subgoal(z_now, decision))
             result = self.planner.plan(rollout_fn, self.cost, self._warm_start(b, horizon), self.low, self.high)
             self.plan, self.steps_since_plan, planned = result.actions, 0, True
+            self.plan_cost = result.cost.cpu().numpy()  # [B]
+            if self.imagine:
+                k = min(self.imagine, b)
+                self.imagined = self.wm.rollout(z_hist[:k], self.plan[:k], past_actions=past[:k])  # [k, H, D]
+        info = {"energy": energy.cpu().numpy(), "plan_cost": self.plan_cost}
+        if self.imagine:
+            info["imagined"] = self.imagined[:, self.steps_since_plan:]  # [k, H', D], row 0: after this action
         action = self.plan[:, 0]  # [B, A]
         self.plan = self.plan[:, 1:]
         self.steps_since_plan += 1
         self.z_prev, self.last_action = z_now, action
         plan_ms = 1000 * (time.perf_counter() - start)
-        return action.cpu().numpy(), {"plan_ms": plan_ms if planned else 0.0, "energy": energy.cpu().numpy()}
+        return action.cpu().numpy(), {"plan_ms": plan_ms if planned else 0.0, **info}
 
 
     def _subgoal(self, z_now: torch.Tensor, decision: int) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 A record holds everything needed to re-simulate an episode: the env, the episode's reset options
 (start state and goal, in the env family's own terms), and every action as applied to the
-simulator, one per control step. `envs.replay(record)` re-simulates it with the family's
+simulator, one per control step (`action_repeat` of them per decision; `plan_ms` > 0 marks the
+decisions the planner planned at). `envs.replay(record)` re-simulates it with the family's
 simulator alone (envs/<family>/replay.py imports no project code).
 """
 
@@ -27,6 +28,11 @@ def make_record(spec: EpisodeSpec, env, decision_actions: np.ndarray, plan_ms: n
         "goal_kind": spec.goal_kind,
         "options": spec.options,
         "budget": spec.budget,
+        # what the planner saw before the start (a start taken mid-motion), so the world model's
+        # predictions along the episode can be recomputed from the record (agent/imagined.py)
+        "previous_state": spec.previous_state,
+        "previous_action": spec.previous_action,
+        "action_repeat": env.action_repeat,
         # every action as applied to the simulator, one per control step (the action repeat unrolled)
         "actions": np.repeat(decision_actions.astype(np.float64), env.action_repeat, axis=0).tolist(),
         "final_state": env.get_sim_state().tolist(),

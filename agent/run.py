@@ -4,8 +4,9 @@ The one place that builds everything from the config, once, and hands values on:
 folder, the trained model (loaded once), the device (picked once), the critic, the evaluation
 envs. Datasets, models and critics are cached by their config under `cache_root`, so a second run
 reuses them; everything this run produces goes to its hydra output folder: records.jsonl (one line
-per episode), summary.json, results.csv/jsonl and videos/*.mp4. An evaluation killed part way
-continues when run again into the same folder (hydra.run.dir=FOLDER): agent/evaluate.py.
+per episode), summary.json, results.csv/jsonl and videos/*.mp4 (real | imagined | goal, drawn by a
+pixel decoder fitted on the frozen latents and cached like the critic). An evaluation killed part
+way continues when run again into the same folder (hydra.run.dir=FOLDER): agent/evaluate.py.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from world_model.checkpoint import WEIGHTS as MODEL_WEIGHTS
 from world_model.checkpoint import read_manifest
 from world_model.dataset import Dataset, DatasetError, write_json_atomic
 from world_model.dataset import read_manifest as read_dataset_manifest
+from world_model.decoder import MANIFEST as DECODER_MANIFEST
+from world_model.decoder import DecoderConfig, decoder_key, load_decoder, save_decoder, train_decoder
 from world_model.macro import MANIFEST as MACRO_MANIFEST
 from world_model.macro import MacroConfig, load_macro, macro_key, save_macro, train_macro
 from world_model.plain import plain
@@ -77,6 +80,30 @@ def macro_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: torc
     print(f"level-2 predictor: {folder} (encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s, "
           f"held-out error per macro step {errors})")
     return macro
+
+
+def decoder_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: torch.device, progress: bool = True):
+    """The pixel decoder for the videos' imagined panel, fitted once on the dataset the world
+    model was trained on and cached under cache_root/decoders; None when no video is written."""
+    if cfg.eval.videos == 0:
+        return None
+    if dataset_root is None or not (Path(dataset_root) / "manifest.json").exists():
+        raise DatasetError(f"the decoder of the videos' imagined panel is fitted on the dataset the world model was "
+                           f"trained on, {dataset_root}, which is not there; collect it again or set eval.videos=0")
+    dcfg = DecoderConfig(**plain(cfg.decoder))
+    env_name = read_dataset_manifest(dataset_root)["env"]["name"]
+    weights = read_manifest(checkpoint)["files"][MODEL_WEIGHTS]["sha256"]
+    folder = Path(cfg.cache_root) / "decoders" / f"{env_name}-{decoder_key(weights, Path(dataset_root).name, dcfg)}"
+    if (folder / DECODER_MANIFEST).exists():
+        return load_decoder(folder).to(device)
+    decoder, stats = train_decoder(wm, Dataset(dataset_root), dcfg, device, progress)
+    save_decoder(folder, decoder, stats, weights)
+    per_step = ", ".join(f"{m:.4f}" for m in stats["prediction_mse"])
+    copy = ", ".join(f"{m:.4f}" for m in stats["copy_last_mse"])
+    print(f"decoder: {folder} (encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s; held-out "
+          f"reconstruction MSE {stats['held_out_mse']:.4f} on [0, 1] pixels, PSNR {stats['held_out_psnr']:.1f} dB; "
+          f"decoded world-model rollout of the recorded actions, MSE per decision {per_step} (copy-last {copy}))")
+    return decoder
 
 
 def _trained_model(cfg, timings: dict, start: float) -> tuple[Path, Path | None]:
@@ -132,9 +159,13 @@ def run(cfg, out: Path) -> None:
     macro = macro_for(cfg, wm, checkpoint, dataset_root, device)
     if macro is not None:
         timings["macro_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    decoder = decoder_for(cfg, wm, checkpoint, dataset_root, device)
+    if decoder is not None:
+        timings["decoder_s"] = time.perf_counter() - mark
     envs = [probe_env] + [envs_pkg.make(**settings) for _ in range(min(cfg.eval.batch, cfg.eval.episodes) - 1)]
     try:
-        summary = evaluate(cfg, wm, envs, device, out, checkpoint, critic=critic, macro=macro)
+        summary = evaluate(cfg, wm, envs, device, out, checkpoint, critic=critic, macro=macro, decoder=decoder)
     finally:
         for env in envs:
             env.close()

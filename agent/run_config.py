@@ -8,6 +8,7 @@ from typing import Any
 from agent.collect import DataConfig
 from agent.configurator import TaskSettings
 from agent.critic import CriticConfig
+from world_model.decoder import DecoderConfig
 from world_model.macro import MacroConfig
 from world_model.train import TrainConfig
 
@@ -25,7 +26,10 @@ class EvalConfig:
     baselines: list[str] = field(default_factory=lambda: ["random", "zero"])
     """Baselines run on the same episodes: "random" and/or "zero" (doing nothing)."""
     videos: int = 3
-    """Planner episodes per goal kind written as mp4."""
+    """Planner episodes per goal kind written as videos (videos/<goal kind>-NN.mp4): real |
+    imagined | goal, one frame per control step; 0 = none (and no decoder is trained)."""
+    video_size: int = 256
+    """Pixels per video panel side, rendered for viewing (independent of the model's frame size)."""
     batch: int = 50
     """Episodes stepped and planned together (one batched planner call per decision)."""
     verify_replay: bool = True
@@ -56,5 +60,8 @@ class RunConfig(TrainConfig):
     macro: MacroConfig = field(default_factory=MacroConfig)
     """The level-2 predictor (configs/macro), trained on the world model's latents when the
     planner is hierarchical."""
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    """The pixel decoder (configs/decoder), trained on the world model's latents when videos are
+    written, for their imagined panel."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Evaluation settings."""

@@ -1,46 +1,252 @@
-"""Rollout videos: observation and goal side by side, with the decision index and the energy."""
+"""Episode videos: real | imagined | goal, one frame per control step, at the simulator's real-time rate.
+
+A video re-simulates its episode from the record (reset options and every control step's action)
+in an env of the same family rendered at a resolution of its own, so it shows the recorded episode
+exactly, from the observation camera, independent of the model's input size. The imagined panel
+is the decoded prediction the planner made for the end of the decision in progress: control steps
+(d*R, (d+1)*R] belong to decision d (R = action_repeat; the start frame to decision 0), so the
+real panel reaches the predicted moment at each decision's last control step, and the prediction
+is held over the decision's control steps in between.
+
+Render any record afterwards (the imagined panel needs the world model and its decoder):
+    python -m agent.video outputs/<run>/records.jsonl --index 3 [--checkpoint CKPT [--decoder DIR]]
+"""
 
 from __future__ import annotations
 
+import argparse
+import functools
+import json
 import os
+import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
+import envs
 from world_model.atomic import fsync_dir
 
+CAPTION = 40  # pixels above the panels: a line of panel labels and a line of numbers
+BLOCK = 16  # the codec's macroblock: frame sides are rounded up to a multiple of it
 
-def compose_frame(observation: np.ndarray, goal: np.ndarray, decision: int, energy: float, scale: int) -> np.ndarray:
-    """Two uint8 [H, W, 3] frames -> one uint8 [scale*H + 16, 2*scale*W, 3] frame with a caption."""
+
+def _round_up(n: int) -> int:
+    return -(-n // BLOCK) * BLOCK
+
+
+def resize(image: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [h, w, 3] -> uint8 [size, size, 3] (bilinear)."""
+    from PIL import Image
+
+    if image.shape[:2] == (size, size):
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
+@functools.cache
+def _font():
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=14)
+
+
+def compose_frame(panels: list[tuple[str, np.ndarray]], caption: str) -> np.ndarray:
+    """Labelled panels (label, uint8 [S, S, 3]) side by side under a line of labels and a caption
+    line -> uint8 [H, W, 3] with H >= S + CAPTION, W >= len(panels) * S, both multiples of 16."""
     from PIL import Image, ImageDraw
 
-    pair = np.concatenate([observation, goal], axis=1).repeat(scale, axis=0).repeat(scale, axis=1)  # [sH, 2sW, 3]
-    canvas = Image.new("RGB", (pair.shape[1], pair.shape[0] + 16))
-    canvas.paste(Image.fromarray(pair), (0, 16))
-    draw = ImageDraw.Draw(canvas)
-    caption = f"step {decision}" + ("" if np.isnan(energy) else f"  energy {energy:.3f}")
-    draw.text((4, 2), caption, fill=(255, 255, 255))
-    draw.text((pair.shape[1] // 2 + 4, 2), "goal", fill=(255, 255, 255))
+    size = panels[0][1].shape[0]
+    if any(p.shape != (size, size, 3) for _, p in panels):
+        raise ValueError(f"panels must all be uint8 [S, S, 3] of one size, got {[p.shape for _, p in panels]}")
+    canvas = Image.new("RGB", (_round_up(size * len(panels)), _round_up(size + CAPTION)))
+    draw, font = ImageDraw.Draw(canvas), _font()
+    for i, (label, panel) in enumerate(panels):
+        canvas.paste(Image.fromarray(panel), (i * size, CAPTION))
+        draw.text((i * size + 4, 2), label, fill=(255, 255, 255), font=font)
+    draw.text((4, 21), caption, fill=(255, 220, 120), font=font)
     return np.asarray(canvas)
 
 
-def write_video(path: str | Path, frames: list[tuple], fps: int = 5) -> Path:
-    """frames: (observation, goal, decision, energy) tuples -> an mp4 at `path`, put in place by a
-    rename once complete (a killed write leaves no partial video under that name)."""
-    import imageio.v2 as imageio
+def action_repeat(record: dict) -> int:
+    """Control steps per decision: recorded, or for records written before it was, the actions
+    per planning-time entry (one per decision)."""
+    return record.get("action_repeat") or len(record["actions"]) // len(record["plan_ms"])
 
-    if not frames:
-        raise ValueError("no frames to write")
-    size = frames[0][0].shape[0]
-    scale = max(1, -(-192 // size))  # at least 192 px per panel, so the caption fits
+
+def episode_frames(env, record: dict, imagined: np.ndarray | None = None, trace: list[dict] | None = None
+                   ) -> Iterator[np.ndarray]:
+    """Re-simulates `record` in `env` (its family, action_repeat 1, rendered at the video's size)
+    and yields one composed frame per control step, the start included (budget + 1 frames).
+
+    imagined: uint8 [decisions, h, w, 3], the decoded prediction for the end of each decision
+        (None: real | goal only)
+    trace: per decision {"energy", "plan_cost"} as far as known, written in the caption
+    """
+    if env.action_repeat != 1:
+        raise ValueError(f"a video steps every control step; build its env with action_repeat=1, "
+                         f"not {env.action_repeat}")
+    actions = np.asarray(record["actions"], np.float64)  # [budget, A]
+    repeat = action_repeat(record)
+    decisions = len(actions) // repeat
+    if imagined is not None and len(imagined) != decisions:
+        raise ValueError(f"{len(imagined)} imagined frames for an episode of {decisions} decisions")
+    size = env.image_size
+    obs, info = env.reset(seed=record["seed"], options=record["options"])
+    for c in range(len(actions) + 1):
+        if c > 0:
+            obs, _, _, _, info = env.step(actions[c - 1])
+        d = max(0, -(-c // repeat) - 1)  # the decision in progress
+        panels = [("real", obs["pixels"])]
+        if imagined is not None:
+            panels.append((f"imagined (end of decision {d + 1})", resize(imagined[d], size)))
+        panels.append(("goal", obs["goal"]))
+        known = trace[d] if trace is not None else {}
+        numbers = [f"step {c}/{len(actions)}", f"decision {d + 1}/{decisions}"]
+        numbers += [f"{name} {known[key]:.4f}" for key, name in (("energy", "energy"), ("plan_cost", "plan cost"))
+                    if key in known]
+        numbers.append("success " + ("yes" if info["success"] else "no"))
+        yield compose_frame(panels, "   ".join(numbers))
+    if env.get_sim_state().tolist() != record["final_state"]:
+        print(f"notice: re-simulating the {record['env']} record (seed {record['seed']}) did not end in its recorded "
+              "final state; its video may differ from the recorded episode")
+
+
+def ffmpeg_available() -> bool:
+    """Whether imageio-ffmpeg finds an ffmpeg executable (its own binary or the system's)."""
+    try:
+        import imageio_ffmpeg
+
+        imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):  # not installed; installed without a usable binary
+        return False
+    return True
+
+
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float) -> Path:
+    """Writes frames (uint8 [H, W, 3], all alike) as an mp4 at `path`; where no ffmpeg is found,
+    as a GIF beside it with a one-line notice, so a long run never fails at its end for want of a
+    codec. Returns the path written."""
+    from PIL import Image
+
     path = Path(path)
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError(f"no frames to write to {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial{path.suffix}")  # imageio picks the format by the suffix
-    with imageio.get_writer(partial, fps=fps, codec="libx264", macro_block_size=8, quality=7) as writer:
-        for observation, goal, decision, energy in frames:
-            writer.append_data(compose_frame(observation, goal, decision, energy, scale))
-    with open(partial, "rb") as f:  # on disk before the chunk's records say the video is written
+    if ffmpeg_available():
+        import imageio.v2 as imageio
+
+        partial = _partial(path)
+        with imageio.get_writer(partial, fps=fps, codec="libx264", macro_block_size=BLOCK, quality=7) as writer:
+            writer.append_data(first)
+            for frame in frames:
+                writer.append_data(frame)
+        return _put_in_place(partial, path)
+    gif = path.with_suffix(".gif")
+    print(f"notice: no ffmpeg found (pip install imageio-ffmpeg); writing {gif} instead of an mp4")
+    rest = (Image.fromarray(frame) for frame in frames)
+    partial = _partial(gif)
+    Image.fromarray(first).save(partial, save_all=True, append_images=rest, duration=round(1000 / fps), loop=0)
+    return _put_in_place(partial, gif)
+
+
+def _partial(path: Path) -> Path:
+    """Where a video is written before it is complete (the suffix stays: writers pick the format by it)."""
+    return path.with_name(f".{path.name}.partial{path.suffix}")
+
+
+def _put_in_place(partial: Path, path: Path) -> Path:
+    """Renames a finished video into place, durably: a killed write leaves no partial video under
+    its name, and the evaluation records its chunk only after its videos are on disk."""
+    with open(partial, "rb") as f:
         os.fsync(f.fileno())
     os.replace(partial, path)
     fsync_dir(path.parent)
     return path
+
+
+def write_episode_video(path: str | Path, record: dict, size: int, imagined: np.ndarray | None = None,
+                        trace: list[dict] | None = None) -> Path:
+    """Re-simulates `record` at `size` px and writes its video (episode_frames) at the simulator's
+    real-time rate; returns the path written (mp4, or GIF without ffmpeg)."""
+    env = envs.make(record["env"], image_size=size, action_repeat=1)
+    try:
+        return write_video(path, episode_frames(env, record, imagined, trace), fps=1.0 / env.control_timestep)
+    finally:
+        env.close()  # explicitly: a renderer left to the garbage collector breaks later EGL renders
+
+
+def decode_trace(decoder, trace: list[dict]) -> np.ndarray | None:
+    """uint8 [decisions, h, w, 3]: the trace's imagined latents decoded; None without a decoder or
+    without imagined latents (a policy that does not plan)."""
+    import torch
+
+    if decoder is None or not trace or "imagined" not in trace[0]:
+        return None
+    device = decoder.mean.device
+    return decoder.decode_uint8(torch.stack([step["imagined"] for step in trace]).to(device))  # [decisions, D] in
+
+
+def find_decoder(checkpoint: Path, cache_root: Path) -> Path:
+    """The newest decoder folder under cache_root/decoders made for this checkpoint's weights."""
+    from world_model.checkpoint import WEIGHTS, read_manifest
+    from world_model.decoder import MANIFEST
+
+    weights = read_manifest(checkpoint)["files"][WEIGHTS]["sha256"]
+    manifests = sorted((Path(cache_root) / "decoders").glob(f"*/{MANIFEST}"), key=lambda m: m.stat().st_mtime)
+    found = [m.parent for m in manifests if json.loads(m.read_text()).get("world_model_sha256") == weights]
+    if not found:
+        raise FileNotFoundError(
+            f"no decoder for {checkpoint} under {Path(cache_root) / 'decoders'}; pass --decoder FOLDER or "
+            f"--cache-root, or evaluate it once with `python -m agent.run checkpoint={checkpoint} "
+            f"cache_root={cache_root}` (it trains one)")
+    return found[-1]
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(
+        prog="python -m agent.video",
+        description="Render the video of one evaluation record, re-simulated from the record alone: real | goal, "
+                    "and with --checkpoint the world model's imagined panel between them.")
+    parser.add_argument("records", type=Path, help="a records.jsonl written by python -m agent.run")
+    parser.add_argument("--index", type=int, default=0, help="which line of the file (0-based)")
+    parser.add_argument("--checkpoint", type=Path, help="world-model checkpoint folder, for the imagined panel")
+    parser.add_argument("--decoder", type=Path, help="its decoder folder (default: found under --cache-root)")
+    parser.add_argument("--cache-root", type=Path, default=Path("cache"), help="where agent.run cached the decoder")
+    parser.add_argument("--size", type=int, default=256, help="pixels per panel side")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, help="default: <records folder>/videos/<goal kind>-<policy>-<index>.mp4")
+    args = parser.parse_args(argv)
+
+    lines = args.records.read_text().splitlines()
+    if not 0 <= args.index < len(lines):
+        parser.error(f"{args.records} holds {len(lines)} records; --index must be in [0, {len(lines)})")
+    record = json.loads(lines[args.index])
+    imagined, trace = None, None
+    if args.checkpoint is not None:
+        import torch
+
+        import world_model
+        from agent.imagined import imagine_record
+        from world_model.decoder import load_decoder
+
+        device = torch.device(args.device)
+        wm = world_model.load(args.checkpoint).to(device)
+        decoder = load_decoder(args.decoder or find_decoder(args.checkpoint, args.cache_root)).to(device)
+        if (decoder.latent_dim, decoder.image_size) != (wm.cfg.latent_dim, wm.cfg.image_size):
+            raise ValueError(f"the decoder decodes {decoder.latent_dim}-d latents to {decoder.image_size} px, the "
+                             f"world model makes {wm.cfg.latent_dim}-d latents of {wm.cfg.image_size} px frames; "
+                             "pass its own --decoder")
+        predicted = imagine_record(record, wm, device)
+        imagined = decoder.decode_uint8(torch.from_numpy(predicted["imagined"]).to(device))
+        trace = [{"energy": e} for e in predicted["energy"]]
+    out = args.out or args.records.parent / "videos" / f"{record['goal_kind']}-{record['policy']}-{args.index:03d}.mp4"
+    written = write_episode_video(out, record, args.size, imagined, trace)
+    print(f"video: {written}")
+    return written
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -79,6 +79,8 @@ class GoalEnv(gym.Env):
     """Frame side in pixels."""
     action_repeat: int
     """Control steps per env step (one frame, one decision)."""
+    control_timestep: float
+    """Seconds of simulated time per control step (videos play at 1 / control_timestep frames per second)."""
     goal_kinds: ClassVar[dict[str, GoalKind]]
     """Goal kinds in a fixed order (the order seeds evaluation episodes)."""
     probe_groups: ClassVar[dict[str, tuple[str, ...]]]

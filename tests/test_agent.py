@@ -51,8 +51,8 @@ def test_state_goal_episodes_follow_the_protocol(env_batch):
 
 def test_records_replay_in_plain_dm_control(env_batch):
     specs = make_episodes(env_batch[0], "state", 2, seed=1)
-    records, frames = run_episodes(env_batch, specs, RandomPolicy(seed=0), keep_frames=1)
-    assert len(frames[0]) == 11  # 10 decisions + the final frame
+    records, traces = run_episodes(env_batch, specs, RandomPolicy(seed=0), keep_frames=1)
+    assert len(traces) == 1 and len(traces[0]) == 10  # one entry per decision of the kept episode
     for record, env in zip(records, env_batch):
         assert len(record["actions"]) == 50  # one per control step
         assert record["final_state"] == env.get_sim_state().tolist() and len(record["final_state"]) == 6
@@ -143,7 +143,8 @@ def test_agent_run_smoke(tmp_path):
         "world_model.encoder_depth=1", "world_model.predictor_width=32", "world_model.predictor_depth=1",
         "eval.episodes=2", "eval.videos=1", "planner.samples=16", "planner.iterations=2", "planner.elites=4",
         "configurator.task.budget=20", "critic.steps=20", "critic.batch_size=16",
-        "critic.hidden=16", "critic.dim=4", f"hydra.run.dir={out}",
+        "critic.hidden=16", "critic.dim=4", "decoder.width=8", "decoder.steps=5", "decoder.episodes=2",
+        "decoder.eval_windows=4", "decoder.horizon=2", "eval.video_size=64", f"hydra.run.dir={out}",
     ]
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -163,8 +164,17 @@ def test_agent_run_smoke(tmp_path):
     assert {(r["protocol"], r["policy"]) for r in summary["rows"]} == {
         (p, q) for p in ("state", "task") for q in ("planner", "random", "zero")
     }
+    assert "decoder_s" in summary["timings"]  # the videos' imagined panel needs the pixel decoder
+    decoder = json.loads(next((tmp_path / "cache" / "decoders").glob("reacher-*/decoder.json")).read_text())
+    assert {"held_out_mse", "held_out_psnr", "prediction_mse", "prediction_psnr"} <= set(decoder["stats"])
     videos = sorted((out / "videos").glob("*.mp4"))
     assert [v.name for v in videos] == ["state-00.mp4", "task-00.mp4"] and videos[0].stat().st_size > 1000
+    import imageio.v2 as imageio
+
+    reader = imageio.get_reader(videos[0])  # real | imagined | goal of 64 px, every control step at 50 fps
+    assert reader.count_frames() == 51 and reader.get_data(0).shape == (112, 192, 3)
+    assert reader.get_meta_data()["fps"] == pytest.approx(50)
+    reader.close()
 
 
 def test_coarse_energy_scale_says_which_way_to_move_when_fine_tokens_do_not_overlap():

@@ -182,3 +182,15 @@ def test_the_slurm_launcher_config_composes_with_the_plugin():
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     # every setting of slurm.yaml is a field of the plugin's schema (an unknown one would not compose)
     assert launcher.partition == "gpu" and launcher.tasks_per_node == 1 and launcher.timeout_min == 180
+
+
+@pytest.mark.parametrize("decoder", options("decoder"))
+def test_every_decoder_config_builds_a_decoder(decoder):
+    import torch
+
+    from world_model.decoder import Decoder, DecoderConfig
+
+    cfg = DecoderConfig(**OmegaConf.to_container(_compose("run", [f"decoder={decoder}"]).decoder))
+    assert cfg == DecoderConfig()  # the YAML equals the class defaults (one source of truth)
+    built = Decoder(768, 96, (8, 12), cfg)  # the default representation: an 8x8 grid of 12 numbers, 96 px
+    assert built(torch.zeros(2, 768)).shape == (2, 96, 96, 3)

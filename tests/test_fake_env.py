@@ -36,6 +36,7 @@ class DotEnv(GoalEnv):
 
     def __init__(self, image_size: int = 32, action_repeat: int = 2):
         self.name, self.image_size, self.action_repeat = "dot", image_size, action_repeat
+        self.control_timestep = 0.05
         frame = spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
         self.observation_space = spaces.Dict({"pixels": frame, "goal": frame,
                                               "proprio": spaces.Box(-1, 1, (2,), np.float32)})
@@ -113,7 +114,8 @@ def test_a_new_family_runs_through_the_whole_pipeline(dot_family, tmp_path):
             "probe_frames=20", "probe_held_frames=5", "optim.batch_size=4", "optim.warmup_steps=2",
             "world_model.token_dim=1", "world_model.encoder_width=16", "world_model.predictor_width=16",
             "world_model.stem_channels=8", "loss.inverse_dynamics_hidden=8", "critic.steps=5", "critic.batch_size=16",
-            "eval.episodes=2", "eval.videos=1", "planner.samples=8", "planner.iterations=2",
+            "eval.episodes=2", "eval.videos=1", "planner.samples=8", "planner.iterations=2", "decoder.width=8",
+            "decoder.steps=5", "decoder.episodes=2", "decoder.eval_windows=4", "decoder.horizon=2", "eval.video_size=32",
         ])
     with open_dict(cfg):
         # What configs/env/dot.yaml, configs/data/dot.yaml and configs/configurator/dot.yaml would hold.
@@ -134,7 +136,7 @@ def test_a_new_family_runs_through_the_whole_pipeline(dot_family, tmp_path):
     assert len(records) == 6 and all(r["env"] == "dot" for r in records)
     assert all(len(r["actions"]) == 6 and len(r["actions"][0]) == 3 for r in records)  # 6 control steps of 3-d actions
     assert all(-0.5 <= a <= 0.5 for r in records for step in r["actions"] for a in step)
-    assert (out / "videos" / "reach-00.mp4").exists()
+    assert (out / "videos" / "reach-00.mp4").exists()  # with the imagined panel: the fake family needs no more
     manifest = json.loads(next((tmp_path / "cache" / "datasets").glob("dot-*/manifest.json")).read_text())
     assert manifest["env"]["probe_groups"] == {"position": ["x", "y"]}
     assert manifest["arrays"]["actions"]["row_shape"] == [3]

@@ -40,6 +40,7 @@ def test_declares_the_interface(env):
     assert {"success", "distance"} <= set(info) and isinstance(info["success"], bool)
     assert env.probe_targets().shape == (len(probe_names(env.probe_groups)),)
     assert env.goal_kinds and all(k.budget % env.action_repeat == 0 for k in env.goal_kinds.values())
+    assert 0 < env.control_timestep < 1  # seconds per control step: the videos' real-time rate
 
 
 def test_same_seed_same_frames_other_seed_other_frames(env):
@@ -89,3 +90,17 @@ def test_records_replay_bit_exactly_with_the_simulator_alone(env, policy):
         assert replay_matches(record), f"{env.name}/{kind}: replay differs"
         tampered = dict(record, actions=[list(np.asarray(a) * 0.5 + 0.1) for a in record["actions"]])
         assert not replay_matches(tampered)  # the check is not vacuous
+
+
+def test_a_record_re_simulates_one_control_step_at_a_time_at_another_size(env):
+    """What a video does (agent/video.py): the same family at its own frame size, action_repeat
+    1, stepped through the record's control-step actions, ends in the recorded state."""
+    kind = next(iter(env.goal_kinds))
+    (record,), _ = run_episodes([env], make_episodes(env, kind, 1, seed=2), RandomPolicy())
+    view = envs.make(env.name, image_size=48, action_repeat=1)
+    obs, _ = view.reset(seed=record["seed"], options=record["options"])
+    assert obs["pixels"].shape == obs["goal"].shape == (48, 48, 3)
+    for action in record["actions"]:
+        view.step(np.asarray(action))
+    assert view.get_sim_state().tolist() == record["final_state"]
+    view.close()

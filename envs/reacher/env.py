@@ -102,6 +102,7 @@ class ReacherEnv(GoalEnv):
         xml, assets = dm_reacher.get_model_and_assets()
         self.physics = dm_reacher.Physics.from_xml_string(xml, assets)
         self.physics.named.model.geom_size["target", 0] = TARGET_SIZE[task]
+        self.control_timestep = float(self.physics.timestep())
         self.success_radius = float(TARGET_SIZE[task] + self.physics.named.model.geom_size["finger", 0])
         # A second MjData poses the arm for goal images without touching the simulated state.
         self._goal_data = mujoco.MjData(self.physics.model.ptr)

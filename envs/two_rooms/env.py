@@ -113,6 +113,7 @@ class TwoRoomsEnv(GoalEnv):
 
         self.model = load_model(self.name)
         self.data = mujoco.MjData(self.model)
+        self.control_timestep = float(self.model.opt.timestep)
         # A second MjData poses the agent for goal images and render_sim_state, so rendering never
         # touches the simulated state.
         self._pose_data = mujoco.MjData(self.model)
