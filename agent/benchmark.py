@@ -1,6 +1,6 @@
 """`python -m agent.benchmark`: one `agent.run` per cell of a grid of envs x planners x seeds.
 
-    python -m agent.benchmark env=reacher,two-rooms planner=cem,mppi seed=0,1 eval.episodes=20 \\
+    python -m agent.benchmark env=<name>,<name> planner=cem,mppi seed=0,1 eval.episodes=20 \\
         [bench=outputs/benchmark/NAME]
 
 Every override that lists values separated by commas (hydra's sweep syntax) is an axis of the grid;
@@ -41,7 +41,7 @@ def parse_grid(args: list[str]) -> tuple[list[str], list[tuple[str, list[str]]]]
 
 
 def cell_name(cell: list[tuple[str, str]]) -> str:
-    """A folder name for one cell: "env=reacher,seed=0" -> "env-reacher_seed-0"."""
+    """A folder name for one cell: [("planner", "cem-gd"), ("seed", "0")] -> "planner-cem-gd_seed-0"."""
     name = "_".join(f"{k}-{v}" for k, v in cell) or "single"
     return re.sub(r"[^A-Za-z0-9.+-]", "-", name.replace("_", "__")).replace("--", "_")
 

@@ -141,7 +141,7 @@ class ICEM(SeededPlanner):
             improved = elite_cost[:, 0] < best_cost
             best_cost = torch.where(improved, elite_cost[:, 0], best_cost)
             best_actions[improved] = elites[improved, 0]
-            mean = self.momentum * mean + (1 - self.momentum) * elites.mean(dim=1)
+            mean = clamp(self.momentum * mean + (1 - self.momentum) * elites.mean(dim=1), low, high)  # rounding
             std = (self.momentum * std + (1 - self.momentum) * elites.std(dim=1, unbiased=False)).clamp_min(self.min_std)
             kept = elites[:, :keep] if keep else None
         self._carried = elites

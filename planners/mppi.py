@@ -69,7 +69,7 @@ class MPPI(SeededPlanner):
             spread = cost.std(dim=1, keepdim=True).clamp_min(1e-12)  # [B, 1]; equal costs weigh equally
             weights = torch.softmax(-(cost - lowest[:, None]) / (spread * self.temperature), dim=1)  # [B, N]
             w = weights[:, :, None, None]  # [B, N, 1, 1]
-            mean = (w * candidates).sum(dim=1)  # [B, H, A]
+            mean = clamp((w * candidates).sum(dim=1), low, high)  # [B, H, A]; rounding may step past a bound
             std = (w * (candidates - mean[:, None]).square()).sum(dim=1).sqrt().clamp_min(self.min_std)
         final = check_cost(cost_fn(rollout_fn(mean[:, None]), mean[:, None]), b, 1)[:, 0]  # [B]
         improved = final < best_cost

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
@@ -154,6 +154,7 @@ def test_mpc_with_an_exact_model_reaches_the_goal(name):
     width=st.floats(0, 4),
     seed=st.integers(0, 2**31 - 1),
 )
+@example(name="mppi", b=1, h=1, a=1, low=-1.0, width=0.0, seed=0)  # a flat box: the weighted mean rounded past it
 def test_properties_bounds_shapes_and_seeds(name, b, h, a, low, width, seed):
     """Any problem size and box, even a flat one: candidates and results stay within the bounds, the
     result has the problem's shape, and the same seed gives the same plan."""
