@@ -37,20 +37,26 @@ from world_model.train import pick_device, run_dir, train
 STAGES = ("collect", "train", "eval", "all")
 
 
+def _fitted_folder(cfg, kind: str, what: str, remedy: str, dataset_root: Path | None, key) -> Path:
+    """The cache folder, cache_root/<kind>/<env>-<key>, of something fitted afterwards on the
+    latents of the dataset the world model was trained on (`what`, for the error; `remedy`, what
+    to do when that dataset is gone). key: dataset folder -> the config's cache key."""
+    if dataset_root is None or not (Path(dataset_root) / "manifest.json").exists():
+        raise DatasetError(f"{what} is fitted on the dataset the world model was trained on, {dataset_root}, "
+                           f"which is not there; collect it again or {remedy}")
+    env_name = read_dataset_manifest(dataset_root)["env"]["name"]  # the manifest alone: no shard is opened
+    return Path(cfg.cache_root) / kind / f"{env_name}-{key(Path(dataset_root))}"
+
+
 def critic_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: torch.device, progress: bool = True):
     """The reach critic for this world model, fitted once on the dataset the model was trained on
     and cached under cache_root/critics; None when no evaluated goal kind gives it a weight."""
     kinds = cfg.eval.goal_kinds or list(cfg.configurator)
     if not any(cfg.configurator[k].critic_weight for k in kinds):
         return None
-    if dataset_root is None or not (Path(dataset_root) / "manifest.json").exists():
-        raise DatasetError(
-            f"the critic is fitted on the dataset the world model was trained on, {dataset_root}, which is not "
-            "there; collect it again or set configurator.<goal kind>.critic_weight=0"
-        )
     ccfg = CriticConfig(**plain(cfg.critic))
-    env_name = read_dataset_manifest(dataset_root)["env"]["name"]  # the manifest alone: no shard is opened
-    folder = Path(cfg.cache_root) / "critics" / f"{env_name}-{critic_key(checkpoint, dataset_root, ccfg)}"
+    folder = _fitted_folder(cfg, "critics", "the critic", "set configurator.<goal kind>.critic_weight=0", dataset_root,
+                            lambda root: critic_key(checkpoint, root, ccfg))
     if (folder / "critic.json").exists():
         return load_critic(folder).to(device)
     critic, stats = train_critic(wm, Dataset(dataset_root), ccfg, device, progress)
@@ -65,13 +71,10 @@ def macro_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: torc
     model was trained on and cached under cache_root/macros; None for a flat planner."""
     if "hierarchical" not in str(cfg.planner.get("_target_", "")):
         return None
-    if dataset_root is None or not (Path(dataset_root) / "manifest.json").exists():
-        raise DatasetError(f"the level-2 predictor is fitted on the dataset the world model was trained on, "
-                           f"{dataset_root}, which is not there; collect it again or choose a flat planner")
     mcfg = MacroConfig(**plain(cfg.macro))
-    env_name = read_dataset_manifest(dataset_root)["env"]["name"]
     weights = read_manifest(checkpoint)["files"][MODEL_WEIGHTS]["sha256"]
-    folder = Path(cfg.cache_root) / "macros" / f"{env_name}-{macro_key(weights, Path(dataset_root).name, mcfg)}"
+    folder = _fitted_folder(cfg, "macros", "the level-2 predictor", "choose a flat planner", dataset_root,
+                            lambda root: macro_key(weights, root.name, mcfg))
     if (folder / MACRO_MANIFEST).exists():
         return load_macro(folder).to(device)
     macro, stats = train_macro(wm, Dataset(dataset_root), mcfg, device, progress)
@@ -87,13 +90,10 @@ def decoder_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: to
     model was trained on and cached under cache_root/decoders; None when no video is written."""
     if cfg.eval.videos == 0:
         return None
-    if dataset_root is None or not (Path(dataset_root) / "manifest.json").exists():
-        raise DatasetError(f"the decoder of the videos' imagined panel is fitted on the dataset the world model was "
-                           f"trained on, {dataset_root}, which is not there; collect it again or set eval.videos=0")
     dcfg = DecoderConfig(**plain(cfg.decoder))
-    env_name = read_dataset_manifest(dataset_root)["env"]["name"]
     weights = read_manifest(checkpoint)["files"][MODEL_WEIGHTS]["sha256"]
-    folder = Path(cfg.cache_root) / "decoders" / f"{env_name}-{decoder_key(weights, Path(dataset_root).name, dcfg)}"
+    folder = _fitted_folder(cfg, "decoders", "the decoder of the videos' imagined panel", "set eval.videos=0",
+                            dataset_root, lambda root: decoder_key(weights, root.name, dcfg))
     if (folder / DECODER_MANIFEST).exists():
         return load_decoder(folder).to(device)
     decoder, stats = train_decoder(wm, Dataset(dataset_root), dcfg, device, progress)
