@@ -86,11 +86,7 @@ class PlanningPolicy:
 
             def rollout_fn(actions: torch.Tensor) -> torch.Tensor:
                 """actions [B, N, H, A] -> z [B, N, H, D]"""
-                n, h = actions.shape[1], actions.shape[2]
-                flat = actions.reshape(b * n, h, -1)  # [B*N, H, A]
-                hist = z_hist[:, None].expand(-1, n, -1, -1).reshape(b * n, 2, -1)  # [B*N, 2, D]
-                past_n = past[:, None].expand(-1, n, -1, -1).reshape(b * n, 1, -1)  # [B*N, 1, A]
-                return self.wm.rollout(hist, flat, past_actions=past_n).reshape(b, n, h, -1)
+                return self.wm.rollout_candidates(z_hist, actions, past_actions=past)
 
             if self.macro is not None:
                 self.cost.set_goal(self._subgoal(z_now, decision))

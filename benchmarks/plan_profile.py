@@ -67,10 +67,8 @@ def main() -> None:
             z_hist = torch.stack([z_now, z_now], dim=1)  # [B, 2, D]
             cost.set_goal(z_now.flip(0))
 
-            def rollout(actions):
-                n, h = actions.shape[1], actions.shape[2]
-                hist = z_hist[:, None].expand(-1, n, -1, -1).reshape(b * n, 2, d)  # [B*N, 2, D]
-                return wm.rollout(hist, actions.reshape(b * n, h, a)).reshape(b, n, h, d)
+            def rollout(actions):  # [B, N, H, A] -> [B, N, H, D], as agent/policies.py plans
+                return wm.rollout_candidates(z_hist, actions, past_actions=torch.zeros(b, 1, a))
 
             rollout_fn, cost_fn = Timer(rollout), Timer(cost)
             start = time.perf_counter()

@@ -490,3 +490,29 @@ def test_load_given_a_file_of_the_checkpoint_uses_its_folder(saved, tmp_path):
     with pytest.raises(CheckpointError, match=r"elsewhere/model.safetensors is a file and its folder holds no "
                                               r"checkpoint.json; pass the whole checkpoint folder"):
         world_model.load(stray)
+
+
+@pytest.mark.parametrize("history,k", [(2, 2), (2, 1), (3, 1), (3, 2), (3, 3)])
+def test_rollout_candidates_equal_rollouts_of_the_repeated_history(history, k):
+    """What a history's candidates share is computed once; each candidate's rollout must still be
+    rollout's on that history (gradients to the actions included: the gradient planner uses them)."""
+    model = WorldModel(tiny_config(history=history))
+    randomise_zero_init(model.predictor)
+    n, horizon = 5, 4
+    z_hist, past = torch.randn(B, k, DIM), torch.randn(B, k - 1, A)
+    actions = torch.randn(B, n, horizon, A, requires_grad=True)
+    shared = model.rollout_candidates(z_hist, actions, past_actions=past)
+    assert shared.shape == (B, n, horizon, DIM)
+    each = model.rollout(z_hist.repeat_interleave(n, 0), actions.reshape(B * n, horizon, A),
+                         past_actions=past.repeat_interleave(n, 0)).reshape(B, n, horizon, DIM)
+    assert torch.allclose(shared, each, atol=1e-5)
+    assert (shared[:, 0] - shared[:, 1]).abs().max() > 1e-3  # candidates differ, so the check could fail
+    (grad,) = torch.autograd.grad(shared[:, :, -1].sum(), actions)
+    (expected,) = torch.autograd.grad(each[:, :, -1].sum(), actions)
+    assert torch.allclose(grad, expected, atol=1e-5)
+
+
+def test_rollout_candidates_refuses_a_flat_action_batch():
+    model = WorldModel(tiny_config(history=2))
+    with pytest.raises(ValueError, match=r"actions must be \[B, N, H, A\]"):
+        model.rollout_candidates(torch.randn(B, 2, DIM), torch.randn(B, 4, A))

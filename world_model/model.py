@@ -204,6 +204,33 @@ class WorldModel(nn.Module):
         sequence = torch.cat([past_actions, actions], dim=1)  # [B, K-1+H, A]
         return self.predictor.rollout(z_hist, sequence, actions.shape[1])  # [B, H, D]
 
+    def rollout_candidates(self, z_hist: Tensor, actions: Tensor, past_actions: Tensor | None = None) -> Tensor:
+        """`rollout` of N candidate action sequences from each of B histories (a planner's
+        population), computing what the candidates of one history share once for it: the same
+        numbers as rollout on the history repeated N times, with less work and no N copies of it.
+
+        Args:
+            z_hist: [B, K, D], the last K latents, oldest first
+            actions: [B, N, H, A]; actions[:, n, 0] is applied after the last history frame
+            past_actions: [B, K-1, A], the actions taken between the history frames; None means zeros
+        Returns:
+            z [B, N, H, D]; z[:, n, h] is the latent after actions[:, n, h]
+        """
+        z_hist = self._input("z_hist", z_hist, cast=True)
+        actions = self._input("actions", actions, cast=True)
+        b, k = self._check_latents(z_hist)
+        a = self.cfg.action_dim
+        if actions.ndim != 4 or actions.shape[0] != b or min(actions.shape[1:3]) < 1 or actions.shape[3] != a:
+            raise ValueError(f"actions must be [B, N, H, A] with B={b}, N >= 1, H >= 1 and A={a}, "
+                             f"got {tuple(actions.shape)}")
+        if past_actions is None:
+            past_actions = actions.new_zeros(b, k - 1, a)
+        past_actions = self._input("past_actions", past_actions, cast=True)
+        if past_actions.shape != (b, k - 1, a):
+            raise ValueError(f"past_actions must be [B, K-1, A] = {(b, k - 1, a)}, got {tuple(past_actions.shape)}")
+        self._check_finite(actions=actions, past_actions=past_actions)
+        return self.predictor.rollout_candidates(z_hist, past_actions, actions)  # [B, N, H, D]
+
     def energy(self, z_a: Tensor, z_b: Tensor, metric: str | None = None) -> Tensor:
         """Distance between representations, averaged over D so typical values are O(1)
         when each dimension has unit spread.

@@ -69,13 +69,8 @@ class Predictor(nn.Module):
 
     def rollout(self, z: Tensor, actions: Tensor, horizon: int) -> Tensor:
         """Autoregressive rollout, feeding each prediction back; the same numbers as calling
-        forward on a sliding window, with less work per step.
-
-        What is independent of the step is computed once: the action embedding and every
-        block's modulation for the whole action sequence, and the input embedding of each latent
-        (a latent is embedded once, not once per window it appears in). Only the newest token's
-        output is projected back to D. For 7,500 planning candidates this takes 20-28% off a
-        rollout at D = 1,024 and nothing measurable at D = 256 (docs/BENCHMARKS.md).
+        forward on a sliding window, with less work per step (rollout_candidates with one
+        candidate per history).
 
         Args:
             z: history latents [B, K, D], K <= history
@@ -91,24 +86,57 @@ class Predictor(nn.Module):
                 f"actions must be [B, K-1+H, A] = {(b, k - 1 + horizon, self.action_dim)} with H >= 1, "
                 f"got {tuple(actions.shape)}"
             )
-        cond = self.action(actions)  # [B, K-1+H, W]
-        modulation = [block.modulation(cond) for block in self.blocks]  # each [B, K-1+H, 6W]
-        final_shift, final_scale = self.final_modulation(cond).chunk(2, dim=-1)  # [B, K-1+H, W] each
-        embedded = self.embed(z)  # [B, K, W], the window's latents without their time position
-        last = z[:, -1]  # [B, D]
+        return self.rollout_candidates(z, actions[:, : k - 1], actions[:, None, k - 1 :])[:, 0]  # [B, H, D]
+
+    def rollout_candidates(self, z: Tensor, past: Tensor, actions: Tensor) -> Tensor:
+        """Rollouts of N candidate action sequences from each of B histories: the numbers of
+        `rollout` on every (history, candidate) pair, with what the candidates of a history share
+        computed once for it.
+
+        Shared per history: the embedding of its latents, the modulation of its past actions,
+        and the tokens of the first window that carry a past action (under a causal mask they
+        attend only to one another). Per rollout, what is independent of the step is computed
+        once: the action embedding, every block's modulation for the whole sequence, and the
+        embedding of each latent (once, not once per window it appears in). Only the newest
+        token's output is projected back to D.
+
+        Args:
+            z: history latents [B, K, D], K <= history
+            past: [B, K-1, A]; past[:, t] led from z[:, t] to z[:, t+1]
+            actions: [B, N, H, A]; actions[:, n, 0] is applied after z[:, K-1]
+        Returns:
+            [B, N, H, D]; [:, n, h] is the latent after actions[:, n, h]
+        """
+        b, k = self._check_latents(z)
+        if actions.ndim != 4 or actions.shape[0] != b or actions.shape[2] < 1 or actions.shape[3] != self.action_dim:
+            raise ValueError(f"actions must be [B, N, H, A] with B={b}, H >= 1, A={self.action_dim}, "
+                             f"got {tuple(actions.shape)}")
+        if past.shape != (b, k - 1, self.action_dim):
+            raise ValueError(f"past must be [B, K-1, A] = {(b, k - 1, self.action_dim)}, got {tuple(past.shape)}")
+        n, horizon = actions.shape[1], actions.shape[2]
+        cond = self.action(actions.reshape(b * n, horizon, -1))  # [B*N, H, W]
+        modulation = [block.modulation(cond) for block in self.blocks]  # each [B*N, H, 6W]
+        final_shift, final_scale = self.final_modulation(cond).chunk(2, dim=-1)  # [B*N, H, W] each
+        past_cond = self.action(past)  # [B, K-1, W]
+        past_modulation = [block.modulation(past_cond) for block in self.blocks]  # each [B, K-1, 6W]
+        history = self.embed(z)  # [B, K, W], the latents without their time position
+        # the sequence is z[:, 0..K-1] then the predictions; a token is modulated by the action
+        # applied after it, so tokens before K-1 are shared and the rest belong to a candidate
+        own = history[:, -1:].repeat_interleave(n, dim=0)  # [B*N, 1, W], then the embedded predictions
+        last = z[:, -1].repeat_interleave(n, dim=0)  # [B*N, D]
         out = []
         for h in range(horizon):
-            n = embedded.shape[1]
-            start = k - 1 + h - (n - 1)  # index of the window's oldest token in the action sequence
-            x = embedded + self.time[:, :n]  # [B, n, W]
-            mask = causal_mask(n, z.device)
-            for block, mod in zip(self.blocks, modulation):
-                x = block.modulated(x, mod[:, start : start + n], mask)
-            t = start + n - 1  # the newest token, the only one whose prediction is new
-            last = last + self.out(self.norm(x[:, -1]) * (1 + final_scale[:, t]) + final_shift[:, t])  # [B, D]
+            window = min(k + h, self.history)
+            first = k + h - window  # sequence index of the window's oldest token
+            s = max(0, k - 1 - first)  # window tokens with a past action: shared
+            prefix = history[:, first : first + s] + self.time[:, :s]  # [B, s, W]
+            x = own[:, own.shape[1] - (window - s) :] + self.time[:, s:window]  # [B*N, window - s, W]
+            for block, mod, past_mod in zip(self.blocks, modulation, past_modulation):
+                prefix, x = block.modulated_prefix(prefix, x, past_mod[:, first : first + s],
+                                                   mod[:, h + 1 - x.shape[1] : h + 1], n)
+            last = last + self.out(self.norm(x[:, -1]) * (1 + final_scale[:, h]) + final_shift[:, h])  # [B*N, D]
             out.append(last)
             if h + 1 < horizon:
                 # slide: the prediction joins the window, the oldest latent leaves it once full
-                embedded = torch.cat([embedded, self.embed(last)[:, None]], dim=1)[:, -self.history :]
-        return torch.stack(out, dim=1)  # [B, H, D]
-
+                own = torch.cat([own, self.embed(last)[:, None]], dim=1)[:, -self.history :]
+        return torch.stack(out, dim=1).view(b, n, horizon, -1)  # [B*N, H, D] -> [B, N, H, D]
