@@ -4,7 +4,9 @@
         [bench=outputs/benchmark/NAME]
 
 Every override that lists values separated by commas (hydra's sweep syntax) is an axis of the grid;
-the others apply to every cell. Cells share `cache_root`, so a dataset, model or critic is built
+the others apply to every cell. An axis other than env, planner and seed (a search budget, e.g.
+`planner.samples=50,150,300`) makes each of its values a row of its own and a point on the
+planner's line in success_vs_ms.png. Cells share `cache_root`, so a dataset, model or critic is built
 once and reused by every cell that needs it (a planner axis trains nothing new). Each cell writes
 its run into <bench>/cells/<cell>/; a cell whose summary is there is not run again, so a killed
 grid continues where it stopped. At the end the results table and plots are written to <bench>

@@ -2,8 +2,8 @@
 
     python -m agent.results BENCH [--page docs/RESULTS.md]
 
-Rows: per env, goal kind, planner and training seed, the success rate with its 95% Wilson
-interval, mean final distance, mean / p95 ms per decision and the cell's wall time; pooled rows add
+Rows: per env, goal kind, planner (with any other axis of the grid, such as a search budget) and
+training seed, the success rate with its 95% Wilson interval, mean final distance, mean / p95 ms per decision and the cell's wall time; pooled rows add
 the seeds up. Random and do-nothing baselines ran on the same episodes in every cell and are
 listed once per env, goal kind and seed. Written to BENCH/results.{md,csv,json} and BENCH/*.png;
 --page also writes a results page (and copies the plots next to it) for docs/.
@@ -52,13 +52,20 @@ def load_rows(bench: Path) -> tuple[list[dict], dict]:
             rule = goal_kinds[kind].success if kind in goal_kinds else ""
             protocol[f"{env}/{kind}"] = {**p, "success": rule, "episodes": cell["eval"]["episodes"],
                                          "eval_seed": cell["eval"]["seed"]}
+        # axes other than env, planner and seed (a search budget such as planner.samples=50) make
+        # a planner variant of its own row, and a line through its budgets in success_vs_ms.png
+        variant = " ".join(f"{k}={v}" for k, v in cell["cell"].items() if k not in ("env", "planner", "seed"))
+        episodes = json.dumps(cell["eval"], sort_keys=True)
         for r in summary["rows"]:
             planner = cell["planner"] if r["policy"] == "planner" else r["policy"]
-            key = (env, r["protocol"], planner, seed)
+            if r["policy"] == "planner" and variant:
+                planner = f"{planner} {variant}"
+            key = (env, r["protocol"], planner, seed, episodes)
             if key in seen:  # a baseline already listed from another cell: the same episodes
                 continue
             seen.add(key)
             rows.append({"env": env, "goal_kind": r["protocol"], "planner": planner, "seed": seed,
+                         "planner_name": cell["planner"] if r["policy"] == "planner" else r["policy"],
                          "episodes": r["episodes"], "successes": r["successes"], "success_rate": r["success_rate"],
                          "ci_low": r["ci95"][0], "ci_high": r["ci95"][1],
                          "final_distance_mean": r["final_distance_mean"], "plan_ms_mean": r["plan_ms_mean"],
@@ -78,6 +85,7 @@ def pool(rows: list[dict]) -> list[dict]:
         low, high = wilson_interval(int(wins), int(n))
         mean = lambda key: sum(r[key] * r["episodes"] for r in group) / n if n else float("nan")  # noqa: E731
         pooled.append({"env": env, "goal_kind": kind, "planner": planner, "seeds": sorted(r["seed"] for r in group),
+                       "planner_name": group[0].get("planner_name", planner),
                        "episodes": n, "successes": wins, "success_rate": wins / n if n else float("nan"),
                        "ci_low": low, "ci_high": high, "final_distance_mean": mean("final_distance_mean"),
                        "plan_ms_mean": mean("plan_ms_mean"), "plan_ms_p95": max(r["plan_ms_p95"] for r in group)})
@@ -139,10 +147,17 @@ def plot(bench: Path, rows: list[dict], pooled: list[dict]) -> list[Path]:
 
     fig, axes = plt.subplots(1, len(envs_), figsize=(5 * len(envs_), 4), squeeze=False)
     for ax, env in zip(axes[0], envs_):
-        for r in (r for r in pooled if r["env"] == env and r["planner"] not in BASELINES):
-            ax.errorbar(r["plan_ms_mean"], 100 * r["success_rate"],
-                        yerr=[[100 * (r["success_rate"] - r["ci_low"])], [100 * (r["ci_high"] - r["success_rate"])]],
-                        fmt="o", capsize=3, label=f"{r['goal_kind']} {r['planner']}")
+        lines = defaultdict(list)  # (goal kind, planner name) -> its variants: one line through its budgets
+        for r in pooled:
+            if r["env"] == env and r["planner"] not in BASELINES:
+                lines[(r["goal_kind"], r["planner_name"])].append(r)
+        for (kind, name), group in sorted(lines.items()):
+            group.sort(key=lambda r: r["plan_ms_mean"])
+            rate = [100 * r["success_rate"] for r in group]
+            ax.errorbar([r["plan_ms_mean"] for r in group], rate,
+                        yerr=[[a - 100 * r["ci_low"] for a, r in zip(rate, group)],
+                              [100 * r["ci_high"] - a for a, r in zip(rate, group)]],
+                        fmt="o-", capsize=3, label=f"{kind} {name}")
         ax.set_xscale("log")
         ax.set_xlabel("ms per decision (mean)")
         ax.set_ylabel("success %")

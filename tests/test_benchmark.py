@@ -52,16 +52,17 @@ def test_a_killed_grid_continues_without_redoing_finished_cells(tmp_path, monkey
         run_grid([*args[:-1], "planner=cem,icem"], tmp_path / "bench", progress=False)
 
 
-def _fake_cell(bench: Path, planner: str, seed: int, successes: int) -> None:
-    folder = bench / "cells" / f"planner-{planner}_seed-{seed}"
+def _fake_cell(bench: Path, planner: str, seed: int, successes: int, extra: dict | None = None,
+               ms: float = 100.0) -> None:
+    folder = bench / "cells" / cell_name([("planner", planner), ("seed", str(seed)), *(extra or {}).items()])
     folder.mkdir(parents=True)
     rows = [{"protocol": "rooms", "env": "two-rooms", "policy": policy, "episodes": 10, "successes": s,
-             "success_rate": s / 10, "ci95": [0.0, 1.0], "final_distance_mean": 0.1, "plan_ms_mean": 100.0 * (policy == "planner"),
+             "success_rate": s / 10, "ci95": [0.0, 1.0], "final_distance_mean": 0.1, "plan_ms_mean": ms * (policy == "planner"),
              "plan_ms_p95": 150.0 * (policy == "planner"), "wall_s_per_episode": 1.0}
             for policy, s in (("planner", successes), ("random", 1), ("zero", 0))]
     (folder / "summary.json").write_text(json.dumps({"env": "two-rooms", "rows": rows, "checkpoint": None}))
     (folder / "records.jsonl").write_text(json.dumps({"goal_kind": "rooms", "budget": 215}) + "\n")
-    (folder / "cell.json").write_text(json.dumps({"cell": {"planner": planner, "seed": seed}, "wall_s": 60.0,
+    (folder / "cell.json").write_text(json.dumps({"cell": {"planner": planner, "seed": seed, **(extra or {})}, "wall_s": 60.0,
                                                   "planner": planner, "seed": seed, "machine": "2 CPU cores",
                                                   "eval": {"episodes": 10, "seed": 0}}))
 
@@ -87,3 +88,18 @@ def test_pooled_interval_narrows_with_more_seeds():
     one = pool([{**row, "seed": 0}])[0]
     two = pool([{**row, "seed": 0}, {**row, "seed": 1}])[0]
     assert two["ci_high"] - two["ci_low"] < one["ci_high"] - one["ci_low"] and two["success_rate"] == 0.8
+
+
+def test_a_budget_axis_gives_each_budget_its_own_row(tmp_path):
+    """planner.samples=50,300 as a grid axis: two rows per planner (not the first budget's row
+    twice), the baselines once, and the pooled rows keep the planner's name for its plot line."""
+    bench = tmp_path / "bench"
+    for samples, wins, ms in (("50", 3, 40.0), ("300", 7, 250.0)):
+        for seed in (0, 1):
+            _fake_cell(bench, "cem", seed, wins, {"planner.samples": samples}, ms)
+    text = write_page(bench, tmp_path / "RESULTS.md").read_text()
+    assert "| rooms | cem planner.samples=50 | 0,1 | **30%** (6/20) |" in text
+    assert "| rooms | cem planner.samples=300 | 0,1 | **70%** (14/20) |" in text
+    assert text.count("| rooms | random | 0,1 |") == 1
+    pooled = json.loads((bench / "results.json").read_text())["pooled"]
+    assert {r["planner_name"] for r in pooled} == {"cem", "random", "zero"}
