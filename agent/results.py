@@ -2,9 +2,9 @@
 
     python -m agent.results BENCH [--page docs/RESULTS.md]
 
-Rows: per env, goal kind, planner (with any other axis of the grid, such as a search budget) and
-training seed, the success rate with its 95% Wilson interval, mean final distance, mean / p95 ms per decision and the cell's wall time; pooled rows add
-the seeds up. Random and do-nothing baselines ran on the same episodes in every cell and are
+Rows: per env, goal kind, planner (with any other axis of the grid, such as a search budget),
+training seed and evaluation seed, the success rate with its 95% Wilson interval, mean final distance, mean / p95 ms per decision and the cell's wall time; pooled rows add
+the seeds up (training seeds, evaluation seeds, or both). Random and do-nothing baselines ran on the same episodes in every cell and are
 listed once per env, goal kind and seed. Written to BENCH/results.{md,csv,json} and BENCH/*.png;
 --page also writes a results page (and copies the plots next to it) for docs/.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 from agent.report import wilson_interval
 
 BASELINES = ("random", "zero")
-COLUMNS = ["env", "goal_kind", "planner", "seed", "episodes", "successes", "success_rate", "ci_low", "ci_high",
+COLUMNS = ["env", "goal_kind", "planner", "seed", "eval_seed", "episodes", "successes", "success_rate", "ci_low", "ci_high",
            "final_distance_mean", "plan_ms_mean", "plan_ms_p95", "wall_s"]
 
 
@@ -50,11 +50,12 @@ def load_rows(bench: Path) -> tuple[list[dict], dict]:
         goal_kinds = envs.REGISTRY[env][0].goal_kinds if env in envs.REGISTRY else {}
         for kind, p in _protocols(folder).items():
             rule = goal_kinds[kind].success if kind in goal_kinds else ""
+            seeds = protocol.get(f"{env}/{kind}", {}).get("eval_seeds", [])
             protocol[f"{env}/{kind}"] = {**p, "success": rule, "episodes": cell["eval"]["episodes"],
-                                         "eval_seed": cell["eval"]["seed"]}
+                                         "eval_seeds": sorted(set(seeds) | {cell["eval"]["seed"]})}
         # axes other than env, planner and seed (a search budget such as planner.samples=50) make
         # a planner variant of its own row, and a line through its budgets in success_vs_ms.png
-        variant = " ".join(f"{k}={v}" for k, v in cell["cell"].items() if k not in ("env", "planner", "seed"))
+        variant = " ".join(f"{k}={v}" for k, v in cell["cell"].items() if k not in ("env", "planner", "seed", "eval.seed"))
         episodes = json.dumps(cell["eval"], sort_keys=True)
         for r in summary["rows"]:
             planner = cell["planner"] if r["policy"] == "planner" else r["policy"]
@@ -65,6 +66,7 @@ def load_rows(bench: Path) -> tuple[list[dict], dict]:
                 continue
             seen.add(key)
             rows.append({"env": env, "goal_kind": r["protocol"], "planner": planner, "seed": seed,
+                         "eval_seed": cell["eval"]["seed"],
                          "planner_name": cell["planner"] if r["policy"] == "planner" else r["policy"],
                          "episodes": r["episodes"], "successes": r["successes"], "success_rate": r["success_rate"],
                          "ci_low": r["ci95"][0], "ci_high": r["ci95"][1],
@@ -72,6 +74,11 @@ def load_rows(bench: Path) -> tuple[list[dict], dict]:
                          "plan_ms_p95": r["plan_ms_p95"], "wall_s": cell["wall_s"],
                          "model": summary.get("checkpoint")})
     return rows, protocol
+
+
+def seed_label(row: dict) -> str:
+    """"training seed/evaluation seed" of a row, e.g. "1/0"."""
+    return f"{row['seed']}/{row.get('eval_seed', 0)}"
 
 
 def pool(rows: list[dict]) -> list[dict]:
@@ -84,7 +91,7 @@ def pool(rows: list[dict]) -> list[dict]:
         n, wins = sum(r["episodes"] for r in group), sum(r["successes"] for r in group)
         low, high = wilson_interval(int(wins), int(n))
         mean = lambda key: sum(r[key] * r["episodes"] for r in group) / n if n else float("nan")  # noqa: E731
-        pooled.append({"env": env, "goal_kind": kind, "planner": planner, "seeds": sorted(r["seed"] for r in group),
+        pooled.append({"env": env, "goal_kind": kind, "planner": planner, "seeds": sorted(seed_label(r) for r in group),
                        "planner_name": group[0].get("planner_name", planner),
                        "episodes": n, "successes": wins, "success_rate": wins / n if n else float("nan"),
                        "ci_low": low, "ci_high": high, "final_distance_mean": mean("final_distance_mean"),
@@ -99,20 +106,21 @@ def markdown(rows: list[dict], pooled: list[dict], protocol: dict) -> str:
         lines += [f"### {env}", ""]
         for key, p in sorted(protocol.items()):
             if key.startswith(env + "/"):
-                lines.append(f"- `{key.split('/', 1)[1]}`: budget {p['budget']} control steps, {p['episodes']} episodes, "
-                             f"evaluation seed {p['eval_seed']}; success: {p['success']}")
-        lines += ["", "| goal kind | planner | seeds | success | 95% CI | final distance | ms / decision (mean, p95) |",
+                seeds = ", ".join(map(str, p["eval_seeds"]))
+                lines.append(f"- `{key.split('/', 1)[1]}`: budget {p['budget']} control steps, {p['episodes']} episodes "
+                             f"per cell, evaluation seeds {seeds}; success: {p['success']}")
+        lines += ["", "| goal kind | planner | seeds (training/evaluation) | success | 95% CI | final distance | ms / decision (mean, p95) |",
                   "|---|---|---|---|---|---|---|"]
         for r in sorted((r for r in pooled if r["env"] == env), key=lambda r: (r["goal_kind"], r["planner"] in BASELINES,
                                                                              -r["success_rate"])):
             ms = f"{r['plan_ms_mean']:.0f}, {r['plan_ms_p95']:.0f}" if r["planner"] not in BASELINES else "-"
-            lines.append(f"| {r['goal_kind']} | {r['planner']} | {','.join(map(str, r['seeds']))} | "
+            lines.append(f"| {r['goal_kind']} | {r['planner']} | {', '.join(r['seeds'])} | "
                          f"**{100 * r['success_rate']:.0f}%** ({r['successes']:.0f}/{r['episodes']:.0f}) | "
                          f"{100 * r['ci_low']:.0f}-{100 * r['ci_high']:.0f}% | {r['final_distance_mean']:.3f} | {ms} |")
-        lines += ["", "<details><summary>per seed</summary>", "", "| goal kind | planner | seed | success | 95% CI | "
+        lines += ["", "<details><summary>per seed</summary>", "", "| goal kind | planner | seed (training/evaluation) | success | 95% CI | "
                   "final distance | ms / decision (mean, p95) | cell wall time |", "|---|---|---|---|---|---|---|---|"]
-        for r in sorted((r for r in rows if r["env"] == env), key=lambda r: (r["goal_kind"], r["planner"], r["seed"])):
-            lines.append(f"| {r['goal_kind']} | {r['planner']} | {r['seed']} | {100 * r['success_rate']:.0f}% | "
+        for r in sorted((r for r in rows if r["env"] == env), key=lambda r: (r["goal_kind"], r["planner"], r["seed"], r["eval_seed"])):
+            lines.append(f"| {r['goal_kind']} | {r['planner']} | {seed_label(r)} | {100 * r['success_rate']:.0f}% | "
                          f"{100 * r['ci_low']:.0f}-{100 * r['ci_high']:.0f}% | {r['final_distance_mean']:.3f} | "
                          f"{r['plan_ms_mean']:.0f}, {r['plan_ms_p95']:.0f} | {r['wall_s'] / 60:.1f} min |")
         lines += ["", "</details>", ""]

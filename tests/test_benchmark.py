@@ -53,7 +53,7 @@ def test_a_killed_grid_continues_without_redoing_finished_cells(tmp_path, monkey
 
 
 def _fake_cell(bench: Path, planner: str, seed: int, successes: int, extra: dict | None = None,
-               ms: float = 100.0) -> None:
+               ms: float = 100.0, eval_seed: int = 0) -> None:
     folder = bench / "cells" / cell_name([("planner", planner), ("seed", str(seed)), *(extra or {}).items()])
     folder.mkdir(parents=True)
     rows = [{"protocol": "rooms", "env": "two-rooms", "policy": policy, "episodes": 10, "successes": s,
@@ -64,7 +64,7 @@ def _fake_cell(bench: Path, planner: str, seed: int, successes: int, extra: dict
     (folder / "records.jsonl").write_text(json.dumps({"goal_kind": "rooms", "budget": 215}) + "\n")
     (folder / "cell.json").write_text(json.dumps({"cell": {"planner": planner, "seed": seed, **(extra or {})}, "wall_s": 60.0,
                                                   "planner": planner, "seed": seed, "machine": "2 CPU cores",
-                                                  "eval": {"episodes": 10, "seed": 0}}))
+                                                  "eval": {"episodes": 10, "seed": eval_seed}}))
 
 
 def test_results_page_is_built_from_a_benchmark_folder(tmp_path):
@@ -73,11 +73,11 @@ def test_results_page_is_built_from_a_benchmark_folder(tmp_path):
         _fake_cell(bench, planner, seed, wins)
     page = write_page(bench, tmp_path / "docs" / "RESULTS.md")
     text = page.read_text()
-    assert "| rooms | hierarchical | 0,1 | **85%** (17/20) |" in text  # pooled over the two seeds
-    assert "| rooms | cem | 0,1 | **50%** (10/20) |" in text
-    assert "budget 215 control steps, 10 episodes, evaluation seed 0" in text
+    assert "| rooms | hierarchical | 0/0, 1/0 | **85%** (17/20) |" in text  # pooled over the two seeds
+    assert "| rooms | cem | 0/0, 1/0 | **50%** (10/20) |" in text
+    assert "budget 215 control steps, 10 episodes per cell, evaluation seeds 0" in text
     # baselines listed once per seed (and pooled once), not once per planner cell
-    assert text.count("| rooms | random | 0,1 |") == 1 and text.count("| rooms | random | 0 |") == 1
+    assert text.count("| rooms | random | 0/0, 1/0 |") == 1 and text.count("| rooms | random | 0/0 |") == 1
     for name in ("success.png", "success_vs_ms.png", "training.png"):
         assert (tmp_path / "docs" / "results" / name).stat().st_size > 0
 
@@ -98,8 +98,20 @@ def test_a_budget_axis_gives_each_budget_its_own_row(tmp_path):
         for seed in (0, 1):
             _fake_cell(bench, "cem", seed, wins, {"planner.samples": samples}, ms)
     text = write_page(bench, tmp_path / "RESULTS.md").read_text()
-    assert "| rooms | cem planner.samples=50 | 0,1 | **30%** (6/20) |" in text
-    assert "| rooms | cem planner.samples=300 | 0,1 | **70%** (14/20) |" in text
-    assert text.count("| rooms | random | 0,1 |") == 1
+    assert "| rooms | cem planner.samples=50 | 0/0, 1/0 | **30%** (6/20) |" in text
+    assert "| rooms | cem planner.samples=300 | 0/0, 1/0 | **70%** (14/20) |" in text
+    assert text.count("| rooms | random | 0/0, 1/0 |") == 1
     pooled = json.loads((bench / "results.json").read_text())["pooled"]
     assert {r["planner_name"] for r in pooled} == {"cem", "random", "zero"}
+
+
+def test_evaluation_seeds_pool_like_training_seeds(tmp_path):
+    """eval.seed=0,1 as an axis: other episodes of the same model, pooled into one row (not a
+    variant row per seed), the baselines of each evaluation seed kept apart."""
+    bench = tmp_path / "bench"
+    for eval_seed, wins in ((0, 4), (1, 6)):
+        _fake_cell(bench, "cem", 0, wins, {"eval.seed": str(eval_seed)}, eval_seed=eval_seed)
+    text = write_page(bench, tmp_path / "RESULTS.md").read_text()
+    assert "| rooms | cem | 0/0, 0/1 | **50%** (10/20) |" in text
+    assert "| rooms | random | 0/0, 0/1 | **10%** (2/20) |" in text
+    assert "evaluation seeds 0, 1" in text
