@@ -115,3 +115,15 @@ def test_evaluation_seeds_pool_like_training_seeds(tmp_path):
     assert "| rooms | cem | 0/0, 0/1 | **50%** (10/20) |" in text
     assert "| rooms | random | 0/0, 0/1 | **10%** (2/20) |" in text
     assert "evaluation seeds 0, 1" in text
+
+
+def test_a_page_combines_grids_run_separately(tmp_path):
+    """Two benchmark folders (say one env each, run at different times) make one page with both
+    commands and both sets of rows."""
+    for name, planner, wins in (("a", "cem", 4), ("b", "mppi", 7)):
+        _fake_cell(tmp_path / name, planner, 0, wins)
+        (tmp_path / name / "grid.json").write_text(json.dumps({"fixed": ["eval.episodes=10"], "axes": [["planner", [planner]]]}))
+    text = write_page([tmp_path / "a", tmp_path / "b"], tmp_path / "RESULTS.md").read_text()
+    assert "| rooms | cem | 0/0 | **40%** (4/10) |" in text and "| rooms | mppi | 0/0 | **70%** (7/10) |" in text
+    assert f"planner=cem bench={tmp_path / 'a'}" in text and f"planner=mppi bench={tmp_path / 'b'}" in text
+    assert (tmp_path / "results" / "success_vs_ms.png").stat().st_size > 0
