@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from agent.parts import merge, parse_shard_range, part_name, read_part, shard_count, shard_name
-from world_model.atomic import fsync_dir
+from world_model.atomic import check_writable, fsync_dir
 from world_model.dataset import (
     EXTRA_PREFIX,
     MANIFEST,
@@ -110,6 +110,8 @@ _WRITE_HINTS = {
     errno.ENOSPC: "the disk is full: free space on it",
     errno.EDQUOT: "your disk quota is used up: free space in it",
     errno.EFBIG: "the file is larger than its file system or the file size limit (`ulimit -f`) allows: raise the limit",
+    errno.EACCES: "you have no write permission there: get it",
+    errno.EROFS: "the file system is read-only: make it writable",
 }
 
 
@@ -311,6 +313,8 @@ def collect(
             manifest["part"] = {"shards": list(shards)}  # dropped by the merge
         _save_manifest(manifest_path, manifest)
 
+    # an unfinished dataset in a folder that cannot be written would fail at its first shard
+    check_writable(root, "the dataset's shards", "point cache_root (or data.out) at a folder you can write to")
     done = {s["name"] for s in manifest["shards"]}
     jobs = []
     for index in range(*(shards or (0, shard_count(data)))):

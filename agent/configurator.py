@@ -13,6 +13,8 @@ from typing import Any
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 
+from envs.base import setting_type_problems
+
 
 @dataclass
 class TaskSettings:
@@ -117,6 +119,10 @@ def build_planner(planner_cfg: dict, setup: PlanSetup, **settings):
     if unknown:
         raise ValueError(f"planner {name} takes no setting {', '.join(unknown)}; it takes {', '.join(taken)} "
                          "(check the configurator's planner overrides and the planner=... overrides)")
+    wrong = setting_type_problems(get_class(cfg["_target_"]), {**{k: v for k, v in cfg.items() if k != "_target_"},
+                                                               **kwargs})
+    if wrong:
+        raise ValueError(f"planner {name}: {'; '.join(wrong)}")
     try:
         return instantiate(cfg, **kwargs)
     except InstantiationException as e:  # hydra's message wraps the planner's own in two lines of context

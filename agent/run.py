@@ -23,6 +23,7 @@ import world_model
 from agent.collect import collect, dataset_dir, env_settings
 from agent.critic import CriticConfig, critic_key, load_critic, save_critic, train_critic
 from agent.evaluate import check_model_fits_env, evaluate
+from world_model.atomic import check_writable
 from world_model.checkpoint import WEIGHTS as MODEL_WEIGHTS
 from world_model.checkpoint import read_manifest
 from world_model.dataset import Dataset, DatasetError, write_json_atomic
@@ -35,6 +36,7 @@ from world_model.plain import plain
 from world_model.train import pick_device, run_dir, train
 
 STAGES = ("collect", "train", "eval", "all")
+CRITIC_OFF = "set configurator.<goal kind>.critic_weight=0"
 
 
 def _fitted_folder(cfg, kind: str, what: str, remedy: str, dataset_root: Path | None, key) -> Path:
@@ -55,10 +57,11 @@ def critic_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: tor
     if not any(cfg.configurator[k].critic_weight for k in kinds):
         return None
     ccfg = CriticConfig(**plain(cfg.critic))
-    folder = _fitted_folder(cfg, "critics", "the critic", "set configurator.<goal kind>.critic_weight=0", dataset_root,
+    folder = _fitted_folder(cfg, "critics", "the critic", CRITIC_OFF, dataset_root,
                             lambda root: critic_key(checkpoint, root, ccfg))
     if (folder / "critic.json").exists():
         return load_critic(folder).to(device)
+    check_writable(folder, "the critic", f"pass cache_root=<a folder you can write to>, or {CRITIC_OFF}")
     critic, stats = train_critic(wm, Dataset(dataset_root), ccfg, device, progress)
     save_critic(folder, critic, stats)
     print(f"critic: {folder} (encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s, "
@@ -77,6 +80,7 @@ def macro_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: torc
                             lambda root: macro_key(weights, root.name, mcfg))
     if (folder / MACRO_MANIFEST).exists():
         return load_macro(folder).to(device)
+    check_writable(folder, "the level-2 predictor", "pass cache_root=<a folder you can write to>, or choose a flat planner")
     macro, stats = train_macro(wm, Dataset(dataset_root), mcfg, device, progress)
     save_macro(folder, macro, stats)
     errors = ", ".join(f"{e:.3f} (copy-last {c:.3f})" for e, c in zip(stats["held_out_error"], stats["held_out_copy_last"]))
@@ -96,6 +100,7 @@ def decoder_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: to
                             dataset_root, lambda root: decoder_key(weights, root.name, dcfg))
     if (folder / DECODER_MANIFEST).exists():
         return load_decoder(folder).to(device)
+    check_writable(folder, "the videos' decoder", "pass cache_root=<a folder you can write to>, or set eval.videos=0")
     decoder, stats = train_decoder(wm, Dataset(dataset_root), dcfg, device, progress)
     save_decoder(folder, decoder, stats, weights)
     per_step = ", ".join(f"{m:.4f}" for m in stats["prediction_mse"])

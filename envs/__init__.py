@@ -22,7 +22,7 @@ SIMULATOR_VERSIONS = {"mujoco": MUJOCO_VERSION, "dm_control": DM_CONTROL_VERSION
 
 import gymnasium  # noqa: E402
 
-from envs.base import EpisodeSpec, GoalEnv, GoalKind  # noqa: E402
+from envs.base import EpisodeSpec, GoalEnv, GoalKind, setting_type_problems  # noqa: E402
 
 # One line per env family: the module of its folder, which exports ENVS and replay (envs/base.py).
 FAMILIES = [
@@ -67,6 +67,9 @@ def make(name: str, **overrides) -> GoalEnv:
     unknown = set(overrides) - allowed
     if unknown:
         raise ValueError(f"env {name!r} has no setting(s) {sorted(unknown)}; valid: {', '.join(sorted(allowed))}")
+    wrong = setting_type_problems(cls, overrides)
+    if wrong:
+        raise ValueError(f"env {name!r}: {'; '.join(wrong)}")
     problem = backend_problem(GL_BACKEND)
     if problem:  # here, not at import: `--help` and replay need no rendering
         raise RenderingUnavailable(problem)

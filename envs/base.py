@@ -13,6 +13,8 @@ action for `action_repeat` control steps and renders one frame. Budgets are in c
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -71,6 +73,10 @@ class GoalEnv(gym.Env):
     Action: `action_space`, a gymnasium Box [A] of any size and bounds.
     `reset(seed=..., options=...)`: options may include "goal_kind" and whatever the family's
     episode specs put there; `step` returns info = evaluate().
+    Rendering is the family's own; `close()` frees it. The MuJoCo families share one offscreen
+    renderer among all their instances of one model file and frame size in a process
+    (envs/_gl.py: shared_renderer), so a batch of evaluation envs costs one GL context; a family
+    that does not use it renders as it likes.
     """
 
     name: str
@@ -135,3 +141,39 @@ def observation_space(image_size: int, proprio_size: int) -> spaces.Dict:
 def probe_names(groups: dict[str, tuple[str, ...]]) -> list[str]:
     """The flat probe target names in order."""
     return [name for names in groups.values() for name in names]
+
+
+def setting_type_problems(fn: Callable, settings: dict[str, Any]) -> list[str]:
+    """One phrase per setting of `fn` (an env class, a planner) whose value is not of the type of
+    its default, e.g. "image_size='big' is a str, not an int (default 64)": settings from the
+    command line reach constructors untyped, and a constructor comparing a string with a number
+    fails with a bare TypeError. A setting without a default, or with default None, is not
+    checked; an int is taken where the default is a float, a list where it is a tuple, None where
+    the annotation allows it."""
+    parameters = inspect.signature(fn).parameters
+    problems = []
+    for key, value in settings.items():
+        default = parameters[key].default if key in parameters else None
+        if default is None or default is inspect.Parameter.empty:
+            continue
+        if value is None and "None" in str(parameters[key].annotation):  # e.g. `seed: int | None = 0`
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if isinstance(default, bool):
+            fits = isinstance(value, bool)
+        elif isinstance(default, int):
+            fits = number and isinstance(value, int)
+        elif isinstance(default, float):
+            fits = number
+        elif isinstance(default, (list, tuple)):
+            fits = isinstance(value, (list, tuple))
+        else:
+            fits = isinstance(value, type(default))
+        if not fits:
+            got, want = type(value).__name__, type(default).__name__
+            problems.append(f"{key}={value!r} is {_a(got)} {got}, not {_a(want)} {want} (default {default!r})")
+    return problems
+
+
+def _a(noun: str) -> str:
+    return "an" if noun[0] in "aeiou" else "a"

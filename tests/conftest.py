@@ -22,3 +22,48 @@ def tiny_data(tmp_path_factory):
                       out=str(tmp_path_factory.mktemp("tiny") / "data"))
     root = collect(env, data, progress=False)
     return env, data, root
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """read_only(folder): nothing can be created under `folder` from now on, as in a cache folder
+    without write permission. chmod 0555 for an ordinary user; root writes through any mode, so
+    for root the calls that create files and folders (os.open with O_CREAT, os.mkdir) fail under
+    `folder` with EACCES, as they do for a user without permission."""
+    import errno
+    from pathlib import Path
+
+    chmodded = []
+
+    def apply(folder: Path) -> None:
+        folder = Path(folder).resolve()
+        if os.geteuid() != 0:
+            folder.chmod(0o555)
+            chmodded.append(folder)
+            return
+        real_open, real_mkdir = os.open, os.mkdir
+
+        def refused(path) -> bool:
+            return Path(os.fsdecode(path)).resolve().is_relative_to(folder)
+
+        def denied(path):
+            return PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fsdecode(path))
+
+        def open_(path, flags, *args, **kwargs):
+            if flags & os.O_CREAT and refused(path):
+                raise denied(path)
+            return real_open(path, flags, *args, **kwargs)
+
+        def mkdir_(path, *args, **kwargs):
+            if refused(path):
+                if os.path.exists(path):  # what mkdir says first, writable or not
+                    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fsdecode(path))
+                raise denied(path)
+            return real_mkdir(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", open_)
+        monkeypatch.setattr(os, "mkdir", mkdir_)
+
+    yield apply
+    for folder in chmodded:
+        folder.chmod(0o755)  # so pytest can remove it

@@ -194,3 +194,34 @@ def test_every_decoder_config_builds_a_decoder(decoder):
     assert cfg == DecoderConfig()  # the YAML equals the class defaults (one source of truth)
     built = Decoder(768, 96, (8, 12), cfg)  # the default representation: an 8x8 grid of 12 numbers, 96 px
     assert built(torch.zeros(2, 768)).shape == (2, 96, 96, 3)
+
+
+@pytest.mark.parametrize("override, line", [
+    ("steps=abc", "Value 'abc' of type 'str' could not be converted to Integer"),
+    ("eval.episodes=1.5", "Value '1.5' of type 'float' could not be converted to Integer"),
+    ("data.episodes=many", "Value 'many' of type 'str' could not be converted to Integer"),
+    ("eval.verify_replay=maybe", "Value 'maybe' is not a valid bool (type str)"),
+])
+def test_typed_settings_of_the_wrong_type_are_refused_by_the_schema(override, line):
+    """hydra's lines on the command line: "Error merging override <override>", then the line below."""
+    with pytest.raises(Exception, match=f"^Error merging override {override}$") as refused:
+        _compose("run", [override])
+    assert str(refused.value.__cause__).splitlines()[0] == line
+
+
+def test_env_and_planner_settings_of_the_wrong_type_are_one_line():
+    """The env and planner nodes are untyped in the schema (any env or planner may be named), so
+    their values reach the constructors as given; each is checked against its default's type."""
+    from agent.configurator import PlanSetup, build_planner
+
+    cfg = _compose("run", ["env.image_size=big", "env.shadows=yes", "planner.samples=many"])
+    with pytest.raises(ValueError, match=r"^env 'reacher': image_size='big' is a str, not an int \(default 64\); "
+                                         r"shadows='yes' is a str, not a bool \(default False\)$"):
+        build_env(cfg.env)
+    setup = PlanSetup(budget=20, decisions=4, horizon=3, planner_overrides={}, replan_every=1, shrink_horizon=True,
+                      cost_weights={}, goal_energy={})
+    with pytest.raises(ValueError, match=r"^planner cem: samples='many' is a str, not an int \(default 150\)$"):
+        build_planner(OmegaConf.to_container(cfg.planner), setup)
+    # what the YAML types give is taken: an int for a float, None for an optional seed
+    planner = {**OmegaConf.to_container(cfg.planner), "samples": 20, "init_std": 1}
+    assert build_planner(planner, setup, seed=None).samples == 20

@@ -17,6 +17,7 @@ import world_model
 from agent.costs import CriticDistance, build_cost
 from agent.critic import CriticConfig, fit_critic, load_critic, save_critic
 from agent.run import critic_for
+from world_model.atomic import NotWritable
 from world_model.checkpoint import CheckpointError
 from world_model.dataset import DatasetError
 from world_model.model import WorldModel, WorldModelConfig
@@ -177,3 +178,25 @@ def test_the_probe_benchmark_refuses_a_held_out_fraction_of_0(tiny_data, tiny_wm
     assert done.stderr.strip().splitlines()[-1].endswith(
         "--held-out-fraction=0.0: it must lie in (0, 1), because the probes are scored on held-out episodes (the "
         "last ones); 0.1 is the default")
+
+
+def test_a_read_only_cache_refuses_fitting_the_critic_but_serves_a_fitted_one(tiny_data, tiny_wm, tmp_path, read_only):
+    cfg = OmegaConf.create({"eval": {"goal_kinds": ["task"]}, "configurator": {"task": {"critic_weight": 0.3}},
+                            "critic": {"steps": 2, "batch_size": 4, "hidden": 8, "dim": 2},
+                            "cache_root": str(tmp_path / "cache")})
+    (tmp_path / "cache").mkdir()
+    fitted = critic_for(cfg, tiny_wm[0], tiny_wm[1], tiny_data[2], torch.device("cpu"), progress=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    read_only(tmp_path / "cache")
+    read_only(empty)
+    served = critic_for(cfg, tiny_wm[0], tiny_wm[1], tiny_data[2], torch.device("cpu"), progress=False)
+    for a, b in zip(fitted.state_dict().values(), served.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(NotWritable, match=rf"^cannot write the critic: {empty}, where {empty}/critics/reacher-\w+ "
+                                          r"would be made, is not writable \(you have no write permission there\); "
+                                          r"pass cache_root=<a folder you can write to>, or set "
+                                          r"configurator.<goal kind>.critic_weight=0$"):
+        critic_for(OmegaConf.merge(cfg, {"cache_root": str(empty)}), tiny_wm[0], tiny_wm[1], tiny_data[2],
+                   torch.device("cpu"), progress=False)
+    assert list(empty.iterdir()) == []

@@ -17,6 +17,7 @@ from hydra import compose, initialize_config_dir
 import envs
 from agent.collect import CollectConfig, DataConfig, collect, identity
 from agent.parts import merge, parse_shard_range
+from world_model.atomic import NotWritable
 from world_model.dataset import Dataset, DatasetError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,3 +249,29 @@ def test_collect_config_composes_from_yaml():
         with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
             with pytest.raises(Exception, match="episodez"):
                 compose("collect", overrides=[typo])
+
+
+def test_collecting_into_a_read_only_cache_says_which_folder_and_what_to_do(tmp_path, read_only):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    read_only(cache)
+    with pytest.raises(DatasetError, match=rf"^collection stopped: cannot write {cache}/data \(Permission denied\); "
+                                           r"you have no write permission there: get it, or point cache_root \(or "
+                                           r"data.out\) at another disk"):
+        collect_cfg(tiny_config(cache / "data"))
+    assert list(cache.iterdir()) == []
+
+
+def test_an_unfinished_dataset_in_a_read_only_folder_is_refused_before_collecting(tmp_path, read_only):
+    out = collect_cfg(tiny_config(tmp_path / "data"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest.update(complete=False, shards=manifest["shards"][:1])  # as a killed collection leaves it
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(out / manifest["shards"][0]["name"].replace("00000", "00001"))
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    read_only(out)
+    with pytest.raises(NotWritable, match=rf"^cannot write the dataset's shards: {out} is not writable \(you have no "
+                                          r"write permission there\); point cache_root \(or data.out\) at a folder "
+                                          r"you can write to$"):
+        collect_cfg(tiny_config(out))
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before

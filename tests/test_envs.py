@@ -249,12 +249,14 @@ def test_bad_simulator_pair_gives_one_clear_line(monkeypatch):
 def test_gl_failure_says_what_to_set(monkeypatch):
     import mujoco
 
+    from envs import _gl
     from envs._gl import RenderingUnavailable
 
     def broken(*args, **kwargs):
         raise RuntimeError("eglInitialize failed")
 
     monkeypatch.setattr(mujoco, "Renderer", broken)
+    monkeypatch.setattr(_gl, "_shared", {})  # no renderer open that the env could share
     e = envs.make("reacher", image_size=16)
     with pytest.raises(RenderingUnavailable, match="MUJOCO_GL"):
         e.reset(seed=0)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import world_model
+from world_model.atomic import NotWritable
 from world_model.losses import LossConfig
 from world_model.model import WorldModelConfig
 from world_model.train import OptimConfig, TrainConfig, TrainingDiverged, train, warmup_cosine
@@ -159,3 +160,16 @@ def test_a_sampler_over_no_episode_says_so(tiny_data):
 
     with pytest.raises(ValueError, match="no episode to draw clips from"):
         WindowSampler(Dataset(tiny_data[2]), np.arange(0), 3)
+
+
+def test_a_read_only_cache_is_one_line_before_training(tiny_data, tmp_path, read_only):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    read_only(cache)
+    cfg = tiny_train_config(tiny_data, cache / "models" / "run")
+    with pytest.raises(NotWritable, match=rf"^cannot write the world model's run folder: {cache}, where "
+                                          rf"{cache}/models/run would be made, is not writable \(you have no write "
+                                          r"permission there\); pass cache_root=<a folder you can write to> "
+                                          r"\(or out=FOLDER\); a read-only cache serves only the models it already holds$"):
+        train(cfg, tiny_data[2], progress=False)
+    assert list(cache.iterdir()) == []  # the check left nothing behind

@@ -2,10 +2,43 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
 from pathlib import Path
+
+# Why a folder cannot be written, by errno, in words a user can act on.
+_CANNOT_WRITE = {
+    errno.EACCES: "you have no write permission there",
+    errno.EPERM: "you have no write permission there",
+    errno.EROFS: "it is on a read-only file system",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "your disk quota is used up",
+}
+
+
+class NotWritable(RuntimeError):
+    """A folder something must be written to cannot be written."""
+
+
+def check_writable(folder: Path, what: str, remedy: str) -> None:
+    """Checks, before the work whose result goes into `folder`, that it can be written: a probe
+    file is created and removed in the nearest folder that exists (`folder` or a parent), so a
+    refused check leaves nothing on disk. Raises NotWritable, one line: which folder, why, and
+    `remedy` (what to do)."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        fd, probe = _create_temporary(existing / "write-check")
+        os.close(fd)
+        probe.unlink()
+    except OSError as err:
+        why = _CANNOT_WRITE.get(err.errno, err.strerror or str(err))
+        where = str(existing) if existing == folder else f"{existing}, where {folder} would be made,"
+        raise NotWritable(f"cannot write {what}: {where} is not writable ({why}); {remedy}") from None
 
 
 def fsync_dir(path: Path) -> None:

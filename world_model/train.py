@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from world_model import distributed
+from world_model.atomic import check_writable
 from world_model.checkpoint import checkpoint_exists, load, load_training_state, restore_newest, save
 from world_model.dataset import Dataset, read_manifest, write_json_atomic
 from world_model.losses import JEPALoss, LossConfig
@@ -266,6 +267,9 @@ def train(cfg, dataset_root: str | Path, progress: bool = True) -> Path:
         raise RuntimeError(
             f"{folder} holds an unfinished run; pass resume=true to continue it, or delete the folder to start over"
         )
+    if ranks.is_main:  # before minutes of training whose checkpoints could not be saved
+        check_writable(folder, "the world model's run folder", "pass cache_root=<a folder you can write to> "
+                       "(or out=FOLDER); a read-only cache serves only the models it already holds")
     device = pick_device(cfg.device)
     if ranks.distributed:
         device = distributed.rank_device(device)

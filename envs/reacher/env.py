@@ -8,14 +8,16 @@ actions replay in plain dm_control without this project.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import mujoco
 import numpy as np
+from dm_control.mujoco import wrapper
 from dm_control.suite import reacher as dm_reacher
 from gymnasium import spaces
 
-from envs._gl import rendering_error, track_renderer
+from envs._gl import SharedRenderer, shared_renderer
 from envs.base import EpisodeSpec, GoalEnv, GoalKind, observation_space
 from envs.reacher.behaviour import BehaviourConfig, BehaviourPolicy
 from envs.reacher.goals import (
@@ -34,6 +36,15 @@ TARGET_RADIUS_RANGE = (0.05, 0.20)
 PHYSICS_STATE_SIZE = 4  # qpos (2) + qvel (2): what dm_control's physics.get_state() returns here
 # The state-goal protocol: the goal is the pose this many control steps along a random trajectory.
 GOAL_OFFSET = 25
+MODEL_FILE = "dm_control/suite/reacher.xml"  # what envs sharing a renderer have in common (envs/_gl.py)
+
+
+@cache
+def _compiled_model() -> wrapper.MjModel:
+    """dm_control's reacher model, compiled once per process (0.1 s); each env gets a copy
+    (0.01 s), the same bytes a compile gives, so 50 evaluation envs do not compile it 50 times."""
+    xml, assets = dm_reacher.get_model_and_assets()
+    return wrapper.MjModel.from_xml_string(xml, assets)
 
 
 class ReacherEnv(GoalEnv):
@@ -99,23 +110,22 @@ class ReacherEnv(GoalEnv):
         # show nothing about the arm that the direct view does not.
         self.shadows = shadows
 
-        xml, assets = dm_reacher.get_model_and_assets()
-        self.physics = dm_reacher.Physics.from_xml_string(xml, assets)
+        # What dm_reacher.Physics.from_xml_string builds, from a copy of the compiled model.
+        self.physics = dm_reacher.Physics.from_model(_compiled_model().copy())
         self.physics.named.model.geom_size["target", 0] = TARGET_SIZE[task]
         self.control_timestep = float(self.physics.timestep())
         self.success_radius = float(TARGET_SIZE[task] + self.physics.named.model.geom_size["finger", 0])
         # A second MjData poses the arm for goal images without touching the simulated state.
         self._goal_data = mujoco.MjData(self.physics.model.ptr)
-        self._renderer: mujoco.Renderer | None = None
+        self._renderer: SharedRenderer | None = None
 
-        size = (image_size, image_size, 3)
         self.observation_space = observation_space(image_size, 4)
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
         self.wrist_range = tuple(float(x) for x in self.physics.named.model.jnt_range["wrist"])
 
         self.goal_kind = goal_kind
         self.goal_qpos = np.zeros(2)
-        self._goal_image = np.zeros(size, np.uint8)
+        self._goal_image: np.ndarray | None = np.zeros((image_size, image_size, 3), np.uint8)
         self._control_steps = 0
 
     # ----------------------------------------------------------------------------- simulator state
@@ -166,16 +176,11 @@ class ReacherEnv(GoalEnv):
     # ----------------------------------------------------------------------------- rendering
     def _render_data(self, data: mujoco.MjData) -> np.ndarray:
         if self._renderer is None:
-            try:
-                self._renderer = mujoco.Renderer(self.physics.model.ptr, self.image_size, self.image_size)
-            except Exception as err:  # any GL failure surfaces as one actionable error
-                raise rendering_error(err) from err
-            track_renderer(self._renderer)
-            # scene flags survive update_scene, so they are set once per renderer
-            self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = self.shadows
-            self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = self.shadows
-        self._renderer.update_scene(data, camera="fixed")
-        return self._renderer.render().copy()
+            # One renderer for every reacher of this frame size and look in the process: each
+            # render draws this env's model (its target) and `data` (envs/_gl.py).
+            flags = {mujoco.mjtRndFlag.mjRND_SHADOW: self.shadows, mujoco.mjtRndFlag.mjRND_REFLECTION: self.shadows}
+            self._renderer = shared_renderer(MODEL_FILE, self.physics.model.ptr, self.image_size, self.image_size, flags)
+        return self._renderer.render(self.physics.model.ptr, data, "fixed")
 
     def render_qpos(self, qpos: np.ndarray) -> np.ndarray:
         """uint8 [H, W, 3]: the scene with the arm at `qpos` (velocities zero)."""
@@ -230,18 +235,27 @@ class ReacherEnv(GoalEnv):
             raise ValueError(f"goal_qpos must have shape (2,), got {goal_qpos.shape}")
         self.goal_kind = goal_kind
         self.goal_qpos = goal_qpos
-        self._goal_image = self.render_qpos(goal_qpos)
+        self._goal_image = None  # rendered with the first observation that shows it
 
     # ----------------------------------------------------------------------------- gymnasium API
     def _observation(self) -> dict[str, np.ndarray]:
-        proprio = np.concatenate([self.physics.data.qpos, self.physics.data.qvel]).astype(np.float32)
+        if self._goal_image is None:
+            self._goal_image = self.render_qpos(self.goal_qpos)
         return {
             "pixels": self._render_data(self.physics.data.ptr),
             "goal": self._goal_image.copy(),
-            "proprio": proprio,
+            "proprio": self._proprio(),
         }
 
+    def _proprio(self) -> np.ndarray:
+        return np.concatenate([self.physics.data.qpos, self.physics.data.qvel]).astype(np.float32)
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self._reset_state(seed, options)
+        return self._observation(), self.evaluate()
+
+    def _reset_state(self, seed: int | None, options: dict[str, Any] | None) -> None:
+        """Everything reset does but render: sample_episode needs states, not frames."""
         super().reset(seed=seed)
         options = dict(options or {})
         unknown = set(options) - {"goal_kind", "goal_qpos", "physics_state", "target_pos"}
@@ -257,9 +271,13 @@ class ReacherEnv(GoalEnv):
         self._set_physics(physics_state, target_pos)
         self._control_steps = 0
         self._set_goal(options.get("goal_kind", self.default_goal_kind), options.get("goal_qpos"))
-        return self._observation(), self.evaluate()
 
     def step(self, action):
+        info, truncated = self._advance(action)
+        return self._observation(), float(info["success"]), False, truncated, info
+
+    def _advance(self, action) -> tuple[dict[str, Any], bool]:
+        """Everything step does but render: (info, truncated)."""
         action = np.asarray(action, np.float64)
         if action.shape != (2,) or not np.all(np.isfinite(action)):
             raise ValueError(f"action must be 2 finite numbers, got {action!r}")
@@ -269,9 +287,7 @@ class ReacherEnv(GoalEnv):
             self.physics.set_control(action)
             self.physics.step()
         self._control_steps += self.action_repeat
-        info = self.evaluate()
-        truncated = self._control_steps >= self.time_limit
-        return self._observation(), float(info["success"]), False, truncated, info
+        return self.evaluate(), self._control_steps >= self.time_limit
 
     # ----------------------------------------------------------------------------- data and evaluation
     def probe_targets(self) -> np.ndarray:
@@ -299,7 +315,7 @@ class ReacherEnv(GoalEnv):
             raise ValueError(f"unknown goal kind {goal_kind!r}; {self.name} offers {list(self.goal_kinds)}")
         budget = self.goal_kinds[goal_kind].budget
         episode_seed = int(rng.integers(2**31 - 1))
-        self.reset(seed=episode_seed)
+        self._reset_state(episode_seed, None)  # states only: rendering would be 90% of the time here
         options = {"goal_kind": goal_kind}
         if goal_kind == "task":
             options.update(physics_state=self.get_physics_state().tolist(), target_pos=self.target_pos.tolist())
@@ -313,17 +329,17 @@ class ReacherEnv(GoalEnv):
         for _ in range(warmup):
             previous = self.get_sim_state()
             action = rng.uniform(-1, 1, 2).astype(np.float32)
-            self.step(action)
+            self._advance(action)
         options.update(physics_state=self.get_physics_state().tolist(), target_pos=self.target_pos.tolist())
         for _ in range(GOAL_OFFSET // self.action_repeat):
-            self.step(rng.uniform(-1, 1, 2).astype(np.float32))
+            self._advance(rng.uniform(-1, 1, 2).astype(np.float32))
         options["goal_qpos"] = self.qpos.tolist()
         return EpisodeSpec(self.name, goal_kind, episode_seed, options, budget,
                            previous_state=previous.tolist(), previous_action=action.tolist())
 
     def close(self):
         if self._renderer is not None:
-            self._renderer.close()
+            self._renderer.release()
             self._renderer = None
 
 

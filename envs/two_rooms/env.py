@@ -17,7 +17,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from envs._gl import rendering_error, track_renderer
+from envs._gl import SharedRenderer, shared_renderer
 from envs.base import EpisodeSpec, GoalEnv, GoalKind, observation_space
 from envs.two_rooms.behaviour import BehaviourConfig, RandomWalk
 from envs.two_rooms.replay import (
@@ -26,6 +26,7 @@ from envs.two_rooms.replay import (
     get_state,
     goal_distance,
     load_model,
+    model_path,
     set_state,
     success_distance,
 )
@@ -117,7 +118,7 @@ class TwoRoomsEnv(GoalEnv):
         # A second MjData poses the agent for goal images and render_sim_state, so rendering never
         # touches the simulated state.
         self._pose_data = mujoco.MjData(self.model)
-        self._renderer: mujoco.Renderer | None = None
+        self._renderer: SharedRenderer | None = None
         self.success_distance = success_distance(self.model)
         self.agent_radius = float(self.model.geom("agent").size[0])
         self.clearance = float(self.model.numeric("wall_clearance").data[0])
@@ -131,13 +132,12 @@ class TwoRoomsEnv(GoalEnv):
         half_thickness = float(min(w.size[:2].min() for w in walls))
         self.room_edge = half_thickness + self.agent_radius + self.clearance
 
-        size = (image_size, image_size, 3)
         self.observation_space = observation_space(image_size, 4)
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
 
         self.goal_kind = goal_kind
         self.goal_pos = np.zeros(2)
-        self._goal_image = np.zeros(size, np.uint8)
+        self._goal_image: np.ndarray | None = np.zeros((image_size, image_size, 3), np.uint8)
         self._control_steps = 0
 
     # ----------------------------------------------------------------------------- simulator state
@@ -177,20 +177,16 @@ class TwoRoomsEnv(GoalEnv):
     def _render_data(self, data: mujoco.MjData) -> np.ndarray:
         if self._renderer is None:
             # Shadow map and multisampling off before the GL context exists: they size its buffers.
+            # Set on every instance, so all models stay alike whichever made the shared context.
             self.model.vis.quality.shadowsize = 0
             self.model.vis.quality.offsamples = 0
             self.model.vis.global_.offwidth = max(self.model.vis.global_.offwidth, self.image_size)
             self.model.vis.global_.offheight = max(self.model.vis.global_.offheight, self.image_size)
-            try:
-                self._renderer = mujoco.Renderer(self.model, self.image_size, self.image_size)
-            except Exception as err:  # any GL failure surfaces as one actionable error
-                raise rendering_error(err) from err
-            track_renderer(self._renderer)
-            # scene flags survive update_scene, so they are set once per renderer
-            self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
-            self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
-        self._renderer.update_scene(data, camera="top")
-        return self._renderer.render().copy()
+            # One renderer for every env of this layout and frame size in the process; each
+            # render draws this env's model and `data` (envs/_gl.py).
+            off = {mujoco.mjtRndFlag.mjRND_SHADOW: False, mujoco.mjtRndFlag.mjRND_REFLECTION: False}
+            self._renderer = shared_renderer(str(model_path(self.name)), self.model, self.image_size, self.image_size, off)
+        return self._renderer.render(self.model, data, "top")
 
     def render_position(self, pos: np.ndarray) -> np.ndarray:
         """uint8 [H, W, 3]: the scene with the agent at pos [2] (m)."""
@@ -222,13 +218,23 @@ class TwoRoomsEnv(GoalEnv):
 
     # ----------------------------------------------------------------------------- gymnasium API
     def _observation(self) -> dict[str, np.ndarray]:
+        if self._goal_image is None:
+            self._goal_image = self.render_position(self.goal_pos)
         return {
             "pixels": self._render_data(self.data),
             "goal": self._goal_image.copy(),
-            "proprio": self.get_sim_state().astype(np.float32),
+            "proprio": self._proprio(),
         }
 
+    def _proprio(self) -> np.ndarray:
+        return self.get_sim_state().astype(np.float32)
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self._reset_state(seed, options)
+        return self._observation(), self.evaluate()
+
+    def _reset_state(self, seed: int | None, options: dict[str, Any] | None) -> None:
+        """Everything reset does but render: sample_episode needs states, not frames."""
         super().reset(seed=seed)
         options = dict(options or {})
         unknown = set(options) - set(RESET_OPTIONS)
@@ -250,19 +256,21 @@ class TwoRoomsEnv(GoalEnv):
         self._control_steps = 0
         self.goal_kind = goal_kind
         self.goal_pos = goal
-        self._goal_image = self.render_position(goal)
-        return self._observation(), self.evaluate()
+        self._goal_image = None  # rendered with the first observation that shows it
 
     def step(self, action):
+        info, truncated = self._advance(action)
+        return self._observation(), float(info["success"]), False, truncated, info
+
+    def _advance(self, action) -> tuple[dict[str, Any], bool]:
+        """Everything step does but render: (info, truncated)."""
         action = np.asarray(action, np.float64)
         if action.shape != (2,) or not np.all(np.isfinite(action)):
             raise ValueError(f"action must be 2 finite numbers, got {action!r}")
         for _ in range(self.action_repeat):
             control_step(self.model, self.data, action)  # clips to [-1, 1]
         self._control_steps += self.action_repeat
-        info = self.evaluate()
-        truncated = self._control_steps >= self.time_limit
-        return self._observation(), float(info["success"]), False, truncated, info
+        return self.evaluate(), self._control_steps >= self.time_limit
 
     # ----------------------------------------------------------------------------- data and evaluation
     def probe_targets(self) -> np.ndarray:
@@ -301,25 +309,27 @@ class TwoRoomsEnv(GoalEnv):
             raise ValueError(f"the near goal is {GOAL_OFFSET} control steps ahead, not a multiple of "
                              f"action_repeat={self.action_repeat}")
         origin = self.random_position(rng)
-        obs, _ = self.reset(seed=episode_seed, options={"start_state": [*origin, 0.0, 0.0], "goal_pos": origin})
+        # States only, no frames (the behaviour policy reads proprio alone): rendering would be
+        # most of the time here.
+        self._reset_state(episode_seed, {"start_state": [*origin, 0.0, 0.0], "goal_pos": origin})
         policy = self.behaviour_policy(rng, **self.default_behaviour)
         previous, action = self.get_sim_state(), np.zeros(2, np.float32)
         for _ in range(int(rng.integers(2, 11))):
-            previous, action = self.get_sim_state(), policy.act(obs)
-            obs = self.step(action)[0]
+            previous, action = self.get_sim_state(), policy.act({"proprio": self._proprio()})
+            self._advance(action)
         start = self.get_sim_state()
         # Continue from a freshly set start, as the episode's reset will: the goal is then exactly
         # where replaying these actions from the episode's start leads.
         self.set_sim_state(start)
         for _ in range(GOAL_OFFSET // self.action_repeat):
-            obs = self.step(policy.act(obs))[0]
+            self._advance(policy.act({"proprio": self._proprio()}))
         options = {"goal_kind": goal_kind, "start_state": start.tolist(), "goal_pos": self.data.qpos.tolist()}
         return EpisodeSpec(self.name, goal_kind, episode_seed, options, budget,
                            previous_state=previous.tolist(), previous_action=[float(a) for a in action])
 
     def close(self):
         if self._renderer is not None:
-            self._renderer.close()
+            self._renderer.release()
             self._renderer = None
 
 
