@@ -101,6 +101,9 @@ def pool(rows: list[dict]) -> list[dict]:
 
 def markdown(rows: list[dict], pooled: list[dict], protocol: dict) -> str:
     """Tables per env: pooled over seeds first, then per seed; the protocol above each."""
+
+    def ms(r: dict) -> str:  # baselines do not plan
+        return "-" if r["planner"] in BASELINES else f"{r['plan_ms_mean']:.0f}, {r['plan_ms_p95']:.0f}"
     lines = []
     for env in sorted({r["env"] for r in rows}):
         lines += [f"### {env}", ""]
@@ -113,16 +116,15 @@ def markdown(rows: list[dict], pooled: list[dict], protocol: dict) -> str:
                   "|---|---|---|---|---|---|---|"]
         for r in sorted((r for r in pooled if r["env"] == env), key=lambda r: (r["goal_kind"], r["planner"] in BASELINES,
                                                                              -r["success_rate"])):
-            ms = f"{r['plan_ms_mean']:.0f}, {r['plan_ms_p95']:.0f}" if r["planner"] not in BASELINES else "-"
             lines.append(f"| {r['goal_kind']} | {r['planner']} | {', '.join(r['seeds'])} | "
                          f"**{100 * r['success_rate']:.0f}%** ({r['successes']:.0f}/{r['episodes']:.0f}) | "
-                         f"{100 * r['ci_low']:.0f}-{100 * r['ci_high']:.0f}% | {r['final_distance_mean']:.3f} | {ms} |")
+                         f"{100 * r['ci_low']:.0f}-{100 * r['ci_high']:.0f}% | {r['final_distance_mean']:.3f} | {ms(r)} |")
         lines += ["", "<details><summary>per seed</summary>", "", "| goal kind | planner | seed (training/evaluation) | success | 95% CI | "
                   "final distance | ms / decision (mean, p95) | cell wall time |", "|---|---|---|---|---|---|---|---|"]
         for r in sorted((r for r in rows if r["env"] == env), key=lambda r: (r["goal_kind"], r["planner"], r["seed"], r["eval_seed"])):
             lines.append(f"| {r['goal_kind']} | {r['planner']} | {seed_label(r)} | {100 * r['success_rate']:.0f}% | "
                          f"{100 * r['ci_low']:.0f}-{100 * r['ci_high']:.0f}% | {r['final_distance_mean']:.3f} | "
-                         f"{r['plan_ms_mean']:.0f}, {r['plan_ms_p95']:.0f} | {r['wall_s'] / 60:.1f} min |")
+                         f"{ms(r)} | {r['wall_s'] / 60:.1f} min |")
         lines += ["", "</details>", ""]
     return "\n".join(lines)
 
