@@ -15,13 +15,14 @@ from omegaconf import OmegaConf
 
 import world_model
 from agent.costs import CriticDistance, build_cost
-from agent.critic import CriticConfig, fit_critic, load_critic, save_critic
+from agent.critic import CriticConfig, ReachCritic, fit_critic, load_critic, save_critic
 from agent.run import critic_for
+from world_model.atomic import WriteError
 from world_model.checkpoint import CheckpointError
 from world_model.dataset import DatasetError
 from world_model.model import WorldModel, WorldModelConfig
 
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, file_size_limit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -177,3 +178,17 @@ def test_the_probe_benchmark_refuses_a_held_out_fraction_of_0(tiny_data, tiny_wm
     assert done.stderr.strip().splitlines()[-1].endswith(
         "--held-out-fraction=0.0: it must lie in (0, 1), because the probes are scored on held-out episodes (the "
         "last ones); 0.1 is the default")
+
+
+def test_a_failed_save_is_one_line_and_leaves_no_critic_behind(tmp_path):
+    folder = tmp_path / "critic"
+    critic = ReachCritic(12, CriticConfig(dim=4, hidden=64))  # about 21 kB of weights
+    with file_size_limit(4096), pytest.raises(WriteError) as caught:
+        save_critic(folder, critic, {})
+    assert str(caught.value) == (
+        f"cannot write {folder / 'critic.safetensors'} (File too large); the file is larger than its file system or "
+        "the file size limit (`ulimit -f`) allows: raise the limit, then run the same command again: the critic is "
+        "fitted again")
+    assert list(folder.iterdir()) == []  # no partial file, and no critic.json: the next run fits it again
+    save_critic(folder, critic, {})
+    assert torch.equal(load_critic(folder).net[0].weight, critic.net[0].weight)
