@@ -13,7 +13,6 @@ parts and writes the manifest of the whole (agent/parts.py).
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import json
@@ -29,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from agent.parts import merge, parse_shard_range, part_name, read_part, shard_count, shard_name
-from world_model.atomic import check_writable, fsync_dir
+from world_model.atomic import WRITE_HINTS, check_writable, fsync_dir
 from world_model.dataset import (
     EXTRA_PREFIX,
     MANIFEST,
@@ -105,19 +104,9 @@ def dataset_dir(env, data, cache_root: str) -> Path:
     return Path(cache_root) / "datasets" / f"{env_settings(env)['name']}-{key}"
 
 
-# What to do about a failed write, by its errno; any other OSError gets its own strerror only.
-_WRITE_HINTS = {
-    errno.ENOSPC: "the disk is full: free space on it",
-    errno.EDQUOT: "your disk quota is used up: free space in it",
-    errno.EFBIG: "the file is larger than its file system or the file size limit (`ulimit -f`) allows: raise the limit",
-    errno.EACCES: "you have no write permission there: get it",
-    errno.EROFS: "the file system is read-only: make it writable",
-}
-
-
 def write_failure(path: Path, err: OSError) -> DatasetError:
     """One line for an OSError while writing `path` of a dataset: the file, the cause, what to do."""
-    hint = _WRITE_HINTS.get(err.errno, "fix that")
+    hint = WRITE_HINTS.get(err.errno, "fix that")
     return DatasetError(
         f"collection stopped: cannot write {path} ({err.strerror or err}); {hint}, or point cache_root (or data.out) "
         "at another disk, then run the same command again: it resumes after the last whole shard"
@@ -349,7 +338,8 @@ def collect(
         bar.close()
         print(f"\ninterrupted; {len(manifest['shards'])} shards are safe in {root}. Run the same command to resume.")
         raise
-    bar.close()
+    finally:
+        bar.close()  # idempotent; an error then goes on a line of its own, not after the bar
     manifest["complete"] = True
     _save_manifest(manifest_path, manifest)
     if shards is not None:
@@ -368,6 +358,8 @@ def main() -> None:
     import hydra
     from omegaconf import DictConfig
 
+    from world_model.cli import one_line_errors
+
     _register_configs()
 
     @hydra.main(version_base="1.3", config_path="../configs", config_name="collect")
@@ -376,10 +368,12 @@ def main() -> None:
             if cfg.shard_range is not None:
                 raise SystemExit("error: pass shard_range=A:B to collect a part, or merge=true to merge the parts, "
                                  "not both")
-            root = merge(dataset_dir(cfg.env, cfg.data, cfg.cache_root), identity(cfg.env, cfg.data), cfg.data)
+            with one_line_errors(DatasetError):
+                root = merge(dataset_dir(cfg.env, cfg.data, cfg.cache_root), identity(cfg.env, cfg.data), cfg.data)
         else:
             shards = None if cfg.shard_range is None else parse_shard_range(cfg.shard_range, cfg.data)
-            root = collect(cfg.env, cfg.data, cfg.cache_root, shards=shards)
+            with one_line_errors(DatasetError):
+                root = collect(cfg.env, cfg.data, cfg.cache_root, shards=shards)
         print(f"dataset: {root}")
 
     run()

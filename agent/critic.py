@@ -24,7 +24,7 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 from torch import Tensor, nn
 
-from world_model.atomic import write_bytes_atomic
+from world_model.atomic import WriteError, write_bytes_atomic
 from world_model.checkpoint import WEIGHTS as MODEL_WEIGHTS
 from world_model.checkpoint import CheckpointError, read_manifest
 from world_model.latents import encode_episodes
@@ -158,16 +158,25 @@ def critic_key(checkpoint: Path, dataset_root: Path, cfg: CriticConfig) -> str:
 
 
 def save_critic(folder: Path, critic: ReachCritic, stats: dict) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+    """The weights, then the manifest that marks the critic complete; a failed write (full disk)
+    raises WriteError, and the critic is fitted again by the next run."""
     weights = safetensors_save({k: v.detach().cpu().contiguous() for k, v in critic.state_dict().items()})
-    write_bytes_atomic(folder / WEIGHTS, weights)
     manifest = {
         "config": dataclasses.asdict(critic.cfg),
         "latent_dim": critic.mean.shape[0],
         "sha256": hashlib.sha256(weights).hexdigest(),
         "stats": stats,
     }
-    write_bytes_atomic(folder / MANIFEST, json.dumps(manifest, indent=1).encode())
+    again = "run the same command again: the critic is fitted again"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise WriteError(folder, err, then=again) from err
+    try:
+        write_bytes_atomic(folder / WEIGHTS, weights)
+        write_bytes_atomic(folder / MANIFEST, json.dumps(manifest, indent=1).encode())
+    except WriteError as err:
+        raise WriteError(err.filename, err, then=again) from err
 
 
 def load_critic(folder: Path) -> ReachCritic:

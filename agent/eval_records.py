@@ -17,7 +17,7 @@ import json
 import os
 from pathlib import Path
 
-from world_model.atomic import fsync_dir, write_bytes_atomic
+from world_model.atomic import WriteError, fsync_dir, write_bytes_atomic
 
 IDENTITY = "evaluation.json"
 RECORDS = "records.jsonl"
@@ -62,7 +62,11 @@ class RecordStore:
         self.done: dict[tuple[str, str, int], list[dict]] = {}  # (goal kind, policy, first episode) -> records
         if self.path.exists():
             self._load()
-        self.file = open(self.path, "ab")  # noqa: SIM115 (open across chunks; close() ends it)
+        # unbuffered: a failed append leaves nothing queued that a later flush could add
+        try:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        except OSError as err:
+            raise WriteError(self.path, err) from err
         fsync_dir(out)  # the file's creation is durable before any chunk is reported done
 
     def _chunk_size(self, first: int) -> int:
@@ -112,10 +116,15 @@ class RecordStore:
         """Record a finished chunk durably (written, flushed and fsynced before this returns)."""
         if len(records) != self._chunk_size(first):
             raise ValueError(f"chunk at episode {first} has {len(records)} records, expected {self._chunk_size(first)}")
-        self.file.write(b"".join(json.dumps(r).encode() + b"\n" for r in records))
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        data = memoryview(b"".join(json.dumps(r).encode() + b"\n" for r in records))
+        try:
+            while data:  # a write may take part of the data
+                data = data[os.write(self.fd, data):]
+            os.fsync(self.fd)
+        except OSError as err:  # what got written is a torn chunk, which the rerun drops
+            raise WriteError(self.path, err, then=f"run the same command again with hydra.run.dir={self.path.parent}: "
+                             "it keeps the finished chunks and runs the others") from err
         self.done[(goal_kind, policy, first)] = records
 
     def close(self) -> None:
-        self.file.close()
+        os.close(self.fd)

@@ -93,7 +93,7 @@ def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=No
         raise ValueError(f"planner {cfg.planner.get('name')} plans with the level-2 predictor; pass macro=")
     claim(out, identity(cfg, checkpoint, device, batch, goal_kinds, critic, macro if hierarchical else None))
     store = RecordStore(out, cfg.eval.episodes, batch)
-    rows = []
+    rows, bar = [], None
     try:
         for goal_kind in goal_kinds:
             setup = configurator.setup(goal_kind, cfg.planner.get("name"))
@@ -130,6 +130,8 @@ def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=No
                               if r["policy"] == "planner") if cfg.eval.verify_replay else None
     finally:
         store.close()
+        if bar is not None:
+            bar.close()  # idempotent; an error then goes on a line of its own, not after the bar
     rewrite_log(out, "results", [{k: v for k, v in row.items() if not isinstance(v, list)} for row in rows])
     summary = {"env": env0.name, "device": str(device), "batch": batch, "replay_failures": replay_failures,
                "rows": rows}

@@ -185,7 +185,11 @@ def main() -> None:
     from hydra.core.config_store import ConfigStore
     from hydra.core.hydra_config import HydraConfig
 
+    from agent.eval_records import EvaluationFolderError
     from agent.run_config import RunConfig
+    from world_model.checkpoint import CheckpointError
+    from world_model.cli import one_line_errors
+    from world_model.train import TrainingDiverged, TrainingStopped
 
     ConfigStore.instance().store(name="run_schema", node=RunConfig)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # N copies would collect, train and evaluate into the same folders
@@ -197,7 +201,8 @@ def main() -> None:
 
     @hydra.main(version_base="1.3", config_path="../configs", config_name="run")
     def entry(cfg) -> None:
-        run(cfg, Path(HydraConfig.get().runtime.output_dir))
+        with one_line_errors(DatasetError, CheckpointError, TrainingDiverged, TrainingStopped, EvaluationFolderError):
+            run(cfg, Path(HydraConfig.get().runtime.output_dir))
 
     entry()
 

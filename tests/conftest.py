@@ -1,4 +1,8 @@
+import contextlib
 import os
+import re
+import resource
+import signal
 
 # Headless rendering for every test process (spawned collection workers inherit it).
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -67,3 +71,29 @@ def read_only(monkeypatch):
     yield apply
     for folder in chmodded:
         folder.chmod(0o755)  # so pytest can remove it
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int):
+    """In this process, until the block ends, a write that would make a file larger than `limit`
+    bytes fails with EFBIG, as one on a full disk fails with ENOSPC (Python ignores SIGXFSZ)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def report_lines(stderr: str) -> list[str]:
+    """The lines of a command's stderr that are not progress bars (tqdm redraws them after \\r)."""
+    return [line for line in re.split(r"[\r\n]", stderr) if line.strip() and not re.search(r"\d+%\|", line)]
+
+
+def file_size_limit_in_child(limit: int):
+    """preexec_fn of a subprocess: its writes past `limit` bytes fail with EFBIG, as on a full disk
+    with ENOSPC (SIGXFSZ ignored, or it would kill the process instead)."""
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply

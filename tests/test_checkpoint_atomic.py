@@ -17,7 +17,10 @@ import world_model
 import world_model.checkpoint as checkpoint
 from world_model import CheckpointError, JEPALoss, LossConfig, WorldModel, WorldModelConfig
 from world_model.checkpoint import newest_verified, restore_newest, verify
+from world_model.atomic import WriteError
 from world_model.windows import WindowSampler
+
+from conftest import file_size_limit
 
 SIZES = dict(image_size=32, action_dim=2, dim=16, stem_channels=8, encoder_width=16, encoder_depth=1,
              encoder_heads=2, predictor_width=32, predictor_depth=1, predictor_heads=2)
@@ -68,6 +71,21 @@ def test_a_save_that_fails_part_way_leaves_the_previous_checkpoint(tmp_path, mon
     monkeypatch.setattr(checkpoint, "write_bytes_atomic", real_write)
     assert save_at(folder, 9, *state) == folder / "checkpoint.json"
     assert_complete(folder, 9)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest"]
+
+
+def test_a_save_past_the_file_size_limit_names_the_file_and_keeps_the_previous(tmp_path):
+    folder = tmp_path / "latest"
+    state = tiny_state()
+    save_at(folder, 7, *state)
+    weights = (folder / "model.safetensors").stat().st_size
+    with file_size_limit(weights // 2), pytest.raises(WriteError) as caught:
+        save_at(folder, 8, *state)
+    # one line naming the file the save was writing (not its temporary folder), the cause and the remedy
+    assert str(caught.value) == (
+        f"cannot write {folder / 'model.safetensors'} (File too large); the file is larger than its file system or "
+        "the file size limit (`ulimit -f`) allows: raise the limit")
+    assert_complete(folder, 7)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest"]
 
 
@@ -230,3 +248,13 @@ def test_atomically_written_files_get_the_mode_a_plain_open_gives(tmp_path):
     assert (tmp_path / "plain.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "manifest.json").read_bytes() == b"{}"
+
+
+def test_a_temporary_left_by_a_killed_write_is_removed_by_the_next_write_of_that_file(tmp_path):
+    from world_model.atomic import write_bytes_atomic
+
+    # what a SIGKILL during write_bytes_atomic(manifest.json) leaves: its temporary, half written
+    (tmp_path / ".manifest.json.0a1b2c3d.tmp").write_bytes(b'{"half')
+    (tmp_path / ".manifest.json.old.0a1b2c3d.tmp").write_bytes(b"another file's")  # not manifest.json's
+    write_bytes_atomic(tmp_path / "manifest.json", b"{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".manifest.json.old.0a1b2c3d.tmp", "manifest.json"]

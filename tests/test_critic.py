@@ -15,14 +15,14 @@ from omegaconf import OmegaConf
 
 import world_model
 from agent.costs import CriticDistance, build_cost
-from agent.critic import CriticConfig, fit_critic, load_critic, save_critic
+from agent.critic import CriticConfig, ReachCritic, fit_critic, load_critic, save_critic
 from agent.run import critic_for
-from world_model.atomic import NotWritable
+from world_model.atomic import NotWritable, WriteError
 from world_model.checkpoint import CheckpointError
 from world_model.dataset import DatasetError
 from world_model.model import WorldModel, WorldModelConfig
 
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, file_size_limit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -200,3 +200,17 @@ def test_a_read_only_cache_refuses_fitting_the_critic_but_serves_a_fitted_one(ti
         critic_for(OmegaConf.merge(cfg, {"cache_root": str(empty)}), tiny_wm[0], tiny_wm[1], tiny_data[2],
                    torch.device("cpu"), progress=False)
     assert list(empty.iterdir()) == []
+
+
+def test_a_failed_save_is_one_line_and_leaves_no_critic_behind(tmp_path):
+    folder = tmp_path / "critic"
+    critic = ReachCritic(12, CriticConfig(dim=4, hidden=64))  # about 21 kB of weights
+    with file_size_limit(4096), pytest.raises(WriteError) as caught:
+        save_critic(folder, critic, {})
+    assert str(caught.value) == (
+        f"cannot write {folder / 'critic.safetensors'} (File too large); the file is larger than its file system or "
+        "the file size limit (`ulimit -f`) allows: raise the limit, then run the same command again: the critic is "
+        "fitted again")
+    assert list(folder.iterdir()) == []  # no partial file, and no critic.json: the next run fits it again
+    save_critic(folder, critic, {})
+    assert torch.equal(load_critic(folder).net[0].weight, critic.net[0].weight)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, file_size_limit
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf, open_dict
@@ -20,9 +20,10 @@ from test_fake_env import DotEnv, replay
 import agent.evaluate as evaluate_module
 import envs
 import world_model
-from agent.eval_records import EvaluationFolderError
+from agent.eval_records import EvaluationFolderError, RecordStore
 from agent.protocols import chunk_seed
 from agent.run_config import RunConfig
+from world_model.atomic import WriteError
 
 ROOT = Path(__file__).resolve().parents[1]
 EPISODES, BATCH = 5, 2  # chunks of episodes [0, 1], [2, 3], [4]: 3 per policy, 9 in all
@@ -154,6 +155,29 @@ def test_a_torn_last_line_is_dropped_and_its_chunk_runs_again(world, calls, tmp_
     assert len(calls.made) == 8  # the torn chunk again, and the 7 never begun
     assert records(out) == records(world.reference)
     assert logged_rows(out) == (3, 3)
+
+
+def test_a_full_disk_during_an_append_is_one_line_and_the_torn_chunk_runs_again(tmp_path, capsys):
+    def chunk(first):
+        return [{"goal_kind": "reach", "policy": "planner", "episode": i, "pad": "x" * 50} for i in (first, first + 1)]
+
+    store = RecordStore(tmp_path, episodes=4, batch=2)
+    store.append("reach", "planner", 0, chunk(0))
+    whole = (tmp_path / "records.jsonl").stat().st_size
+    with file_size_limit(whole + 150), pytest.raises(WriteError) as caught:  # one record and a half of the next
+        store.append("reach", "planner", 2, chunk(2))
+    store.close()
+    assert str(caught.value) == (
+        f"cannot write {tmp_path / 'records.jsonl'} (File too large); the file is larger than its file system or the "
+        f"file size limit (`ulimit -f`) allows: raise the limit, then run the same command again with "
+        f"hydra.run.dir={tmp_path}: it keeps the finished chunks and runs the others")
+    assert (tmp_path / "records.jsonl").stat().st_size == whole + 150  # the torn chunk is on disk ...
+    again = RecordStore(tmp_path, episodes=4, batch=2)  # ... and a rerun drops it and runs that chunk again
+    assert "dropped a torn last line and 1 record(s) of unfinished chunks" in capsys.readouterr().out
+    assert again.get("reach", "planner", 0) == chunk(0) and again.get("reach", "planner", 2) is None
+    again.append("reach", "planner", 2, chunk(2))
+    again.close()
+    assert [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()] == chunk(0) + chunk(2)
 
 
 def test_a_folder_of_another_evaluation_is_refused_with_one_line(world, tmp_path):

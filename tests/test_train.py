@@ -2,7 +2,12 @@
 
 import csv
 import json
+import os
+import random
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +20,9 @@ from world_model.model import WorldModelConfig
 from world_model.train import OptimConfig, TrainConfig, TrainingDiverged, train, warmup_cosine
 from world_model.windows import WindowSampler
 
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, file_size_limit_in_child, report_lines
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_train_config(tiny_data, out, **overrides) -> TrainConfig:
@@ -29,6 +36,10 @@ def tiny_train_config(tiny_data, out, **overrides) -> TrainConfig:
 
 def weights(folder):
     return world_model.load(folder).state_dict()
+
+
+def folder_bytes(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
 def test_train_writes_checkpoints_logs_and_summary(tiny_data, tmp_path):
@@ -79,10 +90,46 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_data, tmp_p
 
     a, b = weights(whole / "latest"), weights(resumed / "latest")
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert folder_bytes(resumed / "latest") == folder_bytes(whole / "latest")  # the training state and manifest too
     # the rows logged after the step-3 checkpoint and before the kill (step 4) are not repeated:
     # the logs equal the uninterrupted run's but for the timing
     for name in ("metrics.jsonl", "metrics.csv"):
         assert untimed_rows(resumed / name) == untimed_rows(whole / name), name
+
+
+def test_checkpoints_do_not_depend_on_the_global_rng_state_the_process_starts_with(tiny_data, tmp_path):
+    # training draws from neither generator, but each checkpoint saves their states: unseeded,
+    # they were the process's start-up entropy, and no two runs wrote the same training_state.pt
+    folders = []
+    for seed in (1, 2):
+        random.seed(seed)
+        np.random.seed(seed)
+        folders.append(train(tiny_train_config(tiny_data, tmp_path / str(seed), steps=3), tiny_data[2], progress=False))
+    assert folder_bytes(folders[0] / "latest") == folder_bytes(folders[1] / "latest")
+
+
+def test_a_full_disk_during_a_save_stops_training_with_one_line_and_a_rerun_completes(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "world_model.train", f"dataset={tiny_data[2]}", f"out={out}",
+            f"hydra.run.dir={tmp_path / 'hydra'}", "steps=6", "log_every=1", "monitor_every=3", "checkpoint_every=3",
+            "monitor_clips=8", "probe_frames=40", "held_out_fraction=0.34", "optim.batch_size=8",
+            "optim.warmup_steps=2", "loss.inverse_dynamics_hidden=16", "resume=true",
+            *(f"world_model.{k}={v}" for k, v in TINY_MODEL.items())]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}
+    # 20 kB: room for the config, the logs and hydra's files, not for a checkpoint's weights
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False, env=env,
+                          preexec_fn=file_size_limit_in_child(20_000))
+    assert done.returncode == 1
+    assert report_lines(done.stderr) == [  # one line, no traceback
+        f"error: training stopped at step 3: cannot write {out / 'best' / 'model.safetensors'} (File too large); the "
+        "file is larger than its file system or the file size limit (`ulimit -f`) allows: raise the limit, then run "
+        "the same command again with resume=true: no checkpoint was saved yet, so it starts over"], done.stderr[-3000:]
+    assert not [p.name for p in out.iterdir() if p.is_dir()]  # no checkpoint, whole or partial
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((out / "summary.json").read_text())["step"] == 6
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert steps == [1, 2, 3, 4, 5, 6]  # the rows of the failed run were dropped, not repeated
 
 
 def untimed_rows(path):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import glob
 import os
+import re
 import secrets
 import shutil
 from pathlib import Path
@@ -39,6 +41,30 @@ def check_writable(folder: Path, what: str, remedy: str) -> None:
         why = _CANNOT_WRITE.get(err.errno, err.strerror or str(err))
         where = str(existing) if existing == folder else f"{existing}, where {folder} would be made,"
         raise NotWritable(f"cannot write {what}: {where} is not writable ({why}); {remedy}") from None
+# What to do about a failed write, by its errno; any other OSError gets its own strerror only.
+WRITE_HINTS = {
+    errno.ENOSPC: "the disk is full: free space on it",
+    errno.EDQUOT: "your disk quota is used up: free space in it",
+    errno.EFBIG: "the file is larger than its file system or the file size limit (`ulimit -f`) allows: raise the limit",
+    errno.EACCES: "you have no write permission there: get it",
+    errno.EROFS: "the file system is read-only: make it writable",
+}
+
+
+class WriteError(OSError):
+    """A file could not be written (full disk, file-size limit, read-only folder, ...).
+
+    str() is one line: the file, the cause, what to do about it and, when the writer knows it,
+    what to run afterwards (`then`). An OSError, so code that handles OSError still does.
+    """
+
+    def __init__(self, path: str | os.PathLike, err: OSError, then: str = ""):
+        super().__init__(err.errno, err.strerror or str(err), str(path))
+        self.then = then
+
+    def __str__(self) -> str:
+        line = f"cannot write {self.filename} ({self.strerror}); {WRITE_HINTS.get(self.errno, 'fix that')}"
+        return f"{line}, then {self.then}" if self.then else line
 
 
 def fsync_dir(path: Path) -> None:
@@ -66,17 +92,34 @@ def _create_temporary(path: Path) -> tuple[int, Path]:
     raise FileExistsError(f"no free temporary name next to {path}; remove the .{path.name}.*.tmp files there")
 
 
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete the temporaries of `path` that writes killed part way left (one process writes a
+    given file at a time, so no other write of it is under way)."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}\.tmp")
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if pattern.fullmatch(stale.name):
+            stale.unlink(missing_ok=True)
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same folder, fsync, then rename over `path`, so a
     reader sees the old file or the new one, never a partial one. The file gets the mode a
-    plain open() would give (0666 & ~umask)."""
-    fd, tmp = _create_temporary(path)
+    plain open() would give (0666 & ~umask). A failed write raises WriteError naming `path`;
+    temporaries of `path` left by a write that was killed are removed."""
+    try:
+        _remove_stale_temporaries(path)
+        fd, tmp = _create_temporary(path)
+    except OSError as err:
+        raise WriteError(path, err) from err
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise WriteError(path, err) from err
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

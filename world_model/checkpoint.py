@@ -16,6 +16,7 @@ renames; newest_verified() finds it and restore_newest() moves it back to `<name
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import io
@@ -25,6 +26,7 @@ import pickle
 import random
 import secrets
 import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,7 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 from torch import nn
 
-from world_model.atomic import fsync_dir, replace_dir_atomic, write_bytes_atomic
+from world_model.atomic import WriteError, fsync_dir, replace_dir_atomic, write_bytes_atomic
 from world_model.losses import JEPALoss, LossConfig
 from world_model.model import WorldModel, WorldModelConfig
 
@@ -81,6 +83,28 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _canonical(value: Any) -> Any:
+    """A copy of a training state whose containers are all distinct objects and whose strings are
+    all interned (the tensors are not copied). Pickle writes an object it has seen before as a
+    back-reference, chosen by identity: an optimizer state loaded from a checkpoint has other key
+    objects than a fresh one's interned literals, and was written as other bytes with the same
+    content. Canonical, a resumed run's training_state.pt equals an uninterrupted run's."""
+    if isinstance(value, str):
+        return sys.intern(value)
+    if isinstance(value, dict):
+        out = copy.copy(value)  # the same type, and attributes such as a state_dict's _metadata
+        out.clear()
+        out.update((_canonical(k), _canonical(v)) for k, v in value.items())
+        if getattr(value, "__dict__", None):
+            out.__dict__.update(_canonical(vars(value)))
+        return out
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    if type(value) is tuple:
+        return tuple(_canonical(v) for v in value)
+    return value
 
 
 def save(
@@ -137,7 +161,7 @@ def save(
             "rng": _rng_state(),
         }
         buffer = io.BytesIO()
-        torch.save(state, buffer)
+        torch.save(_canonical(state), buffer)
         files[TRAINING_STATE] = buffer.getvalue()
 
     manifest["files"] = {name: _file_record(data) for name, data in files.items()}
@@ -159,10 +183,16 @@ def _write_folder(folder: Path, files: Mapping[str, bytes]) -> None:
     for stale in folder.parent.glob(f".{folder.name}.tmp-*"):  # left by a save that was killed
         shutil.rmtree(stale, ignore_errors=True)
     tmp = folder.with_name(f".{folder.name}.tmp-{secrets.token_hex(4)}")
-    tmp.mkdir()
+    try:
+        tmp.mkdir()
+    except OSError as err:
+        raise WriteError(tmp, err) from err
     try:
         for name, data in files.items():  # the manifest last: it is the last key
-            write_bytes_atomic(tmp / name, data)
+            try:
+                write_bytes_atomic(tmp / name, data)
+            except WriteError as err:  # named as the file of `folder` it was to become
+                raise WriteError(folder / name, err) from err
         verify(tmp)
         replace_dir_atomic(tmp, folder, previous_of(folder))
     except BaseException:

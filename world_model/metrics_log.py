@@ -8,7 +8,7 @@ import json
 import math
 from pathlib import Path
 
-from world_model.atomic import write_bytes_atomic
+from world_model.atomic import WriteError, write_bytes_atomic
 
 
 class MetricsLog:
@@ -71,15 +71,22 @@ class MetricsLog:
             write_bytes_atomic(self.csv_path, out.getvalue().encode())
 
     def log(self, step: int, record: dict[str, float]) -> None:
+        """Append one row; a failed write (full disk) raises WriteError naming the file."""
         row = _row(step, record)
-        self.jsonl.write(json.dumps(row) + "\n")
-        self.jsonl.flush()
-        if self._csv_fields is None:
-            self._csv_fields = list(row)
-            with open(self.csv_path, "w", newline="") as f:
-                csv.writer(f).writerow(self._csv_fields)
-        with open(self.csv_path, "a", newline="") as f:
-            csv.writer(f).writerow([row.get(k, "") for k in self._csv_fields])
+        try:
+            self.jsonl.write(json.dumps(row) + "\n")
+            self.jsonl.flush()
+        except OSError as err:
+            raise WriteError(self.jsonl_path, err) from err
+        try:
+            if self._csv_fields is None:
+                self._csv_fields = list(row)
+                with open(self.csv_path, "w", newline="") as f:
+                    csv.writer(f).writerow(self._csv_fields)
+            with open(self.csv_path, "a", newline="") as f:
+                csv.writer(f).writerow([row.get(k, "") for k in self._csv_fields])
+        except OSError as err:
+            raise WriteError(self.csv_path, err) from err
         if self.tb is not None:
             for key, value in row.items():
                 if key != "step" and isinstance(value, float) and math.isfinite(value):

@@ -24,6 +24,7 @@ import functools
 import hashlib
 import json
 import math
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -34,8 +35,9 @@ import numpy as np
 import torch
 
 from world_model import distributed
-from world_model.atomic import check_writable
-from world_model.checkpoint import checkpoint_exists, load, load_training_state, restore_newest, save
+from world_model.atomic import WriteError, check_writable
+from world_model.checkpoint import checkpoint_exists, load, load_training_state, newest_verified, restore_newest, save
+from world_model.checkpoint import read_manifest as read_checkpoint_manifest
 from world_model.dataset import Dataset, read_manifest, write_json_atomic
 from world_model.losses import JEPALoss, LossConfig
 from world_model.metrics_log import MetricsLog
@@ -116,6 +118,19 @@ class TrainConfig:
 
 class TrainingDiverged(RuntimeError):
     """The loss or the gradient became NaN or infinite."""
+
+
+class TrainingStopped(RuntimeError):
+    """A file of the run folder could not be written (full disk, file-size limit); the run
+    resumes from its last checkpoint once the cause is fixed."""
+
+
+def _resumes_from(folder: Path) -> str:
+    """Where a rerun with resume=true continues the run in `folder`, in words."""
+    newest = newest_verified(folder / "latest")
+    if newest is None:
+        return "no checkpoint was saved yet, so it starts over"
+    return f"it continues from {newest} at step {read_checkpoint_manifest(newest)['step']}"
 
 
 def run_identity(cfg, data_identity: dict) -> dict:
@@ -290,6 +305,11 @@ def train(cfg, dataset_root: str | Path, progress: bool = True) -> Path:
                  "held_targets": held_targets, "groups": ds.probe_groups}
 
     torch.manual_seed(cfg.seed)
+    # Training draws from no other generator, but every checkpoint saves the python and numpy
+    # states too (training_state.pt); seeded, they make its bytes a function of the config, as a
+    # resumed run's are (it restores them), instead of the entropy the process started with.
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
     model = WorldModel(model_cfg).to(device)
     loss_fn = JEPALoss(loss_cfg, model).to(device)
     optimizer = _optimizer(cfg.optim, [model, loss_fn])
@@ -347,66 +367,71 @@ def train(cfg, dataset_root: str | Path, progress: bool = True) -> Path:
     model.train()
     tic, seen = time.perf_counter(), 0
     share = (ranks.rank, ranks.world_size)
-    while step < cfg.steps:
-        batch = sampler.sample(cfg.optim.batch_size, generator=None, share=share)
-        frames = batch["frames"].to(device, non_blocking=True)
-        actions = batch["actions"].to(device, non_blocking=True).float()
-        with autocast:
-            out = step_fn(frames, actions)
-        loss = out["loss"]
-        # the terms over the global batch: what is logged, and non-finite on every rank at once
-        terms = distributed.mean_over_ranks(out) if ranks.distributed else out
-        if not torch.isfinite(terms["loss"]):
-            raise TrainingDiverged(
-                f"loss became {terms['loss'].item()} at step {step + 1} (terms: "
-                f"{ {k: round(v.item(), 4) for k, v in terms.items() if k != 'loss'} }); lower optim.lr or "
-                "raise optim.warmup_steps, and resume from latest/ with resume=true"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
-        if not torch.isfinite(grad_norm):
-            raise TrainingDiverged(
-                f"gradient norm became {grad_norm.item()} at step {step + 1}; lower optim.lr or optim.grad_clip "
-                "and resume from latest/ with resume=true"
-            )
-        optimizer.step()
-        scheduler.step()
-        loss_fn.update_target(model)
-        step += 1
-        seen += frames.shape[0] * ranks.world_size
-        bar.update(1)
-        if ranks.is_main and (step % cfg.log_every == 0 or step == cfg.steps):
-            elapsed = time.perf_counter() - tic
-            record = {k: v.item() for k, v in terms.items()}
-            record.update(lr=scheduler.get_last_lr()[0], grad_norm=grad_norm.item(), samples_per_s=seen / elapsed)
-            log.log(step, record)
-            bar.set_postfix(loss=f"{record['loss']:.3f}", sps=f"{record['samples_per_s']:.0f}")
-            tic, seen = time.perf_counter(), 0
-        monitoring = step % cfg.monitor_every == 0 or step == cfg.steps
-        saving = step % cfg.checkpoint_every == 0 or step == cfg.steps
-        if ranks.is_main and monitoring:
-            report = monitor(model, loss_fn, clips, probe, device)
-            log.log(step, report)
-            groups = " ".join(f"{g} {report[f'probe_r2_{g}']:.3f}" for g in probe["groups"])
-            bar.write(
-                f"step {step}: held loss {report['held_loss']:.3f}, rollout err {report['rollout_err_1']:.3f} "
-                f"(copy-last {report['copy_last_err_1']:.3f}), rank {report['effective_rank']:.1f}, probe R2 {groups}"
-            )
-            if report["held_loss"] < best:
-                best = report["held_loss"]
-                checkpoint("best")
-                write_json_atomic(folder / "best.json", {"step": step, **report})
-            tic, seen = time.perf_counter(), 0  # monitors are not training time
-        if ranks.is_main and saving:
-            checkpoint("latest")
-        if monitoring or saving:
-            distributed.barrier()  # the other ranks wait here while rank 0 monitors and saves
-    bar.close()
-    if ranks.is_main:
-        log.close()
-        last = [json.loads(line) for line in open(folder / "metrics.jsonl") if "held_loss" in line][-1]
-        write_json_atomic(folder / "summary.json", {"step": step, "parameters": n_params, "final": last})
+    try:
+        while step < cfg.steps:
+            batch = sampler.sample(cfg.optim.batch_size, generator=None, share=share)
+            frames = batch["frames"].to(device, non_blocking=True)
+            actions = batch["actions"].to(device, non_blocking=True).float()
+            with autocast:
+                out = step_fn(frames, actions)
+            loss = out["loss"]
+            # the terms over the global batch: what is logged, and non-finite on every rank at once
+            terms = distributed.mean_over_ranks(out) if ranks.distributed else out
+            if not torch.isfinite(terms["loss"]):
+                raise TrainingDiverged(
+                    f"loss became {terms['loss'].item()} at step {step + 1} (terms: "
+                    f"{ {k: round(v.item(), 4) for k, v in terms.items() if k != 'loss'} }); lower optim.lr or "
+                    "raise optim.warmup_steps, and resume from latest/ with resume=true"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+            if not torch.isfinite(grad_norm):
+                raise TrainingDiverged(
+                    f"gradient norm became {grad_norm.item()} at step {step + 1}; lower optim.lr or optim.grad_clip "
+                    "and resume from latest/ with resume=true"
+                )
+            optimizer.step()
+            scheduler.step()
+            loss_fn.update_target(model)
+            step += 1
+            seen += frames.shape[0] * ranks.world_size
+            bar.update(1)
+            if ranks.is_main and (step % cfg.log_every == 0 or step == cfg.steps):
+                elapsed = time.perf_counter() - tic
+                record = {k: v.item() for k, v in terms.items()}
+                record.update(lr=scheduler.get_last_lr()[0], grad_norm=grad_norm.item(), samples_per_s=seen / elapsed)
+                log.log(step, record)
+                bar.set_postfix(loss=f"{record['loss']:.3f}", sps=f"{record['samples_per_s']:.0f}")
+                tic, seen = time.perf_counter(), 0
+            monitoring = step % cfg.monitor_every == 0 or step == cfg.steps
+            saving = step % cfg.checkpoint_every == 0 or step == cfg.steps
+            if ranks.is_main and monitoring:
+                report = monitor(model, loss_fn, clips, probe, device)
+                log.log(step, report)
+                groups = " ".join(f"{g} {report[f'probe_r2_{g}']:.3f}" for g in probe["groups"])
+                bar.write(
+                    f"step {step}: held loss {report['held_loss']:.3f}, rollout err {report['rollout_err_1']:.3f} "
+                    f"(copy-last {report['copy_last_err_1']:.3f}), rank {report['effective_rank']:.1f}, probe R2 {groups}"
+                )
+                if report["held_loss"] < best:
+                    best = report["held_loss"]
+                    checkpoint("best")
+                    write_json_atomic(folder / "best.json", {"step": step, **report})
+                tic, seen = time.perf_counter(), 0  # monitors are not training time
+            if ranks.is_main and saving:
+                checkpoint("latest")
+            if monitoring or saving:
+                distributed.barrier()  # the other ranks wait here while rank 0 monitors and saves
+        if ranks.is_main:
+            log.close()
+            last = [json.loads(line) for line in open(folder / "metrics.jsonl") if "held_loss" in line][-1]
+            write_json_atomic(folder / "summary.json", {"step": step, "parameters": n_params, "final": last})
+    except WriteError as err:  # a checkpoint, log or summary could not be written: full disk, file-size limit
+        raise TrainingStopped(f"training stopped at step {step}: {err}, then run the same command again with "
+                              f"resume=true: {_resumes_from(folder)}") from err
+    finally:
+        bar.close()
     distributed.barrier()  # every rank returns a finished run folder
     return folder
 
@@ -420,17 +445,23 @@ def _register_configs() -> None:
 def main() -> None:
     import hydra
 
+    from world_model.checkpoint import CheckpointError
+    from world_model.cli import one_line_errors
+    from world_model.dataset import DatasetError
+
     _register_configs()
 
     @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
     def run(cfg) -> None:
         if not cfg.dataset:
             raise SystemExit("error: pass dataset=PATH (a folder made by `python -m agent.collect env=<name>`)")
+        expected = (DatasetError, CheckpointError, TrainingDiverged, TrainingStopped)
         if not distributed.launched_by_torchrun():
-            folder = train(cfg, cfg.dataset)
+            with one_line_errors(*expected):
+                folder = train(cfg, cfg.dataset)
             print(f"world model: {folder / 'latest'}")
             return
-        with distributed.joined(pick_device(cfg.device)):
+        with distributed.joined(pick_device(cfg.device)), one_line_errors(*expected):
             folder = train(cfg, cfg.dataset)
             if distributed.current().is_main:
                 print(f"world model: {folder / 'latest'}")
