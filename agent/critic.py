@@ -20,13 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load as safetensors_load
-from safetensors.torch import save as safetensors_save
 from torch import Tensor, nn
 
-from world_model.atomic import WriteError, write_bytes_atomic
 from world_model.checkpoint import WEIGHTS as MODEL_WEIGHTS
-from world_model.checkpoint import CheckpointError, read_manifest
+from world_model.checkpoint import read_manifest
+from world_model.fitted import load_fitted, save_fitted
 from world_model.latents import encode_episodes
 
 WEIGHTS, MANIFEST = "critic.safetensors", "critic.json"
@@ -160,35 +158,13 @@ def critic_key(checkpoint: Path, dataset_root: Path, cfg: CriticConfig) -> str:
 def save_critic(folder: Path, critic: ReachCritic, stats: dict) -> None:
     """The weights, then the manifest that marks the critic complete; a failed write (full disk)
     raises WriteError, and the critic is fitted again by the next run."""
-    weights = safetensors_save({k: v.detach().cpu().contiguous() for k, v in critic.state_dict().items()})
-    manifest = {
-        "config": dataclasses.asdict(critic.cfg),
-        "latent_dim": critic.mean.shape[0],
-        "sha256": hashlib.sha256(weights).hexdigest(),
-        "stats": stats,
-    }
-    again = "run the same command again: the critic is fitted again"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise WriteError(folder, err, then=again) from err
-    try:
-        write_bytes_atomic(folder / WEIGHTS, weights)
-        write_bytes_atomic(folder / MANIFEST, json.dumps(manifest, indent=1).encode())
-    except WriteError as err:
-        raise WriteError(err.filename, err, then=again) from err
+    save_fitted(folder, WEIGHTS, MANIFEST, critic,
+                {"config": dataclasses.asdict(critic.cfg), "latent_dim": critic.mean.shape[0], "stats": stats}, "the critic")
 
 
 def load_critic(folder: Path) -> ReachCritic:
     """Loads a saved critic (eval mode, CPU); refuses files it cannot verify."""
-    folder = Path(folder)
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-        data = (folder / WEIGHTS).read_bytes()
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"cannot read the critic in {folder} ({e}); delete the folder to train it again") from e
-    if hashlib.sha256(data).hexdigest() != manifest["sha256"]:
-        raise CheckpointError(f"{folder / WEIGHTS} does not match its recorded sha256; delete {folder} to train it again")
+    manifest, state = load_fitted(folder, WEIGHTS, MANIFEST, "the critic")
     critic = ReachCritic(manifest["latent_dim"], CriticConfig(**manifest["config"]))
-    critic.load_state_dict(safetensors_load(data))
+    critic.load_state_dict(state)
     return critic.eval()

@@ -19,13 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load as safetensors_load
-from safetensors.torch import save as safetensors_save
 from torch import Tensor, nn
 
-from world_model.atomic import write_bytes_atomic
-from world_model.checkpoint import CheckpointError
 from world_model.encoder import GRID, stem_strides
+from world_model.fitted import load_fitted, read_fitted_manifest, save_fitted
 from world_model.latents import encode_episodes, episode_actions
 from world_model.windows import split_episodes
 
@@ -242,35 +239,20 @@ def decoder_key(weights_sha256: str, dataset_name: str, cfg: DecoderConfig) -> s
 def save_decoder(folder: Path, decoder: Decoder, stats: dict, weights_sha256: str) -> None:
     """Weights, then the manifest (config, sizes, the world model's weights hash, statistics):
     the manifest is written last and marks the folder complete."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = safetensors_save({k: v.detach().cpu().contiguous() for k, v in decoder.state_dict().items()})
-    write_bytes_atomic(folder / WEIGHTS, weights)
-    manifest = {"config": dataclasses.asdict(decoder.cfg), "latent_dim": decoder.latent_dim,
-                "image_size": decoder.image_size, "grid": decoder.grid, "world_model_sha256": weights_sha256,
-                "sha256": hashlib.sha256(weights).hexdigest(), "stats": stats}
-    write_bytes_atomic(folder / MANIFEST, json.dumps(manifest, indent=1).encode())
+    save_fitted(folder, WEIGHTS, MANIFEST, decoder,
+                {"config": dataclasses.asdict(decoder.cfg), "latent_dim": decoder.latent_dim,
+                 "image_size": decoder.image_size, "grid": decoder.grid, "world_model_sha256": weights_sha256,
+                 "stats": stats}, "the decoder")
 
 
 def read_decoder_manifest(folder: Path) -> dict:
-    try:
-        return json.loads((Path(folder) / MANIFEST).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"cannot read the decoder in {folder} ({e}); delete the folder to train it again") from e
+    return read_fitted_manifest(folder, MANIFEST, "the decoder")
 
 
 def load_decoder(folder: Path) -> Decoder:
     """Loads a saved decoder (eval mode, CPU); refuses files it cannot verify."""
-    folder = Path(folder)
-    manifest = read_decoder_manifest(folder)
-    try:
-        data = (folder / WEIGHTS).read_bytes()
-    except OSError as e:
-        raise CheckpointError(f"cannot read the decoder in {folder} ({e}); delete the folder to train it again") from e
-    if hashlib.sha256(data).hexdigest() != manifest["sha256"]:
-        raise CheckpointError(f"{folder / WEIGHTS} does not match its recorded sha256; delete {folder} to train it "
-                              "again")
+    manifest, state = load_fitted(folder, WEIGHTS, MANIFEST, "the decoder")
     grid = tuple(manifest["grid"]) if manifest["grid"] is not None else None
     decoder = Decoder(manifest["latent_dim"], manifest["image_size"], grid, DecoderConfig(**manifest["config"]))
-    decoder.load_state_dict(safetensors_load(data))
+    decoder.load_state_dict(state)
     return decoder.eval()

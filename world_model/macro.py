@@ -16,12 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load as safetensors_load
-from safetensors.torch import save as safetensors_save
 from torch import Tensor, nn
 
-from world_model.atomic import write_bytes_atomic
-from world_model.checkpoint import CheckpointError
+from world_model.fitted import load_fitted, save_fitted
 from world_model.latents import encode_episodes, episode_actions
 from world_model.predictor import Predictor
 from world_model.windows import split_episodes
@@ -151,26 +148,15 @@ def macro_key(weights_sha256: str, dataset_name: str, cfg: MacroConfig) -> str:
 
 
 def save_macro(folder: Path, model: MacroModel, stats: dict) -> None:
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = safetensors_save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
-    write_bytes_atomic(folder / WEIGHTS, weights)
-    manifest = {"config": dataclasses.asdict(model.cfg), "latent_dim": model.latent_dim,
-                "action_dim": model.action_dim, "sha256": hashlib.sha256(weights).hexdigest(), "stats": stats}
-    write_bytes_atomic(folder / MANIFEST, json.dumps(manifest, indent=1).encode())  # last: marks it complete
+    """The weights, then the manifest that marks the level-2 predictor complete."""
+    save_fitted(folder, WEIGHTS, MANIFEST, model, {"config": dataclasses.asdict(model.cfg), "latent_dim": model.latent_dim,
+                                                   "action_dim": model.action_dim, "stats": stats},
+                "the level-2 predictor")
 
 
 def load_macro(folder: Path) -> MacroModel:
     """Loads a saved level-2 predictor (eval mode, CPU); refuses files it cannot verify."""
-    folder = Path(folder)
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-        data = (folder / WEIGHTS).read_bytes()
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"cannot read the level-2 predictor in {folder} ({e}); delete the folder to train it "
-                              "again") from e
-    if hashlib.sha256(data).hexdigest() != manifest["sha256"]:
-        raise CheckpointError(f"{folder / WEIGHTS} does not match its recorded sha256; delete {folder} to train it again")
+    manifest, state = load_fitted(folder, WEIGHTS, MANIFEST, "the level-2 predictor")
     model = MacroModel(manifest["latent_dim"], manifest["action_dim"], MacroConfig(**manifest["config"]))
-    model.load_state_dict(safetensors_load(data))
+    model.load_state_dict(state)
     return model.eval()
