@@ -43,6 +43,9 @@ class TaskSettings:
     """Weight of the reach critic's distance to the goal (agent/critic.py); 0 = no critic."""
     critic_reduce: str = "last"
     """Which planned step the critic scores: "last", or "min" (the closest approach along the plan)."""
+    subgoal_critic_weight: float = 0.0
+    """Weight of the reach critic's distance to the subgoal in the low level's cost, when a
+    hierarchical planner hands one down (its high level scores critic_weight toward the goal)."""
     energy_scales: list[int] = field(default_factory=lambda: [1])
     """Token-grid poolings the goal energy sums over (spatial representations only): [1, 2] adds
     a 2x2-pooled copy, which keeps the energy informative when the arm is far from the goal."""
@@ -100,7 +103,8 @@ class Configurator:
             planner_overrides=dict(s.planner.get(planner, {})) if planner else {},
             replan_every=s.replan_every,
             shrink_horizon=s.shrink_horizon,
-            cost_weights={"goal": s.goal_weight, "critic": s.critic_weight, "critic_reduce": s.critic_reduce, "action_magnitude": s.action_magnitude,
+            cost_weights={"goal": s.goal_weight, "critic": s.critic_weight, "critic_reduce": s.critic_reduce,
+                          "subgoal_critic": s.subgoal_critic_weight, "action_magnitude": s.action_magnitude,
                           "action_smoothness": s.action_smoothness},
             goal_energy={"metric": s.metric, "last_weight": s.last_weight, "step_weight": s.step_weight,
                          "scales": tuple(s.energy_scales)},

@@ -70,6 +70,18 @@ def _policy(cfg, name: str, first: int, kind_index: int, wm, costs, setup, devic
     return RandomPolicy(chunk_seed(cfg.eval.seed, kind_index, first)) if name == "random" else ZeroPolicy()
 
 
+def plan_costs(setup, grid, critic, hierarchical: bool) -> tuple:
+    """(the cost the planner's plans are scored by, the cost toward the final goal or None).
+    Flat: the goal kind's cost, None. Hierarchical: the low level's cost toward the subgoal
+    (the critic weighted by subgoal_critic_weight), then the goal kind's full cost, which the
+    high level scores toward the final goal."""
+    cost = build_cost(setup.cost_weights, setup.goal_energy, grid, critic)
+    if not hierarchical:
+        return cost, None
+    low = {**setup.cost_weights, "critic": setup.cost_weights["subgoal_critic"]}
+    return build_cost(low, setup.goal_energy, grid, critic), cost
+
+
 def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=None, macro=None,
              progress: bool = True, decoder=None) -> dict:
     """Runs each goal kind with the planner and the baselines on `envs` (one per batched
@@ -98,13 +110,8 @@ def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=No
         for goal_kind in goal_kinds:
             setup = configurator.setup(goal_kind, cfg.planner.get("name"))
             specs = make_episodes(env0, goal_kind, cfg.eval.episodes, cfg.eval.seed, setup.budget)
-            cost = build_cost(setup.cost_weights, setup.goal_energy, grid, critic)
-            costs = (cost, None)
-            if hierarchical:
-                # The high level scores the goal kind's full cost toward the final goal; the low
-                # level's subgoal is k decisions away, where the goal energy alone is informative.
-                costs = (build_cost({**setup.cost_weights, "critic": 0.0}, setup.goal_energy, grid), cost)
-            at = (list(env0.goal_kinds).index(goal_kind), wm, costs, setup, device, macro)
+            at = (list(env0.goal_kinds).index(goal_kind), wm, plan_costs(setup, grid, critic, hierarchical), setup,
+                  device, macro)
             for name in ["planner", *cfg.eval.baselines]:
                 firsts = range(0, len(specs), batch)
                 todo = [first for first in firsts if store.get(goal_kind, name, first) is None]

@@ -105,3 +105,24 @@ def test_hierarchical_planning_goes_through_the_door_where_flat_planning_is_stuc
     reached = _drive(hierarchical, world, start, goal, decisions=40, k=5)
     assert (stuck > 0.3).all(), stuck  # pressed against the wall
     assert (reached < 0.1).all(), reached
+
+
+def test_the_low_level_weighs_the_critic_toward_the_subgoal_only_when_configured():
+    from agent.configurator import Configurator, TaskSettings
+    from agent.evaluate import plan_costs
+
+    class Env:
+        name, action_repeat = "fake", 5
+        goal_kinds = {"far": type("Kind", (), {"budget": 50})()}
+
+    critic = object()  # build_cost only stores it
+    for subgoal_weight in (0.0, 0.5):
+        setup = Configurator({"far": TaskSettings(critic_weight=2.0, subgoal_critic_weight=subgoal_weight)},
+                             Env()).setup("far", "hierarchical")
+        low, high = plan_costs(setup, None, critic, hierarchical=True)
+        assert high.terms["critic"][0] == 2.0
+        assert ("critic" in low.terms) == bool(subgoal_weight)
+        if subgoal_weight:
+            assert low.terms["critic"][0] == subgoal_weight and low.terms["critic"][1].critic is critic
+    flat, none = plan_costs(setup, None, critic, hierarchical=False)
+    assert none is None and flat.terms["critic"][0] == 2.0
