@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -90,7 +89,10 @@ def pool(rows: list[dict]) -> list[dict]:
     for (env, kind, planner), group in groups.items():
         n, wins = sum(r["episodes"] for r in group), sum(r["successes"] for r in group)
         low, high = wilson_interval(int(wins), int(n))
-        mean = lambda key: sum(r[key] * r["episodes"] for r in group) / n if n else float("nan")  # noqa: E731
+
+        def mean(key: str, group=group, n=n) -> float:  # episode-weighted over the seeds
+            return sum(r[key] * r["episodes"] for r in group) / n if n else float("nan")
+
         pooled.append({"env": env, "goal_kind": kind, "planner": planner, "seeds": sorted(seed_label(r) for r in group),
                        "planner_name": group[0].get("planner_name", planner),
                        "episodes": n, "successes": wins, "success_rate": wins / n if n else float("nan"),
@@ -184,7 +186,8 @@ def plot(bench: Path, rows: list[dict], pooled: list[dict]) -> list[Path]:
         if r.get("model") and r["planner"] not in BASELINES:
             log = Path(r["model"]).parent / "metrics.jsonl"
             if log.exists():
-                curves[f"{r['env']} seed {r['seed']}"] = [json.loads(line) for line in open(log)]
+                with open(log) as f:
+                    curves[f"{r['env']} seed {r['seed']}"] = [json.loads(line) for line in f]
     panels = [("held_loss", "held-out loss"), ("rollout_err_1", "rollout error, 1 step (dashed: copy-last)"),
               ("effective_rank", "effective rank"), ("probe_r2", "linear probe R^2")]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.5))

@@ -19,11 +19,11 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import envs  # noqa: E402
-from agent.collect import DataConfig, collect  # noqa: E402
-from world_model.dataset import Dataset  # noqa: E402
+import envs
+from agent.collect import DataConfig, collect
+from world_model.dataset import Dataset
 
 
 def render_fps(size: int, shadows: bool, steps: int = 300) -> float:

@@ -1,8 +1,13 @@
 """GPU micro-benchmarks: world-model training throughput and batched rollout latency on CUDA vs CPU."""
-import time, torch, json
-from world_model.model import WorldModel, WorldModelConfig
-from world_model.losses import JEPALoss, LossConfig
+import json
+import time
+
+import torch
+
 import world_model
+from world_model.losses import JEPALoss, LossConfig
+from world_model.model import WorldModel, WorldModelConfig
+
 
 def train_speed(cfg, batch, device, steps=20):
     m = WorldModel(cfg).to(device); lf = JEPALoss(LossConfig(), m).to(device)
@@ -26,6 +31,7 @@ for rep in ("tokens", "pooled"):
             results[f"train_{rep}_{size}_b{batch}_clips_per_s"] = round(train_speed(cfg, batch, "cuda"), 1)
 # rollout latency: 50 episodes x 300 samples x horizon 5, one CEM iteration's forward
 import glob
+
 for path in sorted(glob.glob("runs/*/latest")):
     wm = world_model.load(path)
     for device in ("cpu", "cuda"):

@@ -15,14 +15,14 @@ from envs._gl import RenderingUnavailable, backend_problem, importable_backend, 
 
 GL_BACKEND = select_gl_backend()  # MUJOCO_GL as mujoco reads it, once, at its import below
 
-from envs._versions import check_simulator_versions  # noqa: E402
+from envs._versions import check_simulator_versions
 
 MUJOCO_VERSION, DM_CONTROL_VERSION = check_simulator_versions()
 SIMULATOR_VERSIONS = {"mujoco": MUJOCO_VERSION, "dm_control": DM_CONTROL_VERSION}  # recorded in dataset manifests
 
-import gymnasium  # noqa: E402
+import gymnasium
 
-from envs.base import EpisodeSpec, GoalEnv, GoalKind, setting_type_problems  # noqa: E402
+from envs.base import EpisodeSpec, GoalEnv, GoalKind, setting_type_problems
 
 # One line per env family: the module of its folder, which exports ENVS and replay (envs/base.py).
 FAMILIES = [
@@ -82,5 +82,16 @@ def replay(record: dict) -> dict:
     return _entry(record["env"])[2].replay(record)
 
 
-__all__ = ["make", "names", "replay", "REGISTRY", "EpisodeSpec", "GoalEnv", "GoalKind", "gymnasium",
-           "MUJOCO_VERSION", "DM_CONTROL_VERSION", "SIMULATOR_VERSIONS"]
+__all__ = [
+    "DM_CONTROL_VERSION",
+    "MUJOCO_VERSION",
+    "REGISTRY",
+    "SIMULATOR_VERSIONS",
+    "EpisodeSpec",
+    "GoalEnv",
+    "GoalKind",
+    "gymnasium",
+    "make",
+    "names",
+    "replay",
+]

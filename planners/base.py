@@ -10,8 +10,9 @@ device of `init`. They never log: what they found goes back in PlanResult.info.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 from torch import Tensor

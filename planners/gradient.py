@@ -61,7 +61,7 @@ class Gradient(SeededPlanner):
 
     def descend(self, rollout_fn: RolloutFn, cost_fn: CostFn, starts: Tensor, low: Tensor, high: Tensor) -> PlanResult:
         """Adam from each of starts [B, S, H, A] (within low, high [A]); the best sequence seen."""
-        b, s, h, a = starts.shape
+        b, s = starts.shape[:2]
         mid, half = (high + low) / 2, (high - low) / 2
         scaled = ((starts - mid) / half.clamp_min(1e-12)).clamp(-_EDGE, _EDGE)
         u = torch.atanh(scaled).detach().requires_grad_(True)  # [B, S, H, A]

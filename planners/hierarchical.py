@@ -20,7 +20,11 @@ class Hierarchical:
       search is over one action held for the k decisions of each macro step ([Hh, A] instead of
       [Hh, k*A]: a far smaller space, and the behaviour video's persistent headings look like it).
       The high level replans every `replan_every` decisions and warm-starts from its previous
-      plan, shifted by the macro steps executed since.
+      plan, shifted by the macro steps executed since. Between replans the subgoal stays the
+      plan's first macro step (`lead=None`), or, with `lead` = L decisions, moves along the plan
+      to the first macro step that ends at least L decisions after the current one: a target the
+      low level cannot reach within its horizon keeps it moving instead of braking at a subgoal
+      it is about to reach.
     - `plan(...)`: the low-level planner, as any planner, with a cost the caller has aimed at the
       subgoal.
 
@@ -28,9 +32,9 @@ class Hierarchical:
     """
 
     def __init__(self, low: Planner, high: Planner, horizon: int = 5, high_horizon: int = 8, replan_every: int = 1,
-                 hold: bool = True, seed: int | None = 0):
-        if high_horizon < 1 or replan_every < 1:
-            raise ValueError("high_horizon and replan_every must be >= 1")
+                 hold: bool = True, lead: int | None = None, seed: int | None = 0):
+        if high_horizon < 1 or replan_every < 1 or (lead is not None and lead < 1):
+            raise ValueError("high_horizon, replan_every and lead must be >= 1")
         self.low, self.high = low, high
         # One seed for the pair (an evaluation reseeds each chunk of episodes through it): the low
         # level draws from `seed`, the high level from `seed + 1`.
@@ -41,7 +45,7 @@ class Hierarchical:
         self.seed = seed
         self.horizon = horizon
         self.low.horizon = horizon
-        self.high_horizon, self.replan_every, self.hold = high_horizon, replan_every, hold
+        self.high_horizon, self.replan_every, self.hold, self.lead = high_horizon, replan_every, hold, lead
         self.reset()
 
     def reset(self) -> None:
@@ -49,7 +53,8 @@ class Hierarchical:
         self.high.reset()
         self._macro: Tensor | None = None  # [B, Hh, A or k*A], the last high-level plan
         self._since = 0  # decisions since the last high-level plan
-        self._subgoal: Tensor | None = None  # [B, D]
+        self._z: Tensor | None = None  # [B, Hh, D], the last high-level plan's predictions
+        self._stop: Tensor | None = None  # [B], the macro step where that plan is best stopped
 
     def subgoal(self, high_rollout_fn: RolloutFn, high_cost_fn: CostFn, batch: int, low: Tensor, high: Tensor, k: int,
                 decisions_left: int) -> tuple[Tensor, Tensor]:
@@ -63,9 +68,9 @@ class Hierarchical:
             k: decisions per macro step
             decisions_left: decisions until the end of the budget
         Returns:
-            (subgoal [B, D], the predicted representation after the first macro step;
-             arrived [B], True where the plan reaches the goal within that step, so the low
-             level should aim at the final goal itself)
+            (subgoal [B, D], the predicted representation after the first macro step (or the
+             step `lead` picks); arrived [B], True where the plan reaches the goal within that
+             step, so the low level should aim at the final goal itself)
         """
         horizon = max(1, min(self.high_horizon, math.ceil(decisions_left / k)))
         due = self._macro is None or self._since >= self.replan_every
@@ -86,11 +91,12 @@ class Hierarchical:
                 plan = result.actions[:, None]  # [B, 1, Hh, A']
                 z = rollout_fn(plan)  # [B, 1, Hh, D]
                 # The cost of stopping after each macro step: where the plan arrives. A plan that
-                # arrives within its first macro step needs no subgoal any more.
+                # arrives by the subgoal's macro step needs no subgoal any more.
                 stops = torch.stack([cost_fn(z[:, :, : j + 1], plan[:, :, : j + 1])[:, 0] for j in range(z.shape[2])], -1)
-                self._subgoal, self._arrived = z[:, 0, 0], stops.argmin(dim=-1) == 0  # [B, D], [B]
+                self._z, self._stop = z[:, 0], stops.argmin(dim=-1)  # [B, Hh, D], [B]
+        step = 0 if self.lead is None else min(self._z.shape[1], math.ceil((self._since + self.lead) / k)) - 1
         self._since += 1
-        return self._subgoal, self._arrived
+        return self._z[:, step], self._stop <= step
 
     def _warm_start(self, batch: int, horizon: int, k: int, bound: Tensor) -> Tensor:
         """The last high-level plan shifted by the macro steps done since, zero-padded: [B, Hh, A']

@@ -7,7 +7,7 @@ import signal
 # Headless rendering for every test process (spawned collection workers inherit it).
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import pytest  # noqa: E402
+import pytest
 
 # A world model small enough to train a few steps in about a second on 2 cores. image_size is set
 # (it must match the dataset's) and action_dim is left to training, which takes the dataset's.

@@ -146,7 +146,7 @@ def test_agent_run_smoke(tmp_path):
         "critic.hidden=16", "critic.dim=4", "decoder.width=8", "decoder.steps=5", "decoder.episodes=2",
         "decoder.eval_windows=4", "decoder.horizon=2", "eval.video_size=64", f"hydra.run.dir={out}",
     ]
-    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "success" in done.stdout and "replay with the simulator alone: 0 of" in done.stdout
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]

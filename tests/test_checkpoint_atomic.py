@@ -12,15 +12,13 @@ import time
 
 import pytest
 import torch
+from conftest import file_size_limit
 
 import world_model
-import world_model.checkpoint as checkpoint
-from world_model import CheckpointError, JEPALoss, LossConfig, WorldModel, WorldModelConfig
-from world_model.checkpoint import newest_verified, restore_newest, verify
+from world_model import CheckpointError, JEPALoss, LossConfig, WorldModel, WorldModelConfig, checkpoint
 from world_model.atomic import WriteError
+from world_model.checkpoint import newest_verified, restore_newest, verify
 from world_model.windows import WindowSampler
-
-from conftest import file_size_limit
 
 SIZES = dict(image_size=32, action_dim=2, dim=16, stem_channels=8, encoder_width=16, encoder_depth=1,
              encoder_heads=2, predictor_width=32, predictor_depth=1, predictor_heads=2)
@@ -193,6 +191,7 @@ def test_resume_after_a_save_killed_part_way_continues_from_the_previous_checkpo
     tiny_data, tmp_path, monkeypatch, capsys
 ):
     from test_train import tiny_train_config, weights
+
     from world_model.train import train
 
     whole = train(tiny_train_config(tiny_data, tmp_path / "whole"), tiny_data[2], progress=False)

@@ -12,9 +12,10 @@ CONFIGS = ROOT / "configs"
 
 
 def _compose(name: str, overrides=(), return_hydra_config: bool = False):
-    from agent.run_config import RunConfig
     from hydra.core.config_store import ConfigStore
+
     from agent.collect import _register_configs as register_collect
+    from agent.run_config import RunConfig
     from world_model.train import _register_configs as register_train
 
     register_collect()

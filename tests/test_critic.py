@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_MODEL, file_size_limit
 from omegaconf import OmegaConf
 
 import world_model
@@ -21,8 +22,6 @@ from world_model.atomic import NotWritable, WriteError
 from world_model.checkpoint import CheckpointError
 from world_model.dataset import DatasetError
 from world_model.model import WorldModel, WorldModelConfig
-
-from conftest import TINY_MODEL, file_size_limit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +47,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_critic_distance_tracks_true_distance_and_respects_the_step_bound():
     torch.manual_seed(0)
-    z, x = _walks(64, 40, seed=0)
+    z, _ = _walks(64, 40, seed=0)
     z_held, x_held = _walks(16, 40, seed=1)
     critic, stats = fit_critic(z, z_held, FAST, progress=False)
     assert stats["held_out_step"] < 1.05  # one step of the video moves the embedding by at most ~1
@@ -65,7 +64,7 @@ def test_critic_distance_tracks_true_distance_and_respects_the_step_bound():
 
 
 def test_critic_cost_prefers_candidates_ending_nearer_the_goal_and_round_trips(tmp_path):
-    z, x = _walks(32, 30, seed=2)
+    z, _ = _walks(32, 30, seed=2)
     critic, stats = fit_critic(z, z[:4], FAST, progress=False)
     goal_x = torch.tensor([0.5])
     cands = torch.tensor([0.45, -0.8])  # two candidate plans' final positions

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import report_lines
 from hydra import compose, initialize_config_dir
 
 import envs
@@ -19,8 +20,6 @@ from agent.collect import CollectConfig, DataConfig, collect, identity
 from agent.parts import merge, parse_shard_range
 from world_model.atomic import NotWritable
 from world_model.dataset import Dataset, DatasetError
-
-from conftest import report_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 

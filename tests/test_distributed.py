@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_MODEL
 from hydra import compose, initialize_config_dir
 
 import world_model
 from world_model.train import train
 from world_model.windows import WindowSampler
-
-from conftest import TINY_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 # The ranks' steps differ from one process's by float rounding only (the order of the gradient

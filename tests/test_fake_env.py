@@ -16,7 +16,6 @@ from omegaconf import OmegaConf, open_dict
 import envs
 from envs.base import EpisodeSpec, GoalEnv, GoalKind
 
-
 ROOT = Path(__file__).resolve().parents[1]
 STEP = 0.2  # how far one control step moves the dot per unit of action
 
@@ -132,7 +131,7 @@ def test_a_new_family_runs_through_the_whole_pipeline(dot_family, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert {r["policy"] for r in summary["rows"]} == {"planner", "random", "zero"}
     assert summary["replay_failures"] == 0
-    records = [json.loads(line) for line in open(out / "records.jsonl")]
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     assert len(records) == 6 and all(r["env"] == "dot" for r in records)
     assert all(len(r["actions"]) == 6 and len(r["actions"][0]) == 3 for r in records)  # 6 control steps of 3-d actions
     assert all(-0.5 <= a <= 0.5 for r in records for step in r["actions"] for a in step)

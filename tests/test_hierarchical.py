@@ -126,3 +126,25 @@ def test_the_low_level_weighs_the_critic_toward_the_subgoal_only_when_configured
             assert low.terms["critic"][0] == subgoal_weight and low.terms["critic"][1].critic is critic
     flat, none = plan_costs(setup, None, critic, hierarchical=False)
     assert none is None and flat.terms["critic"][0] == 2.0
+
+
+@pytest.mark.parametrize("lead", [None, 4])
+def test_the_subgoal_moves_along_the_high_plan_only_with_a_lead(lead):
+    k, low_bound, high_bound = 4, -torch.ones(2), torch.ones(2)
+    goal = torch.tensor([[6.0, 0.0]])  # far: 6 macro steps at full speed, never reached within one
+
+    def high_rollout_fn(macro):  # [B, N, Hh, k*A] -> positions [B, N, Hh, 2], k primitive steps each
+        return macro.reshape(*macro.shape[:3], k, 2).sum(dim=3).cumsum(dim=2) / k
+
+    def high_cost_fn(z, macro):
+        return (z[:, :, -1] - goal[:, None]).norm(dim=-1)
+
+    planner = Hierarchical(CEM(samples=64, iterations=3, elites=8), CEM(samples=64, iterations=3, elites=8),
+                           high_horizon=8, replan_every=4, lead=lead)
+    subgoals = [planner.subgoal(high_rollout_fn, high_cost_fn, 1, low_bound, high_bound, k, decisions_left=40)
+                for _ in range(4)]  # one high-level plan, then 3 decisions on it
+    plan = planner._z[0]  # [Hh, 2], the plan's predicted positions after each macro step
+    expected = [0, 0, 0, 0] if lead is None else [0, 1, 1, 1]  # lead 4: the first step ending >= 4 decisions on
+    for (subgoal, arrived), step in zip(subgoals, expected, strict=True):
+        assert torch.equal(subgoal[0], plan[step]) and not arrived.item()
+    assert plan[1, 0] > plan[0, 0] > 0.3  # the plan heads for the goal, so a later step is further along

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_MODEL, file_size_limit_in_child, report_lines
 
 import world_model
 from world_model.atomic import NotWritable
@@ -19,8 +20,6 @@ from world_model.losses import LossConfig
 from world_model.model import WorldModelConfig
 from world_model.train import OptimConfig, TrainConfig, TrainingDiverged, train, warmup_cosine
 from world_model.windows import WindowSampler
-
-from conftest import TINY_MODEL, file_size_limit_in_child, report_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -83,7 +83,7 @@ def test_success_at_the_goal_and_not_a_tenth_of_a_metre_away(env):
     assert not info["success"] and info["distance"] == pytest.approx(0.1)
     _, info = env.reset(seed=0, options={"start_state": [0.25, -0.14, 0.0, 0.0], "goal_pos": goal})
     assert info["success"]  # 0.06 m: inside the 0.07 m threshold
-    obs, reward, terminated, truncated, info = env.step(np.zeros(2))
+    _, reward, terminated, truncated, info = env.step(np.zeros(2))
     assert reward == 1.0 and not terminated and not truncated
 
 

@@ -12,9 +12,9 @@ import world_model
 from world_model import CheckpointError, JEPALoss, LossConfig, WorldModel, WorldModelConfig
 from world_model.encoder import Encoder, stem_strides
 from world_model.monitors import (
+    RIDGE_GRID,
     dimension_std,
     effective_rank,
-    RIDGE_GRID,
     linear_probe,
     ridge_cv,
     rollout_error,

@@ -142,7 +142,7 @@ def save(
         "files": {},
     }
     try:
-        manifest_bytes = json.dumps(manifest, indent=2).encode()  # fail before writing anything
+        json.dumps(manifest)  # fail before writing anything
     except TypeError as e:
         raise ValueError(
             f"train_cfg must be JSON-serialisable ({e}); "

@@ -32,7 +32,7 @@ class MetricsLog:
         self.csv_path = self.folder / f"{name}.csv"
         if resume_step is not None:
             self._truncate(resume_step)
-        self.jsonl = open(self.jsonl_path, "a")
+        self.jsonl = open(self.jsonl_path, "a")  # noqa: SIM115 (held open for the run; close() closes it)
         self._csv_fields: list[str] | None = None
         if self.csv_path.exists() and self.csv_path.stat().st_size > 0:
             with open(self.csv_path, newline="") as f:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from world_model.model import WorldModel
+
 
 @torch.no_grad()
 def rollout_error(model: WorldModel, frames: Tensor, actions: Tensor) -> dict[str, Tensor]:
@@ -111,7 +114,7 @@ def ridge_cv(z: Tensor, y: Tensor, grid: tuple[float, ...] = RIDGE_GRID, folds: 
         raise ValueError(f"ridge_cv needs at least {2 * folds} rows for {folds} folds, got {n}")
     edges = torch.linspace(0, n, folds + 1).long().tolist()
     errors = [0.0] * len(grid)
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         keep = torch.ones(n, dtype=torch.bool)
         keep[lo:hi] = False
         held = y[lo:hi].double().to(z.device)  # [n_fold, K]

@@ -425,7 +425,8 @@ def train(cfg, dataset_root: str | Path, progress: bool = True) -> Path:
                 distributed.barrier()  # the other ranks wait here while rank 0 monitors and saves
         if ranks.is_main:
             log.close()
-            last = [json.loads(line) for line in open(folder / "metrics.jsonl") if "held_loss" in line][-1]
+            with open(folder / "metrics.jsonl") as f:
+                last = [json.loads(line) for line in f if "held_loss" in line][-1]
             write_json_atomic(folder / "summary.json", {"step": step, "parameters": n_params, "final": last})
     except WriteError as err:  # a checkpoint, log or summary could not be written: full disk, file-size limit
         raise TrainingStopped(f"training stopped at step {step}: {err}, then run the same command again with "

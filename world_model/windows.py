@@ -12,7 +12,7 @@ from world_model.dataset import Dataset
 def split_episodes(num_episodes: int, held_out_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """Train and held-out episode indices; the held-out ones are the last episodes, so the split
     does not move when the training seed changes."""
-    held = max(1, int(round(num_episodes * held_out_fraction))) if held_out_fraction > 0 else 0
+    held = max(1, round(num_episodes * held_out_fraction)) if held_out_fraction > 0 else 0
     if held >= num_episodes:
         raise ValueError(f"held_out_fraction={held_out_fraction} leaves no training episode out of {num_episodes}")
     return np.arange(num_episodes - held), np.arange(num_episodes - held, num_episodes)
