@@ -54,7 +54,7 @@ def critic_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: tor
     """The reach critic for this world model, fitted once on the dataset the model was trained on
     and cached under cache_root/critics; None when no evaluated goal kind gives it a weight."""
     kinds = cfg.eval.goal_kinds or list(cfg.configurator)
-    if not any(cfg.configurator[k].critic_weight or cfg.configurator[k].get("subgoal_critic_weight") for k in kinds):
+    if not any(cfg.configurator[k].critic_weight or cfg.configurator[k].subgoal_critic_weight for k in kinds):
         return None
     ccfg = CriticConfig(**plain(cfg.critic))
     folder = _fitted_folder(cfg, "critics", "the critic", CRITIC_OFF, dataset_root,
