@@ -5,7 +5,8 @@
 Rows: per env, goal kind, planner (with any other axis of the grid, such as a search budget),
 training seed and evaluation seed, the success rate with its 95% Wilson interval, mean final distance, mean / p95 ms per decision and the cell's wall time; pooled rows add
 the seeds up (training seeds, evaluation seeds, or both). Random and do-nothing baselines ran on the same episodes in every cell and are
-listed once per env, goal kind and seed. Written to BENCH/results.{md,csv,json} and BENCH/*.png;
+listed once per env, goal kind and seed. Written to BENCH/results.{md,csv,json} and BENCH/*.png
+(success_vs_ms_<env>.png: success against ms per decision, a line per planner through its budgets);
 --page also writes a results page (and copies the plots next to it) for docs/.
 """
 
@@ -106,6 +107,15 @@ def markdown(rows: list[dict], pooled: list[dict], protocol: dict) -> str:
 
     def ms(r: dict) -> str:  # baselines do not plan
         return "-" if r["planner"] in BASELINES else f"{r['plan_ms_mean']:.0f}, {r['plan_ms_p95']:.0f}"
+    # best planner first; a planner's budgets (its variants) stay together, cheapest first
+    best = defaultdict(float)
+    for r in pooled:
+        key = (r["env"], r["goal_kind"], r.get("planner_name", r["planner"]))
+        best[key] = max(best[key], r["success_rate"])
+
+    def order(r: dict) -> tuple:
+        name = r.get("planner_name", r["planner"])
+        return r["goal_kind"], r["planner"] in BASELINES, -best[(r["env"], r["goal_kind"], name)], name, r["plan_ms_mean"]
     lines = []
     for env in sorted({r["env"] for r in rows}):
         lines += [f"### {env}", ""]
@@ -116,8 +126,7 @@ def markdown(rows: list[dict], pooled: list[dict], protocol: dict) -> str:
                              f"per cell, evaluation seeds {seeds}; success: {p['success']}")
         lines += ["", "| goal kind | planner | seeds (training/evaluation) | success | 95% CI | final distance | ms / decision (mean, p95) |",
                   "|---|---|---|---|---|---|---|"]
-        for r in sorted((r for r in pooled if r["env"] == env), key=lambda r: (r["goal_kind"], r["planner"] in BASELINES,
-                                                                             -r["success_rate"])):
+        for r in sorted((r for r in pooled if r["env"] == env), key=order):
             lines.append(f"| {r['goal_kind']} | {r['planner']} | {', '.join(r['seeds'])} | "
                          f"**{100 * r['success_rate']:.0f}%** ({r['successes']:.0f}/{r['episodes']:.0f}) | "
                          f"{100 * r['ci_low']:.0f}-{100 * r['ci_high']:.0f}% | {r['final_distance_mean']:.3f} | {ms(r)} |")
@@ -132,7 +141,8 @@ def markdown(rows: list[dict], pooled: list[dict], protocol: dict) -> str:
 
 
 def plot(bench: Path, rows: list[dict], pooled: list[dict]) -> list[Path]:
-    """success.png, success_vs_ms.png and training.png in bench; returns their paths."""
+    """success.png, success_vs_ms.png (and one success_vs_ms_<env>.png per env) and training.png in bench;
+    returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on a cluster node
@@ -140,15 +150,19 @@ def plot(bench: Path, rows: list[dict], pooled: list[dict]) -> list[Path]:
 
     envs_ = sorted({r["env"] for r in pooled})
     paths = []
-    fig, axes = plt.subplots(1, len(envs_), figsize=(5 * len(envs_), 4), squeeze=False)
+    groups = {env: sorted((r for r in pooled if r["env"] == env), key=lambda r: (r["goal_kind"], r["planner"]))
+              for env in envs_}
+    widths = [max(4.0, 0.3 * len(groups[env])) for env in envs_]  # a budget grid has many bars: room for labels
+    fig, axes = plt.subplots(1, len(envs_), figsize=(sum(widths) + 1, 4.5), squeeze=False,
+                             gridspec_kw={"width_ratios": widths})
     for ax, env in zip(axes[0], envs_):
-        group = sorted((r for r in pooled if r["env"] == env), key=lambda r: (r["goal_kind"], r["planner"]))
-        labels = [f"{r['goal_kind']}\n{r['planner']}" for r in group]
+        group = groups[env]
+        labels = [f"{r['goal_kind']} {r['planner']}" for r in group]
         rate = [100 * r["success_rate"] for r in group]
         err = [[100 * (r["success_rate"] - r["ci_low"]) for r in group], [100 * (r["ci_high"] - r["success_rate"]) for r in group]]
         ax.bar(range(len(group)), rate, yerr=err, capsize=3,
                color=["#bbbbbb" if r["planner"] in BASELINES else "#3b75af" for r in group])
-        ax.set_xticks(range(len(group)), labels, fontsize=7, rotation=60)
+        ax.set_xticks(range(len(group)), labels, fontsize=7, rotation=60, ha="right")
         ax.set_ylim(0, 100)
         ax.set_ylabel("success % (95% Wilson interval)")
         ax.set_title(env)
@@ -157,29 +171,23 @@ def plot(bench: Path, rows: list[dict], pooled: list[dict]) -> list[Path]:
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
 
+    # one colour per planner on every panel, one line style per goal kind
+    names = sorted({r["planner_name"] for r in pooled if r["planner"] not in BASELINES})
+    colour = {name: f"C{i % 10}" for i, name in enumerate(names)}
     fig, axes = plt.subplots(1, len(envs_), figsize=(5 * len(envs_), 4), squeeze=False)
     for ax, env in zip(axes[0], envs_):
-        lines = defaultdict(list)  # (goal kind, planner name) -> its variants: one line through its budgets
-        for r in pooled:
-            if r["env"] == env and r["planner"] not in BASELINES:
-                lines[(r["goal_kind"], r["planner_name"])].append(r)
-        for (kind, name), group in sorted(lines.items()):
-            group.sort(key=lambda r: r["plan_ms_mean"])
-            rate = [100 * r["success_rate"] for r in group]
-            ax.errorbar([r["plan_ms_mean"] for r in group], rate,
-                        yerr=[[a - 100 * r["ci_low"] for a, r in zip(rate, group)],
-                              [100 * r["ci_high"] - a for a, r in zip(rate, group)]],
-                        fmt="o-", capsize=3, label=f"{kind} {name}")
-        ax.set_xscale("log")
-        ax.set_xlabel("ms per decision (mean)")
-        ax.set_ylabel("success %")
-        ax.set_ylim(0, 100)
-        ax.set_title(env)
-        ax.legend(fontsize=7)
+        _budget_panel(ax, env, pooled, colour)
     fig.tight_layout()
     paths.append(bench / "success_vs_ms.png")
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
+    for env in envs_:  # the same panel alone, one file per env
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        _budget_panel(ax, env, pooled, colour)
+        fig.tight_layout()
+        paths.append(bench / f"success_vs_ms_{env}.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
 
     curves = {}
     for r in rows:
@@ -207,6 +215,30 @@ def plot(bench: Path, rows: list[dict], pooled: list[dict]) -> list[Path]:
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
     return paths
+
+
+def _budget_panel(ax, env: str, pooled: list[dict], colour: dict[str, str]) -> None:
+    """Success against mean ms per decision on `ax`: a line per (goal kind, planner) through its
+    variants (search budgets), with 95% Wilson intervals."""
+    lines = defaultdict(list)  # (goal kind, planner name) -> its variants
+    for r in pooled:
+        if r["env"] == env and r["planner"] not in BASELINES:
+            lines[(r["goal_kind"], r["planner_name"])].append(r)
+    kinds = sorted({kind for kind, _ in lines})
+    for (kind, name), group in sorted(lines.items()):
+        group.sort(key=lambda r: r["plan_ms_mean"])
+        rate = [100 * r["success_rate"] for r in group]
+        ax.errorbar([r["plan_ms_mean"] for r in group], rate,
+                    yerr=[[a - 100 * r["ci_low"] for a, r in zip(rate, group)],
+                          [100 * r["ci_high"] - a for a, r in zip(rate, group)]],
+                    fmt="o" + ("-", "--", ":", "-.")[kinds.index(kind) % 4], color=colour[name], capsize=3,
+                    alpha=0.85, label=f"{kind} {name}")
+    ax.set_xscale("log")
+    ax.set_xlabel("ms per decision (mean)")
+    ax.set_ylabel("success % (95% Wilson interval)")
+    ax.set_ylim(0, 100)
+    ax.set_title(env)
+    ax.legend(fontsize=7)
 
 
 def gather(benches: list[Path]) -> dict:
@@ -254,13 +286,14 @@ def _command(bench: Path) -> str:
 
 def write_page(benches: Path | list[Path], page: Path) -> Path:
     """A results page at `page` from the cells of one or more benchmark folders (grids run
-    separately: other envs, other budgets, other machines), with its plots in page's folder/results."""
+    separately: other envs, other budgets, other machines), with its plots in a folder named after
+    the page beside it (docs/RESULTS.md -> docs/results/), so two pages never share plots."""
     benches = [Path(b) for b in (benches if isinstance(benches, (list, tuple)) else [benches])]
     page = Path(page)
     for bench in benches:
         write_results(bench)
     results = gather(benches)
-    figures = page.parent / "results"
+    figures = page.parent / page.stem.lower()
     figures.mkdir(parents=True, exist_ok=True)
     plot(figures, results["rows"], results["pooled"])
     # one wall time per cell: its goal kinds and baselines are rows of their own that repeat it
@@ -280,11 +313,11 @@ def write_page(benches: Path | list[Path], page: Path) -> Path:
         markdown(results["rows"], results["pooled"], results["protocol"]),
         "## Plots",
         "",
-        "![success per env and planner](results/success.png)",
+        f"![success per env and planner]({figures.name}/success.png)",
         "",
-        "![success against planning time](results/success_vs_ms.png)",
-        "",
-        "![training curves](results/training.png)",
+        *[f"![success against planning time, {env}]({figures.name}/success_vs_ms_{env}.png)\n"
+          for env in sorted({r["env"] for r in results["pooled"]})],
+        f"![training curves]({figures.name}/training.png)",
         "",
     ]
     page.write_text("\n".join(text))

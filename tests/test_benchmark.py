@@ -127,3 +127,29 @@ def test_a_page_combines_grids_run_separately(tmp_path):
     assert "| rooms | cem | 0/0 | **40%** (4/10) |" in text and "| rooms | mppi | 0/0 | **70%** (7/10) |" in text
     assert f"planner=cem bench={tmp_path / 'a'}" in text and f"planner=mppi bench={tmp_path / 'b'}" in text
     assert (tmp_path / "results" / "success_vs_ms.png").stat().st_size > 0
+
+
+def test_each_page_keeps_its_plots_in_a_folder_named_after_it(tmp_path):
+    """A second page (say the budget grids beside the seed grid) must not overwrite the first one's
+    plots: docs/BUDGETS.md's live in docs/budgets/ and the page links them there."""
+    _fake_cell(tmp_path / "a", "cem", 0, 4)
+    (tmp_path / "a" / "grid.json").write_text(json.dumps({"fixed": [], "axes": [["planner", ["cem"]]]}))
+    text = write_page([tmp_path / "a"], tmp_path / "BUDGETS.md").read_text()
+    assert "](budgets/success_vs_ms_two-rooms.png)" in text and "](results/" not in text
+    assert (tmp_path / "budgets" / "success_vs_ms_two-rooms.png").stat().st_size > 0
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_planners_budgets_stay_together_best_planner_first(tmp_path):
+    """The pooled table lists planners by their best budget's success, each planner's budgets in a
+    block ordered by time per decision, so a budget grid reads planner by planner."""
+    bench = tmp_path / "bench"
+    for planner, samples, wins, ms in (("cem", "50", 2, 40.0), ("cem", "300", 6, 250.0),
+                                       ("mppi", "50", 5, 45.0), ("mppi", "300", 4, 260.0)):
+        _fake_cell(bench, planner, 0, wins, {"planner.samples": samples}, ms)
+    text = write_page(bench, tmp_path / "RESULTS.md").read_text()
+    pooled_table = text.split("<details>")[0]
+    order = [pooled_table.index(f"| rooms | {p} planner.samples={s} |")
+             for p, s in (("cem", "50"), ("cem", "300"), ("mppi", "50"), ("mppi", "300"))]
+    assert order == sorted(order)  # cem (best 60%) before mppi (best 50%), cheapest budget first
+    assert pooled_table.index("| rooms | random |") > order[-1]
