@@ -110,11 +110,11 @@ def markdown(rows: list[dict], pooled: list[dict], protocol: dict) -> str:
     # best planner first; a planner's budgets (its variants) stay together, cheapest first
     best = defaultdict(float)
     for r in pooled:
-        key = (r["env"], r["goal_kind"], r.get("planner_name", r["planner"]))
+        key = (r["env"], r["goal_kind"], r["planner_name"])
         best[key] = max(best[key], r["success_rate"])
 
-    def order(r: dict) -> tuple:
-        name = r.get("planner_name", r["planner"])
+    def order(r: dict) -> tuple:  # pool() gives every row its planner_name
+        name = r["planner_name"]
         return r["goal_kind"], r["planner"] in BASELINES, -best[(r["env"], r["goal_kind"], name)], name, r["plan_ms_mean"]
     lines = []
     for env in sorted({r["env"] for r in rows}):
@@ -295,7 +295,7 @@ def write_page(benches: Path | list[Path], page: Path) -> Path:
     results = gather(benches)
     figures = page.parent / page.stem.lower()
     figures.mkdir(parents=True, exist_ok=True)
-    plot(figures, results["rows"], results["pooled"])
+    per_env = [p for p in plot(figures, results["rows"], results["pooled"]) if p.name.startswith("success_vs_ms_")]
     # one wall time per cell: its goal kinds and baselines are rows of their own that repeat it
     walls = list({(r["env"], r["planner"], r["seed"], r["eval_seed"]): r["wall_s"]
                   for r in results["rows"] if r["planner"] not in BASELINES}.values())
@@ -315,8 +315,8 @@ def write_page(benches: Path | list[Path], page: Path) -> Path:
         "",
         f"![success per env and planner]({figures.name}/success.png)",
         "",
-        *[f"![success against planning time, {env}]({figures.name}/success_vs_ms_{env}.png)\n"
-          for env in sorted({r["env"] for r in results["pooled"]})],
+        *[f"![success against planning time, {p.stem.removeprefix('success_vs_ms_')}]({figures.name}/{p.name})\n"
+          for p in per_env],
         f"![training curves]({figures.name}/training.png)",
         "",
     ]
