@@ -15,6 +15,8 @@ from hydra.utils import get_class, instantiate
 
 from envs.base import setting_type_problems
 
+SUBGOALS = ("none", "graph")  # TaskSettings.subgoals
+
 
 @dataclass
 class TaskSettings:
@@ -45,7 +47,14 @@ class TaskSettings:
     """Which planned step the critic scores: "last", or "min" (the closest approach along the plan)."""
     subgoal_critic_weight: float = 0.0
     """Weight of the reach critic's distance to the subgoal in the low level's cost, when a
-    hierarchical planner hands one down (its high level scores critic_weight toward the goal)."""
+    hierarchical planner or the landmark graph hands one down (a hierarchical planner's high
+    level scores critic_weight toward the goal)."""
+    subgoals: str = "none"
+    """Where a flat planner's goal comes from: "none" (the goal image) or "graph": the frame
+    subgoal_ahead decisions along the shortest path through a graph of the training video's frames
+    (agent/landmarks.py, configs/landmarks), replanned with every plan."""
+    subgoal_ahead: float = 6.0
+    """Decisions along the graph's shortest path to the subgoal handed to the planner."""
     energy_scales: list[int] = field(default_factory=lambda: [1])
     """Token-grid poolings the goal energy sums over (spatial representations only): [1, 2] adds
     a 2x2-pooled copy, which keeps the energy informative when the arm is far from the goal."""
@@ -67,6 +76,8 @@ class PlanSetup:
     shrink_horizon: bool
     cost_weights: dict
     goal_energy: dict
+    subgoals: str = "none"
+    subgoal_ahead: float = 6.0
 
     def horizon_at(self, decision: int) -> int:
         """Planning horizon at decision index `decision` (0-based)."""
@@ -94,6 +105,10 @@ class Configurator:
         s = self.settings[goal_kind]
         action_repeat = self.env.action_repeat
         budget = budget or s.budget or self.env.goal_kinds[goal_kind].budget
+        if s.subgoals not in SUBGOALS:
+            raise ValueError(f"configurator.{goal_kind}.subgoals={s.subgoals!r}; choose from {list(SUBGOALS)}")
+        if s.subgoal_ahead <= 0:
+            raise ValueError(f"configurator.{goal_kind}.subgoal_ahead={s.subgoal_ahead}: it must be above 0 decisions")
         if budget % action_repeat:
             raise ValueError(f"budget {budget} control steps is not a multiple of env.action_repeat={action_repeat}")
         return PlanSetup(
@@ -108,6 +123,8 @@ class Configurator:
                           "action_smoothness": s.action_smoothness},
             goal_energy={"metric": s.metric, "last_weight": s.last_weight, "step_weight": s.step_weight,
                          "scales": tuple(s.energy_scales)},
+            subgoals=s.subgoals,
+            subgoal_ahead=s.subgoal_ahead,
         )
 
 

@@ -44,7 +44,8 @@ def check_model_fits_env(wm, env, checkpoint: Path) -> None:
                          f"action shape {env.action_space.shape}; it was trained for another env")
 
 
-def identity(cfg, checkpoint: Path, device, batch: int, goal_kinds: list[str], critic, macro=None) -> dict:
+def identity(cfg, checkpoint: Path, device, batch: int, goal_kinds: list[str], critic, macro=None,
+             landmarks=None) -> dict:
     """Everything that decides an evaluation's records (not its progress bars or output paths)."""
     return {
         "checkpoint": str(Path(checkpoint).resolve()),
@@ -56,38 +57,45 @@ def identity(cfg, checkpoint: Path, device, batch: int, goal_kinds: list[str], c
         "configurator": plain(cfg.configurator),
         "critic": plain(cfg.critic) if critic is not None else None,
         **({"macro": plain(cfg.macro)} if macro is not None else {}),
+        **({"landmarks": plain(cfg.landmarks)} if landmarks is not None else {}),
     }
 
 
-def _policy(cfg, name: str, first: int, kind_index: int, wm, costs, setup, device, macro=None):
+def _policy(cfg, name: str, first: int, kind_index: int, wm, costs, setup, device, macro=None, landmarks=None):
     """A fresh policy for the chunk of episodes starting at `first`, its randomness seeded from
     (goal kind, first) alone, so it does not depend on which chunks ran before it in this process.
-    costs: (the low level's cost, the cost toward the final goal for a hierarchical planner or None)."""
+    costs: (the low level's cost, the cost toward the final goal for a hierarchical planner or None);
+    landmarks: the graph, handed on when this goal kind takes its subgoals from it."""
     if name == "planner":
         seed = None if cfg.planner.seed is None else chunk_seed(cfg.planner.seed, kind_index, first)
         planner = build_planner(plain(cfg.planner), setup, seed=seed)
-        return PlanningPolicy(wm, planner, costs[0], setup, device, macro, costs[1], imagine=cfg.eval.videos)
+        return PlanningPolicy(wm, planner, costs[0], setup, device, macro, costs[1], imagine=cfg.eval.videos,
+                              landmarks=landmarks if setup.subgoals == "graph" else None)
     return RandomPolicy(chunk_seed(cfg.eval.seed, kind_index, first)) if name == "random" else ZeroPolicy()
 
 
 def plan_costs(setup, grid, critic, hierarchical: bool) -> tuple:
     """(the cost the planner's plans are scored by, the cost toward the final goal or None).
-    Flat: the goal kind's cost, None. Hierarchical: the low level's cost toward the subgoal
-    (the critic weighted by subgoal_critic_weight), then the goal kind's full cost, which the
-    high level scores toward the final goal."""
+    Flat: the goal kind's cost, None; with subgoals from the landmark graph, the cost toward the
+    subgoal (the critic weighted by subgoal_critic_weight), None. Hierarchical: the low level's
+    cost toward the subgoal, then the goal kind's full cost, which the high level scores toward
+    the final goal."""
+    low = {**setup.cost_weights, "critic": setup.cost_weights["subgoal_critic"]}
+    if setup.subgoals == "graph":
+        return build_cost(low, setup.goal_energy, grid, critic), None
     cost = build_cost(setup.cost_weights, setup.goal_energy, grid, critic)
     if not hierarchical:
         return cost, None
-    low = {**setup.cost_weights, "critic": setup.cost_weights["subgoal_critic"]}
     return build_cost(low, setup.goal_energy, grid, critic), cost
 
 
 def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=None, macro=None,
-             progress: bool = True, decoder=None) -> dict:
+             progress: bool = True, decoder=None, landmarks=None) -> dict:
     """Runs each goal kind with the planner and the baselines on `envs` (one per batched
     episode, all alike), continuing the evaluation already in `out` if there is one; returns the
     summary (also written to out/summary.json). `checkpoint` is the folder `wm` was loaded from;
-    `macro` the level-2 predictor a hierarchical planner needs; `decoder` (world_model/decoder.py)
+    `macro` the level-2 predictor a hierarchical planner needs; `landmarks` the graph of the
+    training video's frames, for the goal kinds whose subgoals come from it; `decoder` (world_model/decoder.py)
     draws the imagined panel of the videos (none without it)."""
     env0 = envs[0]
     configurator = Configurator({k: TaskSettings(**v) for k, v in plain(cfg.configurator).items()}, env0)
@@ -103,7 +111,14 @@ def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=No
     hierarchical = hasattr(get_class(cfg.planner["_target_"]), "subgoal")
     if hierarchical and macro is None:
         raise ValueError(f"planner {cfg.planner.get('name')} plans with the level-2 predictor; pass macro=")
-    claim(out, identity(cfg, checkpoint, device, batch, goal_kinds, critic, macro if hierarchical else None))
+    graph_kinds = [k for k in goal_kinds if configurator.settings[k].subgoals == "graph"]
+    if graph_kinds and hierarchical:
+        raise ValueError(f"goal kind(s) {graph_kinds} take subgoals from the landmark graph, which is for a flat "
+                         f"planner; set configurator.<goal kind>.subgoals=none for planner {cfg.planner.get('name')}")
+    if graph_kinds and landmarks is None:
+        raise ValueError(f"goal kind(s) {graph_kinds} take subgoals from the landmark graph; pass landmarks=")
+    claim(out, identity(cfg, checkpoint, device, batch, goal_kinds, critic, macro if hierarchical else None,
+                        landmarks if graph_kinds else None))
     store = RecordStore(out, cfg.eval.episodes, batch)
     rows, bar = [], None
     try:
@@ -111,7 +126,7 @@ def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=No
             setup = configurator.setup(goal_kind, cfg.planner.get("name"))
             specs = make_episodes(env0, goal_kind, cfg.eval.episodes, cfg.eval.seed, setup.budget)
             at = (list(env0.goal_kinds).index(goal_kind), wm, plan_costs(setup, grid, critic, hierarchical), setup,
-                  device, macro)
+                  device, macro, landmarks)
             for name in ["planner", *cfg.eval.baselines]:
                 firsts = range(0, len(specs), batch)
                 todo = [first for first in firsts if store.get(goal_kind, name, first) is None]

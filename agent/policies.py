@@ -24,10 +24,12 @@ class PlanningPolicy:
     name = "planner"
 
     def __init__(self, world_model, planner, cost, setup: PlanSetup, device: torch.device, macro=None,
-                 high_cost=None, imagine: int = 0):
+                 high_cost=None, imagine: int = 0, landmarks=None):
         """macro, high_cost: the level-2 predictor (world_model/macro.py) and the cost toward the
         final goal, for a hierarchical planner (one with `subgoal`); `cost` then scores the low
-        level's plans toward the subgoal it hands down. imagine: for the first `imagine` episodes
+        level's plans toward the subgoal it hands down. landmarks: the graph of the training
+        video's frames (agent/landmarks.py) when setup.subgoals is "graph"; `cost` then scores
+        plans toward its subgoal. imagine: for the first `imagine` episodes
         of a batch (those whose video is kept), each chosen plan is rolled out once more, and
         act's info["imagined"] [imagine, H', D] holds its predicted latents from this decision
         on (row 0: the frame this decision's action should lead to)."""
@@ -35,6 +37,12 @@ class PlanningPolicy:
         self.macro, self.high_cost, self.imagine = macro, high_cost, imagine
         if hasattr(planner, "subgoal") and (macro is None or high_cost is None):
             raise ValueError("a hierarchical planner needs the level-2 predictor and the cost toward the final goal")
+        if (setup.subgoals == "graph") != (landmarks is not None):
+            raise ValueError(f"subgoals={setup.subgoals!r} but the landmark graph was {'not ' * (landmarks is None)}"
+                             "given: pass landmarks= exactly when the goal kind's subgoals is 'graph'")
+        if landmarks is not None and macro is not None:
+            raise ValueError("subgoals from the landmark graph are for a flat planner; a hierarchical planner makes its own")
+        self.landmarks = landmarks
 
     @torch.no_grad()
     def reset(self, obs: list[dict], specs, envs) -> None:
@@ -43,6 +51,8 @@ class PlanningPolicy:
         self.high = torch.as_tensor(space.high, dtype=torch.float32, device=self.device)  # [A]
         self.z_goal = self.wm.encode(_frames(obs, "goal", self.device))[:, 0]  # [B, D]
         self.cost.set_goal(self.z_goal)
+        if self.landmarks is not None:
+            self.landmarks.set_goals(self.z_goal)
         if self.high_cost is not None:
             self.high_cost.set_goal(self.z_goal)
         # The frame before the start, when the episode knows it (a start taken mid-trajectory);
@@ -90,6 +100,9 @@ class PlanningPolicy:
 
             if self.macro is not None:
                 self.cost.set_goal(self._subgoal(z_now, decision))
+            elif self.landmarks is not None:
+                sub, arrived, self.graph_left = self.landmarks.subgoals(z_now, self.setup.subgoal_ahead)
+                self.cost.set_goal(torch.where(torch.as_tensor(arrived, device=z_now.device)[:, None], self.z_goal, sub))
             result = self.planner.plan(rollout_fn, self.cost, self._warm_start(b, horizon), self.low, self.high)
             self.plan, self.steps_since_plan, planned = result.actions, 0, True
             self.plan_cost = result.cost.cpu().numpy()  # [B]
@@ -97,6 +110,8 @@ class PlanningPolicy:
                 k = min(self.imagine, b)
                 self.imagined = self.wm.rollout(z_hist[:k], self.plan[:k], past_actions=past[:k])  # [k, H, D]
         info = {"energy": energy.cpu().numpy(), "plan_cost": self.plan_cost}
+        if self.landmarks is not None:
+            info["graph_left"] = self.graph_left  # [B] decisions to the goal along the graph (inf: no path)
         if self.imagine:
             info["imagined"] = self.imagined[:, self.steps_since_plan:]  # [k, H', D], row 0: after this action
         action = self.plan[:, 0]  # [B, A]

@@ -23,6 +23,8 @@ import world_model
 from agent.collect import collect, dataset_dir, env_settings
 from agent.critic import CriticConfig, critic_key, load_critic, save_critic, train_critic
 from agent.evaluate import check_model_fits_env, evaluate
+from agent.landmarks import MANIFEST as LANDMARKS_MANIFEST
+from agent.landmarks import LandmarkConfig, fit_landmarks, landmarks_key, load_landmarks, save_landmarks
 from world_model.atomic import check_writable
 from world_model.checkpoint import WEIGHTS as MODEL_WEIGHTS
 from world_model.checkpoint import read_manifest
@@ -87,6 +89,29 @@ def macro_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: torc
     print(f"level-2 predictor: {folder} (encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s, "
           f"held-out error per macro step {errors})")
     return macro
+
+
+def landmarks_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: torch.device):
+    """The graph of the training video's frames (agent/landmarks.py), built once from the dataset
+    the world model was trained on and cached under cache_root/landmarks; None when no evaluated
+    goal kind takes its subgoals from it."""
+    kinds = cfg.eval.goal_kinds or list(cfg.configurator)
+    if not any(cfg.configurator[k].get("subgoals", "none") == "graph" for k in kinds):
+        return None
+    lcfg = LandmarkConfig(**plain(cfg.landmarks))
+    weights = read_manifest(checkpoint)["files"][MODEL_WEIGHTS]["sha256"]
+    folder = _fitted_folder(cfg, "landmarks", "the landmark graph", "set configurator.<goal kind>.subgoals=none",
+                            dataset_root, lambda root: landmarks_key(weights, root.name, lcfg))
+    if (folder / LANDMARKS_MANIFEST).exists():
+        return load_landmarks(folder).to(device)
+    check_writable(folder, "the landmark graph",
+                   "pass cache_root=<a folder you can write to>, or set configurator.<goal kind>.subgoals=none")
+    graph, stats = fit_landmarks(wm, Dataset(dataset_root), lcfg, device)
+    save_landmarks(folder, graph, stats)
+    graph = graph.to(device)
+    print(f"landmark graph: {folder} ({stats['nodes']} frames; encode {stats['encode_s']:.0f} s, build "
+          f"{stats['build_s']:.0f} s; a neighbour is a median {stats['neighbour_decisions_median']:.2f} decisions away)")
+    return graph
 
 
 def decoder_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: torch.device, progress: bool = True):
@@ -165,12 +190,17 @@ def run(cfg, out: Path) -> None:
     if macro is not None:
         timings["macro_s"] = time.perf_counter() - mark
     mark = time.perf_counter()
+    landmarks = landmarks_for(cfg, wm, checkpoint, dataset_root, device)
+    if landmarks is not None:
+        timings["landmarks_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
     decoder = decoder_for(cfg, wm, checkpoint, dataset_root, device)
     if decoder is not None:
         timings["decoder_s"] = time.perf_counter() - mark
     envs = [probe_env] + [envs_pkg.make(**settings) for _ in range(min(cfg.eval.batch, cfg.eval.episodes) - 1)]
     try:
-        summary = evaluate(cfg, wm, envs, device, out, checkpoint, critic=critic, macro=macro, decoder=decoder)
+        summary = evaluate(cfg, wm, envs, device, out, checkpoint, critic=critic, macro=macro, decoder=decoder,
+                           landmarks=landmarks)
     finally:
         for env in envs:
             env.close()

@@ -8,6 +8,7 @@ from typing import Any
 from agent.collect import DataConfig
 from agent.configurator import TaskSettings
 from agent.critic import CriticConfig
+from agent.landmarks import LandmarkConfig
 from world_model.decoder import DecoderConfig
 from world_model.macro import MacroConfig
 from world_model.train import TrainConfig
@@ -60,6 +61,9 @@ class RunConfig(TrainConfig):
     macro: MacroConfig = field(default_factory=MacroConfig)
     """The level-2 predictor (configs/macro), trained on the world model's latents when the
     planner is hierarchical."""
+    landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
+    """The graph of the training video's frames (configs/landmarks), built from the world model's
+    latents when a goal kind takes its subgoals from it (configurator: subgoals=graph)."""
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     """The pixel decoder (configs/decoder), trained on the world model's latents when videos are
     written, for their imagined panel."""
