@@ -52,7 +52,8 @@ class TaskSettings:
     subgoals: str = "none"
     """Where a flat planner's goal comes from: "none" (the goal image) or "graph": the frame
     subgoal_ahead decisions along the shortest path through a graph of the training video's frames
-    (agent/landmarks.py, configs/landmarks), replanned with every plan."""
+    (agent/landmarks.py, configs/landmarks), replanned with every plan. A hierarchical planner
+    hands down its own subgoals and does not use this (the evaluation says so in one line)."""
     subgoal_ahead: float = 6.0
     """Decisions along the graph's shortest path to the subgoal handed to the planner."""
     energy_scales: list[int] = field(default_factory=lambda: [1])

@@ -11,6 +11,7 @@ records at the end, and the planner's videos are written with the first chunk, b
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from hydra.utils import get_class
@@ -112,9 +113,10 @@ def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=No
     if hierarchical and macro is None:
         raise ValueError(f"planner {cfg.planner.get('name')} plans with the level-2 predictor; pass macro=")
     graph_kinds = [k for k in goal_kinds if configurator.settings[k].subgoals == "graph"]
-    if graph_kinds and hierarchical:
-        raise ValueError(f"goal kind(s) {graph_kinds} take subgoals from the landmark graph, which is for a flat "
-                         f"planner; set configurator.<goal kind>.subgoals=none for planner {cfg.planner.get('name')}")
+    if graph_kinds and hierarchical:  # the setting is a flat planner's high level; this planner has its own
+        print(f"notice: planner {cfg.planner.get('name')} hands down its level-2 predictor's subgoals; "
+              f"configurator subgoals=graph of {', '.join(graph_kinds)} applies to flat planners only")
+        graph_kinds = []
     if graph_kinds and landmarks is None:
         raise ValueError(f"goal kind(s) {graph_kinds} take subgoals from the landmark graph; pass landmarks=")
     claim(out, identity(cfg, checkpoint, device, batch, goal_kinds, critic, macro if hierarchical else None,
@@ -124,6 +126,8 @@ def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=No
     try:
         for goal_kind in goal_kinds:
             setup = configurator.setup(goal_kind, cfg.planner.get("name"))
+            if hierarchical:
+                setup = dataclasses.replace(setup, subgoals="none")
             specs = make_episodes(env0, goal_kind, cfg.eval.episodes, cfg.eval.seed, setup.budget)
             at = (list(env0.goal_kinds).index(goal_kind), wm, plan_costs(setup, grid, critic, hierarchical), setup,
                   device, macro, landmarks)

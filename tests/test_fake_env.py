@@ -102,7 +102,7 @@ def dot_family(monkeypatch):
     monkeypatch.setitem(envs.REGISTRY, "dot", (DotEnv, {}, types.SimpleNamespace(replay=replay)))
 
 
-def test_a_new_family_runs_through_the_whole_pipeline(dot_family, tmp_path):
+def test_a_new_family_runs_through_the_whole_pipeline(dot_family, tmp_path, capsys):
     from agent.run import run
     from agent.run_config import RunConfig
 
@@ -159,18 +159,25 @@ def test_a_new_family_runs_through_the_whole_pipeline(dot_family, tmp_path):
         assert [r["policy"] for r in rows] == ["planner"] and rows[0]["episodes"] == 2, name
     assert any((tmp_path / "cache" / "macros").glob("dot-*/macro.json"))
 
-    # Subgoals from the landmark graph of the same checkpoint's training frames (built and cached once).
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        graph = compose("run", overrides=[
-            f"cache_root={tmp_path / 'cache'}", f"checkpoint={summary['checkpoint']}", "eval.episodes=2",
-            "eval.videos=0", "eval.baselines=[]", "critic.steps=5", "critic.batch_size=16", "landmarks.neighbours=3",
-        ])
-    with open_dict(graph):
-        graph.env, graph.data = cfg.env, cfg.data
-        graph.configurator = OmegaConf.merge(cfg.configurator, {"reach": {"subgoals": "graph", "subgoal_ahead": 2,
-                                                                          "subgoal_critic_weight": 0.5}})
-    (tmp_path / "eval-graph").mkdir()
-    run(graph, tmp_path / "eval-graph")
-    rows = json.loads((tmp_path / "eval-graph" / "summary.json").read_text())["rows"]
-    assert [r["policy"] for r in rows] == ["planner"] and rows[0]["episodes"] == 2
-    assert any((tmp_path / "cache" / "landmarks").glob("dot-*/landmarks.json"))
+    # Subgoals from the landmark graph of the same checkpoint's training frames (built and cached
+    # once) for a flat planner; the hierarchical planner keeps its own and says so.
+    for name in ("cem", "hierarchical"):
+        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+            graph = compose("run", overrides=[
+                f"cache_root={tmp_path / 'cache'}", f"checkpoint={summary['checkpoint']}", f"planner={name}",
+                "eval.episodes=2", "eval.videos=0", "eval.baselines=[]", "critic.steps=5", "critic.batch_size=16",
+                "landmarks.neighbours=3", "macro.k=2", "macro.width=16", "macro.depth=1", "macro.steps=5",
+                "macro.batch_size=8",
+            ])
+        with open_dict(graph):
+            graph.env, graph.data = cfg.env, cfg.data
+            graph.configurator = OmegaConf.merge(cfg.configurator, {"reach": {
+                "subgoals": "graph", "subgoal_ahead": 2, "subgoal_critic_weight": 0.5}})
+        (tmp_path / f"graph-{name}").mkdir()
+        capsys.readouterr()
+        run(graph, tmp_path / f"graph-{name}")
+        rows = json.loads((tmp_path / f"graph-{name}" / "summary.json").read_text())["rows"]
+        assert [r["policy"] for r in rows] == ["planner"] and rows[0]["episodes"] == 2
+        built = list((tmp_path / "cache" / "landmarks").glob("dot-*/landmarks.json"))
+        assert len(built) == 1, name  # built for cem, neither rebuilt nor needed for hierarchical
+        assert ("applies to flat planners only" in capsys.readouterr().out) == (name == "hierarchical")
