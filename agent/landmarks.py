@@ -160,10 +160,7 @@ def fit_landmarks(wm, dataset, cfg: LandmarkConfig, device: torch.device) -> tup
     from world_model.windows import split_episodes
 
     start = time.perf_counter()
-    if cfg.held_out_fraction:
-        train_eps, _ = split_episodes(dataset.num_episodes, cfg.held_out_fraction)
-    else:
-        train_eps = np.arange(dataset.num_episodes)
+    train_eps, _ = split_episodes(dataset.num_episodes, cfg.held_out_fraction)  # fraction 0: every episode
     z = encode_episodes(wm.to(device).eval(), dataset, train_eps, device).cpu()  # [E, T, D]
     encode_s = time.perf_counter() - start
     graph, stats = build_graph(z, cfg)

@@ -101,7 +101,7 @@ class PlanningPolicy:
             if self.macro is not None:
                 self.cost.set_goal(self._subgoal(z_now, decision))
             elif self.landmarks is not None:
-                sub, arrived, self.graph_left = self.landmarks.subgoals(z_now, self.setup.subgoal_ahead)
+                sub, arrived, _ = self.landmarks.subgoals(z_now, self.setup.subgoal_ahead)
                 self.cost.set_goal(torch.where(torch.as_tensor(arrived, device=z_now.device)[:, None], self.z_goal, sub))
             result = self.planner.plan(rollout_fn, self.cost, self._warm_start(b, horizon), self.low, self.high)
             self.plan, self.steps_since_plan, planned = result.actions, 0, True
@@ -110,8 +110,6 @@ class PlanningPolicy:
                 k = min(self.imagine, b)
                 self.imagined = self.wm.rollout(z_hist[:k], self.plan[:k], past_actions=past[:k])  # [k, H, D]
         info = {"energy": energy.cpu().numpy(), "plan_cost": self.plan_cost}
-        if self.landmarks is not None:
-            info["graph_left"] = self.graph_left  # [B] decisions to the goal along the graph (inf: no path)
         if self.imagine:
             info["imagined"] = self.imagined[:, self.steps_since_plan:]  # [k, H', D], row 0: after this action
         action = self.plan[:, 0]  # [B, A]
