@@ -48,14 +48,16 @@ class TaskSettings:
     subgoal_critic_weight: float = 0.0
     """Weight of the reach critic's distance to the subgoal in the low level's cost, when a
     hierarchical planner or the landmark graph hands one down (a hierarchical planner's high
-    level scores critic_weight toward the goal)."""
+    level scores critic_weight toward its own goal)."""
     subgoals: str = "none"
-    """Where a flat planner's goal comes from: "none" (the goal image) or "graph": the frame
+    """Where the planner's goal comes from: "none" (the goal image) or "graph": the frame
     subgoal_ahead decisions along the shortest path through a graph of the training video's frames
-    (agent/landmarks.py, configs/landmarks), replanned with every plan. A hierarchical planner
-    hands down its own subgoals and does not use this (the evaluation says so in one line)."""
+    (agent/landmarks.py, configs/landmarks), looked up again before every plan. A flat planner
+    plans toward it; a hierarchical planner's high level plans toward the frame as far along as
+    its macro plan reaches (high_horizon x k decisions) and hands its low level the subgoal of
+    its own plan."""
     subgoal_ahead: float = 6.0
-    """Decisions along the graph's shortest path to the subgoal handed to the planner."""
+    """Decisions along the graph's shortest path to the subgoal handed to a flat planner."""
     energy_scales: list[int] = field(default_factory=lambda: [1])
     """Token-grid poolings the goal energy sums over (spatial representations only): [1, 2] adds
     a 2x2-pooled copy, which keeps the energy informative when the arm is far from the goal."""

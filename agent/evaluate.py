@@ -11,7 +11,6 @@ records at the end, and the planner's videos are written with the first chunk, b
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from hydra.utils import get_class
@@ -76,18 +75,18 @@ def _policy(cfg, name: str, first: int, kind_index: int, wm, costs, setup, devic
 
 
 def plan_costs(setup, grid, critic, hierarchical: bool) -> tuple:
-    """(the cost the planner's plans are scored by, the cost toward the final goal or None).
+    """(the cost the planner's plans are scored by, the cost its high level scores or None).
     Flat: the goal kind's cost, None; with subgoals from the landmark graph, the cost toward the
     subgoal (the critic weighted by subgoal_critic_weight), None. Hierarchical: the low level's
-    cost toward the subgoal, then the goal kind's full cost, which the high level scores toward
-    the final goal."""
+    cost toward the subgoal it hands down, then the goal kind's full cost, which the high level
+    scores toward the final goal (or toward the graph's subgoal, with subgoals "graph")."""
     low = {**setup.cost_weights, "critic": setup.cost_weights["subgoal_critic"]}
+    cost = build_cost(setup.cost_weights, setup.goal_energy, grid, critic)
+    if hierarchical:
+        return build_cost(low, setup.goal_energy, grid, critic), cost
     if setup.subgoals == "graph":
         return build_cost(low, setup.goal_energy, grid, critic), None
-    cost = build_cost(setup.cost_weights, setup.goal_energy, grid, critic)
-    if not hierarchical:
-        return cost, None
-    return build_cost(low, setup.goal_energy, grid, critic), cost
+    return cost, None
 
 
 def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=None, macro=None,
@@ -113,10 +112,6 @@ def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=No
     if hierarchical and macro is None:
         raise ValueError(f"planner {cfg.planner.get('name')} plans with the level-2 predictor; pass macro=")
     graph_kinds = [k for k in goal_kinds if configurator.settings[k].subgoals == "graph"]
-    if graph_kinds and hierarchical:  # the setting is a flat planner's high level; this planner has its own
-        print(f"notice: planner {cfg.planner.get('name')} hands down its level-2 predictor's subgoals; "
-              f"configurator subgoals=graph of {', '.join(graph_kinds)} applies to flat planners only")
-        graph_kinds = []
     if graph_kinds and landmarks is None:
         raise ValueError(f"goal kind(s) {graph_kinds} take subgoals from the landmark graph; pass landmarks=")
     claim(out, identity(cfg, checkpoint, device, batch, goal_kinds, critic, macro if hierarchical else None,
@@ -126,8 +121,6 @@ def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=No
     try:
         for goal_kind in goal_kinds:
             setup = configurator.setup(goal_kind, cfg.planner.get("name"))
-            if hierarchical:
-                setup = dataclasses.replace(setup, subgoals="none")
             specs = make_episodes(env0, goal_kind, cfg.eval.episodes, cfg.eval.seed, setup.budget)
             at = (list(env0.goal_kinds).index(goal_kind), wm, plan_costs(setup, grid, critic, hierarchical), setup,
                   device, macro, landmarks)

@@ -28,8 +28,10 @@ class PlanningPolicy:
         """macro, high_cost: the level-2 predictor (world_model/macro.py) and the cost toward the
         final goal, for a hierarchical planner (one with `subgoal`); `cost` then scores the low
         level's plans toward the subgoal it hands down. landmarks: the graph of the training
-        video's frames (agent/landmarks.py) when setup.subgoals is "graph"; `cost` then scores
-        plans toward its subgoal. imagine: for the first `imagine` episodes
+        video's frames (agent/landmarks.py) when setup.subgoals is "graph": its subgoal is a flat
+        planner's goal (setup.subgoal_ahead decisions along), or a hierarchical planner's
+        high-level goal (high_horizon x k decisions along: as far as its macro plan reaches;
+        `high_cost` then scores toward it instead of the final goal). imagine: for the first `imagine` episodes
         of a batch (those whose video is kept), each chosen plan is rolled out once more, and
         act's info["imagined"] [imagine, H', D] holds its predicted latents from this decision
         on (row 0: the frame this decision's action should lead to)."""
@@ -40,8 +42,6 @@ class PlanningPolicy:
         if (setup.subgoals == "graph") != (landmarks is not None):
             raise ValueError(f"subgoals={setup.subgoals!r} but the landmark graph was {'not ' * (landmarks is None)}"
                              "given: pass landmarks= exactly when the goal kind's subgoals is 'graph'")
-        if landmarks is not None and macro is not None:
-            raise ValueError("subgoals from the landmark graph are for a flat planner; a hierarchical planner makes its own")
         self.landmarks = landmarks
 
     @torch.no_grad()
@@ -98,11 +98,19 @@ class PlanningPolicy:
                 """actions [B, N, H, A] -> z [B, N, H, D]"""
                 return self.wm.rollout_candidates(z_hist, actions, past_actions=past)
 
+            goal = self.z_goal  # [B, D]
+            if self.landmarks is not None:
+                # a flat planner's goal subgoal_ahead decisions along the graph; a hierarchical
+                # planner's high level aims at the node its macro plan reaches (high_horizon x k)
+                ahead = self.setup.subgoal_ahead if self.macro is None else self.planner.high_horizon * self.macro.k
+                sub, arrived, _ = self.landmarks.subgoals(z_now, ahead)
+                goal = torch.where(torch.as_tensor(arrived, device=z_now.device)[:, None], self.z_goal, sub)
             if self.macro is not None:
-                self.cost.set_goal(self._subgoal(z_now, decision))
-            elif self.landmarks is not None:
-                sub, arrived, _ = self.landmarks.subgoals(z_now, self.setup.subgoal_ahead)
-                self.cost.set_goal(torch.where(torch.as_tensor(arrived, device=z_now.device)[:, None], self.z_goal, sub))
+                if self.landmarks is not None:  # the high level plans toward the graph's subgoal
+                    self.high_cost.set_goal(goal)
+                goal = self._subgoal(z_now, decision, goal)
+            if self.macro is not None or self.landmarks is not None:
+                self.cost.set_goal(goal)
             result = self.planner.plan(rollout_fn, self.cost, self._warm_start(b, horizon), self.low, self.high)
             self.plan, self.steps_since_plan, planned = result.actions, 0, True
             self.plan_cost = result.cost.cpu().numpy()  # [B]
@@ -120,12 +128,13 @@ class PlanningPolicy:
         return action.cpu().numpy(), {"plan_ms": plan_ms if planned else 0.0, **info}
 
 
-    def _subgoal(self, z_now: torch.Tensor, decision: int) -> torch.Tensor:
-        """The low level's goal [B, D]: the hierarchical planner's subgoal, or the final goal once
-        it lies within one macro step of the end of the budget."""
+    def _subgoal(self, z_now: torch.Tensor, decision: int, goal: torch.Tensor) -> torch.Tensor:
+        """The low level's goal [B, D]: the hierarchical planner's subgoal, or the high level's own
+        goal `goal` [B, D] (the final goal, or the graph's subgoal) where its plan arrives within
+        the first macro step or the budget ends within one."""
         left = self.setup.decisions - decision
         if left <= self.macro.k:
-            return self.z_goal
+            return goal
         b = z_now.shape[0]
 
         def high_rollout_fn(macro: torch.Tensor) -> torch.Tensor:
@@ -135,7 +144,7 @@ class PlanningPolicy:
             return self.macro.rollout(start, macro.reshape(b * n, hh, -1)).reshape(b, n, hh, -1)
 
         subgoal, arrived = self.planner.subgoal(high_rollout_fn, self.high_cost, b, self.low, self.high, self.macro.k, left)
-        return torch.where(arrived[:, None], self.z_goal, subgoal)
+        return torch.where(arrived[:, None], goal, subgoal)
 
 
 class RandomPolicy:

@@ -96,8 +96,6 @@ def landmarks_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: 
     the world model was trained on and cached under cache_root/landmarks; None when no evaluated
     goal kind takes its subgoals from it."""
     kinds = cfg.eval.goal_kinds or list(cfg.configurator)
-    if "hierarchical" in str(cfg.planner.get("_target_", "")):  # it hands down its own subgoals
-        return None
     if not any(cfg.configurator[k].get("subgoals", "none") == "graph" for k in kinds):
         return None
     lcfg = LandmarkConfig(**plain(cfg.landmarks))

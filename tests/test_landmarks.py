@@ -130,7 +130,7 @@ def test_subgoals_before_goals_and_bad_settings_are_refused(world):
         Configurator({"reach": TaskSettings(subgoals="graph", subgoal_ahead=0)}, Env()).setup("reach")
 
 
-def test_the_policy_refuses_a_graph_setting_without_the_graph_and_the_graph_with_a_hierarchical_planner(world):
+def test_the_policy_refuses_a_graph_setting_without_the_graph_and_the_graph_without_the_setting(world):
     from agent.configurator import PlanSetup
     from agent.policies import PlanningPolicy
 
@@ -139,9 +139,54 @@ def test_the_policy_refuses_a_graph_setting_without_the_graph_and_the_graph_with
                       cost_weights={}, goal_energy={}, subgoals="graph", subgoal_ahead=2.0)
     with pytest.raises(ValueError, match="landmark graph was not given"):
         PlanningPolicy(None, object(), None, setup, torch.device("cpu"))
-    with pytest.raises(ValueError, match="flat planner"):
-        PlanningPolicy(None, object(), None, setup, torch.device("cpu"), macro=object(), high_cost=object(),
-                       landmarks=graph)
     flat = PlanSetup(**{**setup.__dict__, "subgoals": "none"})
     with pytest.raises(ValueError, match="landmark graph was given"):
         PlanningPolicy(None, object(), None, flat, torch.device("cpu"), landmarks=graph)
+
+
+def test_a_hierarchical_planner_aims_its_high_level_at_the_graph_subgoal_and_hands_its_own_down(world):
+    """Three levels: the graph's subgoal is the high level's goal; the low level's goal is what
+    the high level hands down (here a fixed point beside it), never the goal image itself."""
+    from types import SimpleNamespace
+
+    from agent.configurator import PlanSetup
+    from agent.policies import PlanningPolicy
+    from planners.base import PlanResult
+
+    _, graph, _ = world
+    start, goal = np.array([[-0.5, 0.8]]), np.array([[0.5, 0.8]])  # opposite rooms, the door at y = 0
+
+    class Goal:  # a cost module that only remembers its goal
+        def set_goal(self, z):
+            self.goal = z.clone()
+
+    class Planner:
+        handed = _latents(np.array([[-0.45, 0.7]]))  # what this high level hands down
+        high_horizon = 3  # macro steps of k = 2 decisions: its goal is the graph node 6 decisions along
+
+        def reset(self):
+            pass
+
+        def subgoal(self, high_rollout_fn, high_cost, batch, low, high, k, left):
+            self.high_goal = high_cost.goal.clone()
+            return self.handed, torch.tensor([False])
+
+        def plan(self, rollout_fn, cost_fn, init, low, high):
+            return PlanResult(init, torch.zeros(init.shape[0]))
+
+    wm = SimpleNamespace(cfg=SimpleNamespace(history=2), encode=lambda x: x.float(),
+                         energy=lambda a, b: (a - b).square().mean(-1))
+    setup = PlanSetup(budget=50, decisions=10, horizon=2, planner_overrides={}, replan_every=1, shrink_horizon=True,
+                      cost_weights={}, goal_energy={}, subgoals="graph", subgoal_ahead=2.0)  # a flat planner's
+    planner, low_cost, high_cost = Planner(), Goal(), Goal()
+    policy = PlanningPolicy(wm, planner, low_cost, setup, torch.device("cpu"), macro=SimpleNamespace(k=2),
+                            high_cost=high_cost, landmarks=graph)
+    obs = [{"pixels": _latents(start)[0].numpy(), "goal": _latents(goal)[0].numpy()}]
+    space = SimpleNamespace(low=-np.ones(2), high=np.ones(2), shape=(2,))
+    policy.reset(obs, [SimpleNamespace(previous_state=None, previous_action=None)], [SimpleNamespace(action_space=space)])
+    policy.act(obs, 0)
+    expected, arrived, _ = graph.subgoals(_latents(start), 6.0)
+    assert not arrived[0]
+    assert torch.equal(planner.high_goal, expected)  # the high level plans toward the graph's subgoal
+    assert not torch.allclose(planner.high_goal, _latents(goal))
+    assert torch.equal(low_cost.goal, planner.handed)  # the low level toward the high level's subgoal
