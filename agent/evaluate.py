@@ -74,6 +74,12 @@ def _policy(cfg, name: str, first: int, kind_index: int, wm, costs, setup, devic
     return RandomPolicy(chunk_seed(cfg.eval.seed, kind_index, first)) if name == "random" else ZeroPolicy()
 
 
+def is_hierarchical(planner_cfg) -> bool:
+    """Whether the planner of configs/planner/<name>.yaml hands down subgoals (has `subgoal`), so
+    it needs the level-2 predictor and a cost toward its high level's goal."""
+    return hasattr(get_class(planner_cfg["_target_"]), "subgoal")
+
+
 def plan_costs(setup, grid, critic, hierarchical: bool) -> tuple:
     """(the cost the planner's plans are scored by, the cost its high level scores or None).
     Flat: the goal kind's cost, None; with subgoals from the landmark graph, the cost toward the
@@ -108,7 +114,7 @@ def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=No
                          "configs/planner file (each chunk of episodes reseeds it, so a resumed evaluation repeats)")
     batch = len(envs)
     grid = (GRID, wm.cfg.token_dim) if wm.cfg.representation == "tokens" else None
-    hierarchical = hasattr(get_class(cfg.planner["_target_"]), "subgoal")
+    hierarchical = is_hierarchical(cfg.planner)
     if hierarchical and macro is None:
         raise ValueError(f"planner {cfg.planner.get('name')} plans with the level-2 predictor; pass macro=")
     graph_kinds = [k for k in goal_kinds if configurator.settings[k].subgoals == "graph"]

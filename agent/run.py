@@ -22,7 +22,7 @@ import envs as envs_pkg
 import world_model
 from agent.collect import collect, dataset_dir, env_settings
 from agent.critic import CriticConfig, critic_key, load_critic, save_critic, train_critic
-from agent.evaluate import check_model_fits_env, evaluate
+from agent.evaluate import check_model_fits_env, evaluate, is_hierarchical
 from agent.landmarks import MANIFEST as LANDMARKS_MANIFEST
 from agent.landmarks import LandmarkConfig, fit_landmarks, landmarks_key, load_landmarks, save_landmarks
 from world_model.atomic import check_writable
@@ -52,6 +52,21 @@ def _fitted_folder(cfg, kind: str, what: str, remedy: str, dataset_root: Path | 
     return Path(cfg.cache_root) / kind / f"{env_name}-{key(Path(dataset_root))}"
 
 
+def _cached_fitted(cfg, kind: str, what: str, remedy: str, dataset_root: Path | None, key, manifest: str, load,
+                   fit, device: torch.device):
+    """Something fitted on the latents of the dataset the world model was trained on, from
+    cache_root/<kind>/<env>-<key> when its manifest is there, else fitted, saved there and
+    reported in one line. load: folder -> the thing; fit: folder -> (the thing, saved there, and
+    the line's details); what, remedy: for the errors and the line."""
+    folder = _fitted_folder(cfg, kind, what, remedy, dataset_root, key)
+    if (folder / manifest).exists():
+        return load(folder).to(device)
+    check_writable(folder, what, f"pass cache_root=<a folder you can write to>, or {remedy}")
+    thing, details = fit(folder)
+    print(f"{what.removeprefix('the ')}: {folder} ({details})")
+    return thing.to(device)
+
+
 def critic_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: torch.device, progress: bool = True):
     """The reach critic for this world model, fitted once on the dataset the model was trained on
     and cached under cache_root/critics; None when no evaluated goal kind gives it a weight."""
@@ -59,36 +74,35 @@ def critic_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: tor
     if not any(cfg.configurator[k].critic_weight or cfg.configurator[k].subgoal_critic_weight for k in kinds):
         return None
     ccfg = CriticConfig(**plain(cfg.critic))
-    folder = _fitted_folder(cfg, "critics", "the critic", CRITIC_OFF, dataset_root,
-                            lambda root: critic_key(checkpoint, root, ccfg))
-    if (folder / "critic.json").exists():
-        return load_critic(folder).to(device)
-    check_writable(folder, "the critic", f"pass cache_root=<a folder you can write to>, or {CRITIC_OFF}")
-    critic, stats = train_critic(wm, Dataset(dataset_root), ccfg, device, progress)
-    save_critic(folder, critic, stats)
-    print(f"critic: {folder} (encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s, "
-          f"held-out step {stats['held_out_step']:.2f}, spread {stats['held_out_spread']:.2f})")
-    return critic
+
+    def fit(folder: Path):
+        critic, stats = train_critic(wm, Dataset(dataset_root), ccfg, device, progress)
+        save_critic(folder, critic, stats)
+        return critic, (f"encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s, held-out step "
+                        f"{stats['held_out_step']:.2f}, spread {stats['held_out_spread']:.2f}")
+
+    return _cached_fitted(cfg, "critics", "the critic", CRITIC_OFF, dataset_root,
+                          lambda root: critic_key(checkpoint, root, ccfg), "critic.json", load_critic, fit, device)
 
 
 def macro_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: torch.device, progress: bool = True):
     """The level-2 predictor a hierarchical planner needs, fitted once on the dataset the world
     model was trained on and cached under cache_root/macros; None for a flat planner."""
-    if "hierarchical" not in str(cfg.planner.get("_target_", "")):
+    if not is_hierarchical(cfg.planner):
         return None
     mcfg = MacroConfig(**plain(cfg.macro))
     weights = read_manifest(checkpoint)["files"][MODEL_WEIGHTS]["sha256"]
-    folder = _fitted_folder(cfg, "macros", "the level-2 predictor", "choose a flat planner", dataset_root,
-                            lambda root: macro_key(weights, root.name, mcfg))
-    if (folder / MACRO_MANIFEST).exists():
-        return load_macro(folder).to(device)
-    check_writable(folder, "the level-2 predictor", "pass cache_root=<a folder you can write to>, or choose a flat planner")
-    macro, stats = train_macro(wm, Dataset(dataset_root), mcfg, device, progress)
-    save_macro(folder, macro, stats)
-    errors = ", ".join(f"{e:.3f} (copy-last {c:.3f})" for e, c in zip(stats["held_out_error"], stats["held_out_copy_last"]))
-    print(f"level-2 predictor: {folder} (encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s, "
-          f"held-out error per macro step {errors})")
-    return macro
+
+    def fit(folder: Path):
+        macro, stats = train_macro(wm, Dataset(dataset_root), mcfg, device, progress)
+        save_macro(folder, macro, stats)
+        errors = ", ".join(f"{e:.3f} (copy-last {c:.3f})" for e, c in zip(stats["held_out_error"],
+                                                                         stats["held_out_copy_last"]))
+        return macro, (f"encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s, held-out error per "
+                       f"macro step {errors}")
+
+    return _cached_fitted(cfg, "macros", "the level-2 predictor", "choose a flat planner", dataset_root,
+                          lambda root: macro_key(weights, root.name, mcfg), MACRO_MANIFEST, load_macro, fit, device)
 
 
 def landmarks_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: torch.device):
@@ -100,18 +114,16 @@ def landmarks_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: 
         return None
     lcfg = LandmarkConfig(**plain(cfg.landmarks))
     weights = read_manifest(checkpoint)["files"][MODEL_WEIGHTS]["sha256"]
-    folder = _fitted_folder(cfg, "landmarks", "the landmark graph", "set configurator.<goal kind>.subgoals=none",
-                            dataset_root, lambda root: landmarks_key(weights, root.name, lcfg))
-    if (folder / LANDMARKS_MANIFEST).exists():
-        return load_landmarks(folder).to(device)
-    check_writable(folder, "the landmark graph",
-                   "pass cache_root=<a folder you can write to>, or set configurator.<goal kind>.subgoals=none")
-    graph, stats = fit_landmarks(wm, Dataset(dataset_root), lcfg, device)
-    save_landmarks(folder, graph, stats)
-    graph = graph.to(device)
-    print(f"landmark graph: {folder} ({stats['nodes']} frames; encode {stats['encode_s']:.0f} s, build "
-          f"{stats['build_s']:.0f} s; a neighbour is a median {stats['neighbour_decisions_median']:.2f} decisions away)")
-    return graph
+
+    def fit(folder: Path):
+        graph, stats = fit_landmarks(wm, Dataset(dataset_root), lcfg, device)
+        save_landmarks(folder, graph, stats)
+        return graph, (f"{stats['nodes']} frames; encode {stats['encode_s']:.0f} s, build {stats['build_s']:.0f} s; "
+                       f"a neighbour is a median {stats['neighbour_decisions_median']:.2f} decisions away")
+
+    return _cached_fitted(cfg, "landmarks", "the landmark graph", "set configurator.<goal kind>.subgoals=none",
+                          dataset_root, lambda root: landmarks_key(weights, root.name, lcfg), LANDMARKS_MANIFEST,
+                          load_landmarks, fit, device)
 
 
 def decoder_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: torch.device, progress: bool = True):
@@ -121,19 +133,20 @@ def decoder_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: to
         return None
     dcfg = DecoderConfig(**plain(cfg.decoder))
     weights = read_manifest(checkpoint)["files"][MODEL_WEIGHTS]["sha256"]
-    folder = _fitted_folder(cfg, "decoders", "the decoder of the videos' imagined panel", "set eval.videos=0",
-                            dataset_root, lambda root: decoder_key(weights, root.name, dcfg))
-    if (folder / DECODER_MANIFEST).exists():
-        return load_decoder(folder).to(device)
-    check_writable(folder, "the videos' decoder", "pass cache_root=<a folder you can write to>, or set eval.videos=0")
-    decoder, stats = train_decoder(wm, Dataset(dataset_root), dcfg, device, progress)
-    save_decoder(folder, decoder, stats, weights)
-    per_step = ", ".join(f"{m:.4f}" for m in stats["prediction_mse"])
-    copy = ", ".join(f"{m:.4f}" for m in stats["copy_last_mse"])
-    print(f"decoder: {folder} (encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s; held-out "
-          f"reconstruction MSE {stats['held_out_mse']:.4f} on [0, 1] pixels, PSNR {stats['held_out_psnr']:.1f} dB; "
-          f"decoded world-model rollout of the recorded actions, MSE per decision {per_step} (copy-last {copy}))")
-    return decoder
+
+    def fit(folder: Path):
+        decoder, stats = train_decoder(wm, Dataset(dataset_root), dcfg, device, progress)
+        save_decoder(folder, decoder, stats, weights)
+        per_step = ", ".join(f"{m:.4f}" for m in stats["prediction_mse"])
+        copy = ", ".join(f"{m:.4f}" for m in stats["copy_last_mse"])
+        return decoder, (f"encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s; held-out reconstruction "
+                         f"MSE {stats['held_out_mse']:.4f} on [0, 1] pixels, PSNR {stats['held_out_psnr']:.1f} dB; "
+                         f"decoded world-model rollout of the recorded actions, MSE per decision {per_step} "
+                         f"(copy-last {copy})")
+
+    return _cached_fitted(cfg, "decoders", "the videos' decoder", "set eval.videos=0", dataset_root,
+                          lambda root: decoder_key(weights, root.name, dcfg), DECODER_MANIFEST, load_decoder, fit,
+                          device)
 
 
 def _trained_model(cfg, timings: dict, start: float) -> tuple[Path, Path | None]:
