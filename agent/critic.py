@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from world_model.checkpoint import WEIGHTS as MODEL_WEIGHTS
 from world_model.checkpoint import read_manifest
-from world_model.fitted import load_fitted, save_fitted
+from world_model.fitted import check_at_least_one, load_fitted, save_fitted
 from world_model.latents import encode_episodes
 
 WEIGHTS, MANIFEST = "critic.safetensors", "critic.json"
@@ -54,9 +54,7 @@ class CriticConfig:
     """Seeds the initialisation and the pair sampling."""
 
     def __post_init__(self):
-        for name in ("dim", "hidden", "steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"critic.{name} must be at least 1, got {getattr(self, name)}")
+        check_at_least_one(self, "critic", ("dim", "hidden", "steps", "batch_size"))
         if not 0.0 < self.held_out_fraction < 1.0:
             # 0 left no held-out episode to score (torch.stack of nothing), 1 nothing to train on
             raise ValueError(

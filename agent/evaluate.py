@@ -86,13 +86,11 @@ def plan_costs(setup, grid, critic, hierarchical: bool) -> tuple:
     subgoal (the critic weighted by subgoal_critic_weight), None. Hierarchical: the low level's
     cost toward the subgoal it hands down, then the goal kind's full cost, which the high level
     scores toward the final goal (or toward the graph's subgoal, with subgoals "graph")."""
-    low = {**setup.cost_weights, "critic": setup.cost_weights["subgoal_critic"]}
     cost = build_cost(setup.cost_weights, setup.goal_energy, grid, critic)
-    if hierarchical:
-        return build_cost(low, setup.goal_energy, grid, critic), cost
-    if setup.subgoals == "graph":
-        return build_cost(low, setup.goal_energy, grid, critic), None
-    return cost, None
+    if not hierarchical and setup.subgoals != "graph":
+        return cost, None
+    low = {**setup.cost_weights, "critic": setup.cost_weights["subgoal_critic"]}
+    return build_cost(low, setup.goal_energy, grid, critic), cost if hierarchical else None
 
 
 def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=None, macro=None,

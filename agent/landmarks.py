@@ -28,7 +28,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 from torch import Tensor, nn
 
-from world_model.fitted import load_fitted, save_fitted
+from world_model.fitted import check_at_least_one, load_fitted, save_fitted
 from world_model.latents import encode_episodes
 
 WEIGHTS, MANIFEST = "landmarks.safetensors", "landmarks.json"
@@ -48,9 +48,7 @@ class LandmarkConfig:
     """Last episodes kept out of the graph (the world model's split)."""
 
     def __post_init__(self):
-        for name in ("stride", "neighbours", "block"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"landmarks.{name} must be at least 1, got {getattr(self, name)}")
+        check_at_least_one(self, "landmarks", ("stride", "neighbours", "block"))
         if not 0.0 <= self.held_out_fraction < 1.0:
             raise ValueError(f"landmarks.held_out_fraction={self.held_out_fraction}: it must lie in [0, 1)")
 

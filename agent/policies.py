@@ -31,10 +31,10 @@ class PlanningPolicy:
         video's frames (agent/landmarks.py) when setup.subgoals is "graph": its subgoal is a flat
         planner's goal (setup.subgoal_ahead decisions along), or a hierarchical planner's
         high-level goal (high_horizon x k decisions along: as far as its macro plan reaches;
-        `high_cost` then scores toward it instead of the final goal). imagine: for the first `imagine` episodes
-        of a batch (those whose video is kept), each chosen plan is rolled out once more, and
-        act's info["imagined"] [imagine, H', D] holds its predicted latents from this decision
-        on (row 0: the frame this decision's action should lead to)."""
+        `high_cost` then scores toward it instead of the final goal). imagine: for the first
+        `imagine` episodes of a batch (those whose video is kept), each chosen plan is rolled out
+        once more, and act's info["imagined"] [imagine, H', D] holds its predicted latents from
+        this decision on (row 0: the frame this decision's action should lead to)."""
         self.wm, self.planner, self.cost, self.setup, self.device = world_model, planner, cost, setup, device
         self.macro, self.high_cost, self.imagine = macro, high_cost, imagine
         if hasattr(planner, "subgoal") and (macro is None or high_cost is None):

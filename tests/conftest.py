@@ -73,6 +73,13 @@ def read_only(monkeypatch):
         folder.chmod(0o755)  # so pytest can remove it
 
 
+def flip_last_byte(path, mask: int = 1) -> None:
+    """Changes the file at `path` in place: its last byte XOR `mask` (a tampered or damaged file)."""
+    data = bytearray(path.read_bytes())
+    data[-1] ^= mask
+    path.write_bytes(bytes(data))
+
+
 @contextlib.contextmanager
 def file_size_limit(limit: int):
     """In this process, until the block ends, a write that would make a file larger than `limit`

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_MODEL, file_size_limit
+from conftest import TINY_MODEL, file_size_limit, flip_last_byte
 from omegaconf import OmegaConf
 
 import world_model
@@ -81,9 +81,7 @@ def test_critic_cost_prefers_candidates_ending_nearer_the_goal_and_round_trips(t
     again = load_critic(tmp_path / "c")
     assert torch.equal(again.distance(zs[0, :, 0], zs[0, :, 1]), critic.distance(zs[0, :, 0], zs[0, :, 1]))
     weights = tmp_path / "c" / "critic.safetensors"
-    data = bytearray(weights.read_bytes())
-    data[-1] ^= 0xFF
-    weights.write_bytes(bytes(data))
+    flip_last_byte(weights, 0xFF)
     with pytest.raises(CheckpointError, match="sha256"):
         load_critic(tmp_path / "c")
     assert json.loads((tmp_path / "c" / "critic.json").read_text())["config"]["dim"] == FAST.dim

@@ -3,6 +3,7 @@ wall where a flat planner with the same low level is stuck in front of it."""
 
 import pytest
 import torch
+from conftest import flip_last_byte
 
 from planners.cem import CEM
 from planners.hierarchical import Hierarchical
@@ -27,9 +28,7 @@ def test_level_2_predictor_learns_k_step_transitions_and_round_trips(tmp_path):
     macro = actions[:4, :6].reshape(4, 2, 6)  # [B, H, k*A]
     assert torch.equal(again.rollout(z[:4, 0], macro), model.rollout(z[:4, 0], macro))
     weights = tmp_path / "m" / "macro.safetensors"
-    data = bytearray(weights.read_bytes())
-    data[-1] ^= 1
-    weights.write_bytes(bytes(data))
+    flip_last_byte(weights)
     with pytest.raises(CheckpointError, match="sha256"):
         load_macro(tmp_path / "m")
 

@@ -4,6 +4,7 @@ wall, subgoals lie along them, and a saved graph loads as it was."""
 import numpy as np
 import pytest
 import torch
+from conftest import flip_last_byte
 
 from agent.configurator import Configurator, TaskSettings
 from agent.landmarks import LandmarkConfig, build_graph, load_landmarks, save_landmarks
@@ -105,9 +106,7 @@ def test_a_saved_graph_loads_the_same_and_a_changed_file_is_refused(world, tmp_p
         assert torch.equal(getattr(again, name), getattr(graph, name)), name
     assert (again.graph() != graph.graph()).nnz == 0
     weights = tmp_path / "g" / "landmarks.safetensors"
-    data = bytearray(weights.read_bytes())
-    data[-1] ^= 1
-    weights.write_bytes(bytes(data))
+    flip_last_byte(weights)
     with pytest.raises(CheckpointError, match="sha256"):
         load_landmarks(tmp_path / "g")
 

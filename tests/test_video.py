@@ -8,7 +8,7 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, flip_last_byte
 from PIL import Image
 
 import envs
@@ -71,9 +71,7 @@ def test_decoder_round_trips_and_refuses_altered_weights(tmp_path, trained):
     assert torch.equal(again(z), decoder(z)) and again(z).shape == (2, 32, 32, 3)
     assert json.loads((tmp_path / "d" / "decoder.json").read_text())["stats"]["held_out_mse"] == stats["held_out_mse"]
     weights = tmp_path / "d" / "decoder.safetensors"
-    data = bytearray(weights.read_bytes())
-    data[-1] ^= 1
-    weights.write_bytes(bytes(data))
+    flip_last_byte(weights)
     with pytest.raises(CheckpointError, match="sha256"):
         load_decoder(tmp_path / "d")
 

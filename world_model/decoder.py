@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from world_model.encoder import GRID, stem_strides
-from world_model.fitted import load_fitted, read_fitted_manifest, save_fitted
+from world_model.fitted import check_at_least_one, load_fitted, read_fitted_manifest, save_fitted
 from world_model.latents import encode_episodes, episode_actions
 from world_model.windows import split_episodes
 
@@ -54,9 +54,7 @@ class DecoderConfig:
     """Seeds the initialisation, the sampling and the scored windows."""
 
     def __post_init__(self):
-        for name in ("width", "steps", "batch_size", "episodes", "horizon", "eval_windows"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"decoder.{name} must be at least 1, got {getattr(self, name)}")
+        check_at_least_one(self, "decoder", ("width", "steps", "batch_size", "episodes", "horizon", "eval_windows"))
         if not 0 < self.held_out_fraction < 1:
             raise ValueError(f"decoder.held_out_fraction must be in (0, 1), got {self.held_out_fraction}")
 

@@ -1,4 +1,4 @@
-"""A module fitted after the world model (critic, level-2 predictor, decoder) as a folder:
+"""A module fitted after the world model (critic, level-2 predictor, decoder, landmark graph) as a folder:
 safetensors weights and a JSON manifest that records their sha256 and is written last, so its
 presence marks the folder complete."""
 
@@ -14,6 +14,14 @@ from torch import Tensor, nn
 
 from world_model.atomic import WriteError, write_bytes_atomic
 from world_model.checkpoint import CheckpointError
+
+
+def check_at_least_one(config, section: str, names: tuple[str, ...]) -> None:
+    """A fitted module's config check: each of `names` (counts and sizes) is at least 1, else one
+    ValueError naming `section`.<name> (the config group it is set in)."""
+    for name in names:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{section}.{name} must be at least 1, got {getattr(config, name)}")
 
 
 def save_fitted(folder: Path, weights_name: str, manifest_name: str, module: nn.Module, manifest: dict,

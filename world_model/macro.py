@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from world_model.fitted import load_fitted, save_fitted
+from world_model.fitted import check_at_least_one, load_fitted, save_fitted
 from world_model.latents import encode_episodes, episode_actions
 from world_model.predictor import Predictor
 from world_model.windows import split_episodes
@@ -52,9 +52,7 @@ class MacroConfig:
     """Seeds the initialisation and the sampling."""
 
     def __post_init__(self):
-        for name in ("k", "width", "depth", "heads", "steps", "batch_size", "rollout"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"macro.{name} must be at least 1, got {getattr(self, name)}")
+        check_at_least_one(self, "macro", ("k", "width", "depth", "heads", "steps", "batch_size", "rollout"))
         if not 0 < self.held_out_fraction < 1:
             raise ValueError(f"macro.held_out_fraction must be in (0, 1), got {self.held_out_fraction}")
 
