@@ -40,7 +40,8 @@ class EvalConfig:
 @dataclass
 class RunConfig(TrainConfig):
     """`python -m agent.run` settings: the environment and its data, the training settings, plus
-    planning and evaluation."""
+    planning and evaluation. `steps` (the world model's training steps) is run.yaml's unless
+    configs/schedule/<env>.yaml sets the env's own."""
 
     env: Any = field(default_factory=dict)
     """The environment (configs/env/<name>.yaml; any constructor argument of its class)."""

@@ -153,6 +153,20 @@ def test_top_level_configs_compose_and_reject_unknown_keys(name):
         _compose(name, ["no_such_key=1"])
 
 
+@pytest.mark.parametrize("schedule", options("schedule"))
+def test_every_schedule_config_sets_its_envs_training_and_the_command_line_wins(schedule):
+    """configs/schedule/<env>.yaml is picked by the env's name and overrides configs/run.yaml's
+    training steps for that env only; `steps=N` on the command line still wins."""
+    assert schedule in options("env"), f"configs/schedule/{schedule}.yaml has no configs/env/ twin"
+    own = OmegaConf.load(CONFIGS / "schedule" / f"{schedule}.yaml")
+    base = OmegaConf.load(CONFIGS / "run.yaml")
+    assert own.steps != base.steps  # else the file would not be needed
+    assert _compose("run", [f"env={schedule}"]).steps == own.steps
+    assert _compose("run", [f"env={schedule}", "steps=7"]).steps == 7
+    without = [env for env in options("env") if env not in options("schedule")]
+    assert without and all(_compose("run", [f"env={env}"]).steps == base.steps for env in without)
+
+
 @pytest.mark.parametrize("critic", options("critic"))
 def test_every_critic_config_builds_a_critic(critic):
     import torch
