@@ -73,6 +73,8 @@ class Gradient(SeededPlanner):
                 actions = mid + half * torch.tanh(u)  # [B, S, H, A]
                 if step == 0:  # score the starts exactly (tanh(atanh(x)) is x only to rounding)
                     actions = actions + (starts - actions).detach()
+                # both lines above can round just past a bound (low 1e-32: 0.5 - 0.5 = 0 < low)
+                actions = torch.clamp(actions, low, high)
                 cost = check_cost(cost_fn(rollout_fn(actions), actions), b, s)  # [B, S]
                 with torch.no_grad():
                     lowest, idx = cost.min(dim=1)

@@ -155,6 +155,7 @@ def test_mpc_with_an_exact_model_reaches_the_goal(name):
     seed=st.integers(0, 2**31 - 1),
 )
 @example(name="mppi", b=1, h=1, a=1, low=-1.0, width=0.0, seed=0)  # a flat box: the weighted mean rounded past it
+@example(name="cem-gd", b=1, h=1, a=3, low=1.646333228024863e-32, width=1.0, seed=0)  # tanh reparametrisation rounded past low
 def test_properties_bounds_shapes_and_seeds(name, b, h, a, low, width, seed):
     """Any problem size and box, even a flat one: candidates and results stay within the bounds, the
     result has the problem's shape, and the same seed gives the same plan."""
