@@ -21,6 +21,7 @@ import torch
 import envs as envs_pkg
 import world_model
 from agent.collect import collect, dataset_dir, env_settings
+from agent.critic import MANIFEST as CRITIC_MANIFEST
 from agent.critic import CriticConfig, critic_key, load_critic, save_critic, train_critic
 from agent.evaluate import check_model_fits_env, evaluate, is_hierarchical
 from agent.landmarks import MANIFEST as LANDMARKS_MANIFEST
@@ -82,7 +83,7 @@ def critic_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: tor
                         f"{stats['held_out_step']:.2f}, spread {stats['held_out_spread']:.2f}")
 
     return _cached_fitted(cfg, "critics", "the critic", CRITIC_OFF, dataset_root,
-                          lambda root: critic_key(checkpoint, root, ccfg), "critic.json", load_critic, fit, device)
+                          lambda root: critic_key(checkpoint, root, ccfg), CRITIC_MANIFEST, load_critic, fit, device)
 
 
 def macro_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: torch.device, progress: bool = True):

@@ -73,7 +73,9 @@ class Gradient(SeededPlanner):
                 actions = mid + half * torch.tanh(u)  # [B, S, H, A]
                 if step == 0:  # score the starts exactly (tanh(atanh(x)) is x only to rounding)
                     actions = actions + (starts - actions).detach()
-                # both lines above can round just past a bound (low 1e-32: 0.5 - 0.5 = 0 < low)
+                # both lines above can round just past a bound (low 1e-32: 0.5 - 0.5 = 0 < low);
+                # torch.clamp, not planners.base.clamp: at a bound it passes the whole gradient, where
+                # torch.minimum / maximum pass half, and starts often sit on a bound
                 actions = torch.clamp(actions, low, high)
                 cost = check_cost(cost_fn(rollout_fn(actions), actions), b, s)  # [B, S]
                 with torch.no_grad():
