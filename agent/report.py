@@ -18,16 +18,22 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 
 
 def summarize(records: list[dict]) -> dict:
-    """One row for the records of one (protocol, env, policy)."""
+    """One row for the records of one (protocol, env, policy): success at the end of the budget
+    (success_rate, ci95) and at any control step within it (success_any_rate, ci95_any: the
+    anchors' rule)."""
     n = len(records)
     wins = sum(r["success"] for r in records)
     low, high = wilson_interval(wins, n)
+    wins_any = sum(r["success_any"] for r in records)
     plans = np.array([ms for r in records for ms in r["plan_ms"] if ms > 0])
     return {
         "episodes": n,
         "successes": wins,
         "success_rate": wins / n if n else float("nan"),
         "ci95": [low, high],
+        "successes_any": wins_any,
+        "success_any_rate": wins_any / n if n else float("nan"),
+        "ci95_any": list(wilson_interval(wins_any, n)),
         "final_distance_mean": float(np.mean([r["final_distance"] for r in records])) if n else float("nan"),
         "plan_ms_mean": float(plans.mean()) if plans.size else 0.0,
         "plan_ms_p95": float(np.percentile(plans, 95)) if plans.size else 0.0,
@@ -36,13 +42,17 @@ def summarize(records: list[dict]) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    """Fixed-width results table of summary rows (each with protocol, env, policy)."""
-    head = f"{'protocol':<10}{'env':<14}{'policy':<9}{'success':>9}  {'95% CI':<13}{'dist':>8}{'plan ms':>9}{'p95 ms':>9}{'s/ep':>7}"
+    """Fixed-width results table: "success" at the end of the budget, "any step" at any control
+    step within it (the anchors' rule)."""
+    head = (f"{'protocol':<10}{'env':<14}{'policy':<9}{'success':>8}  {'95% CI':<13}{'any step':>8}  {'95% CI':<13}{'dist':>8}"
+            f"{'plan ms':>9}{'p95 ms':>9}{'s/ep':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
         ci = f"[{100 * r['ci95'][0]:.0f}-{100 * r['ci95'][1]:.0f}%]"
+        ci_any = f"[{100 * r['ci95_any'][0]:.0f}-{100 * r['ci95_any'][1]:.0f}%]"
         lines.append(
-            f"{r['protocol']:<10}{r['env']:<14}{r['policy']:<9}{100 * r['success_rate']:>8.0f}%  {ci:<13}"
+            f"{r['protocol']:<10}{r['env']:<14}{r['policy']:<9}{100 * r['success_rate']:>7.0f}%  {ci:<13}"
+            f"{100 * r['success_any_rate']:>7.0f}%  {ci_any:<13}"
             f"{r['final_distance_mean']:>8.3f}{r['plan_ms_mean']:>9.0f}{r['plan_ms_p95']:>9.0f}{r['wall_s_per_episode']:>7.1f}"
         )
     return "\n".join(lines)

@@ -18,7 +18,10 @@ GL_BACKEND = select_gl_backend()  # MUJOCO_GL as mujoco reads it, once, at its i
 from envs._versions import check_simulator_versions
 
 MUJOCO_VERSION, DM_CONTROL_VERSION = check_simulator_versions()
-SIMULATOR_VERSIONS = {"mujoco": MUJOCO_VERSION, "dm_control": DM_CONTROL_VERSION}  # recorded in dataset manifests
+from importlib.metadata import version as _version
+
+# recorded in dataset manifests
+SIMULATOR_VERSIONS = {"mujoco": MUJOCO_VERSION, "dm_control": DM_CONTROL_VERSION, "pymunk": _version("pymunk")}
 
 import gymnasium
 
@@ -28,6 +31,7 @@ from envs.base import EpisodeSpec, GoalEnv, GoalKind, setting_type_problems
 FAMILIES = [
     "envs.reacher",
     "envs.two_rooms",
+    "envs.pusht",
 ]
 
 

@@ -28,7 +28,9 @@ class GoalKind:
     """One kind of goal an env offers (one evaluation protocol)."""
 
     budget: int
-    """Control steps an episode may use; success is judged at the end of the budget."""
+    """Control steps an episode may use. Success is reported twice: at the end of the budget (our
+    rule) and at any control step within it (the anchors' rule: an episode succeeds the first time
+    the criterion holds; GoalEnv.reached)."""
     success: str
     """The success rule in one line (e.g. "every joint within 0.05 rad of the goal")."""
     doc: str
@@ -99,6 +101,12 @@ class GoalEnv(gym.Env):
         """Success and distances of the current state to the current goal:
         {"success": bool, "distance": float (the one the success rule thresholds), and any other
         named distances as floats}."""
+        raise NotImplementedError
+
+    def reached(self) -> bool:
+        """Whether the success rule held after any control step since the last reset (the
+        anchors' rule). Families update it inside their control-step loop; the start state itself
+        does not count."""
         raise NotImplementedError
 
     def get_sim_state(self) -> np.ndarray:

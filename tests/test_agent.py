@@ -93,9 +93,10 @@ def test_wilson_interval_known_values():
     low, high = wilson_interval(40, 50)
     assert low == pytest.approx(0.6696, abs=1e-3) and high == pytest.approx(0.8876, abs=1e-3)
     assert wilson_interval(0, 50)[0] == 0.0 and wilson_interval(50, 50)[1] == 1.0
-    row = summarize([{"success": True, "final_distance": 0.1, "plan_ms": [10.0, 30.0], "wall_s": 1.0},
-                     {"success": False, "final_distance": 0.3, "plan_ms": [20.0, 0.0], "wall_s": 3.0}])
+    row = summarize([{"success": True, "success_any": True, "final_distance": 0.1, "plan_ms": [10.0, 30.0], "wall_s": 1.0},
+                     {"success": False, "success_any": True, "final_distance": 0.3, "plan_ms": [20.0, 0.0], "wall_s": 3.0}])
     assert row["success_rate"] == 0.5 and row["plan_ms_mean"] == pytest.approx(20.0) and row["wall_s_per_episode"] == 2.0
+    assert row["success_any_rate"] == 1.0 and row["ci95_any"][1] == 1.0  # the anchors' rule counts both
 
 
 def test_goal_energy_weights_the_last_step_and_costs_compose():

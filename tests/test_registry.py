@@ -90,6 +90,9 @@ def test_records_replay_bit_exactly_with_the_simulator_alone(env, policy):
         assert replay_matches(record), f"{env.name}/{kind}: replay differs"
         tampered = dict(record, actions=[list(np.asarray(a) * 0.5 + 0.1) for a in record["actions"]])
         assert not replay_matches(tampered)  # the check is not vacuous
+        assert not replay_matches(dict(record, success_any=not record["success_any"]))  # both rules are checked
+        assert record["success_any"] or not record["success"]  # success at the end is success at a step
+
 
 
 def test_a_record_re_simulates_one_control_step_at_a_time_at_another_size(env):

@@ -197,3 +197,26 @@ def test_behaviour_actions_stay_in_bounds_and_the_agent_bounces_through_the_door
         crossed += min(xs) < -env.room_edge and max(xs) > env.room_edge
     assert crossed >= 3  # the door is found, in some of the episodes
     assert slow < 0.05 * 20 * 200  # it bounces off walls instead of pressing into them at rest
+
+
+def test_passing_through_the_goal_succeeds_at_a_step_but_not_at_the_end(env):
+    """The anchors' rule (success the first time the criterion holds) against ours (at the end):
+    an agent launched through the goal reaches it after the first control step and ends 0.1 m+
+    away; the env and the replay agree on both."""
+    from agent.records import make_record
+    from envs import EpisodeSpec
+
+    goal = [0.25, -0.2]
+    options = {"goal_kind": "near", "start_state": [0.22, -0.2, 0.5, 0.0], "goal_pos": goal}
+    env.reset(seed=0, options=options)
+    assert not env.reached()  # the start, 0.03 m away, does not count
+    for _ in range(10):
+        env.step(np.zeros(2))
+    assert env.reached() and not env.evaluate()["success"]
+    record = make_record(EpisodeSpec("two-rooms", "near", 0, options, 50), env, np.zeros((10, 2)), np.zeros(10), "zero",
+                         0.0)
+    assert record["success_any"] and not record["success"]
+    again = replay(record)
+    assert again["success_any"] and not again["success"]
+    env.reset(seed=0, options=options)
+    assert not env.reached()  # reset clears it

@@ -127,6 +127,7 @@ class ReacherEnv(GoalEnv):
         self.goal_qpos = np.zeros(2)
         self._goal_image: np.ndarray | None = np.zeros((image_size, image_size, 3), np.uint8)
         self._control_steps = 0
+        self._reached = False
 
     # ----------------------------------------------------------------------------- simulator state
     @property
@@ -220,6 +221,9 @@ class ReacherEnv(GoalEnv):
             "joint_errors": errors,
         }
 
+    def reached(self) -> bool:
+        return self._reached
+
     def _set_goal(self, goal_kind: str, goal_qpos: np.ndarray | None) -> None:
         if goal_kind not in GOAL_KINDS:
             raise ValueError(f"unknown goal_kind {goal_kind!r}; choose one of {GOAL_KINDS}")
@@ -270,6 +274,7 @@ class ReacherEnv(GoalEnv):
             target_pos = np.asarray(options["target_pos"], np.float64)
         self._set_physics(physics_state, target_pos)
         self._control_steps = 0
+        self._reached = False
         self._set_goal(options.get("goal_kind", self.default_goal_kind), options.get("goal_qpos"))
 
     def step(self, action):
@@ -286,6 +291,7 @@ class ReacherEnv(GoalEnv):
             # What dm_control's control.Environment.step does for this task: set, then step.
             self.physics.set_control(action)
             self.physics.step()
+            self._reached = self._reached or self.evaluate()["success"]
         self._control_steps += self.action_repeat
         return self.evaluate(), self._control_steps >= self.time_limit
 

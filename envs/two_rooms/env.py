@@ -139,6 +139,7 @@ class TwoRoomsEnv(GoalEnv):
         self.goal_pos = np.zeros(2)
         self._goal_image: np.ndarray | None = np.zeros((image_size, image_size, 3), np.uint8)
         self._control_steps = 0
+        self._reached = False
 
     # ----------------------------------------------------------------------------- simulator state
     def get_sim_state(self) -> np.ndarray:
@@ -216,6 +217,9 @@ class TwoRoomsEnv(GoalEnv):
             "same_room": all((self.data.qpos[a] < 0) == (self.goal_pos[a] < 0) for a in self.split_axes),
         }
 
+    def reached(self) -> bool:
+        return self._reached
+
     # ----------------------------------------------------------------------------- gymnasium API
     def _observation(self) -> dict[str, np.ndarray]:
         if self._goal_image is None:
@@ -254,6 +258,7 @@ class TwoRoomsEnv(GoalEnv):
                 raise ValueError(f"goal_pos must be 2 finite numbers (x, y in m), got {options['goal_pos']!r}")
         self.set_sim_state(start)
         self._control_steps = 0
+        self._reached = False
         self.goal_kind = goal_kind
         self.goal_pos = goal
         self._goal_image = None  # rendered with the first observation that shows it
@@ -269,6 +274,7 @@ class TwoRoomsEnv(GoalEnv):
             raise ValueError(f"action must be 2 finite numbers, got {action!r}")
         for _ in range(self.action_repeat):
             control_step(self.model, self.data, action)  # clips to [-1, 1]
+            self._reached = self._reached or goal_distance(self.data, self.goal_pos) < self.success_distance
         self._control_steps += self.action_repeat
         return self.evaluate(), self._control_steps >= self.time_limit
 

@@ -68,13 +68,16 @@ def goal_distance(data: mujoco.MjData, goal_pos) -> float:
 
 
 def replay(record: dict) -> dict:
-    """Re-simulates a record: {"final_state": [4] (qpos, qvel), "success": bool, "distance": metres}."""
+    """Re-simulates a record: {"final_state": [4] (qpos, qvel), "success": bool (at the end),
+    "success_any": bool (after any control step), "distance": metres}."""
     model = load_model(record["env"])
     data = mujoco.MjData(model)
     options = record["options"]
     set_state(model, data, options["start_state"])
+    threshold, reached = success_distance(model), False
     for action in record["actions"]:
         control_step(model, data, action)
+        reached = reached or goal_distance(data, options["goal_pos"]) < threshold
     distance = goal_distance(data, options["goal_pos"])
-    return {"final_state": get_state(data).tolist(), "success": distance < success_distance(model),
+    return {"final_state": get_state(data).tolist(), "success": distance < threshold, "success_any": reached,
             "distance": distance}
