@@ -80,6 +80,9 @@ class PushTEnv(GoalEnv):
             doc="start at rest from gym-pusht's reset distribution, block to the fixed target (256, 256, pi/4)",
         ),
     }
+    # The block's centre of gravity, not its origin: the origin (the middle of the bar's top edge)
+    # moves round the T's centre as the angle changes, so a linear probe of where the T's pixels
+    # are reads it poorly (docs/BENCHMARKS.md, "Push-T from pixels").
     probe_groups = {"agent": ("agent_x", "agent_y"), "block": ("block_x", "block_y"),
                     "angle": ("angle_cos", "angle_sin")}
     default_behaviour: dict[str, Any] = {}
@@ -226,9 +229,9 @@ class PushTEnv(GoalEnv):
 
     # ----------------------------------------------------------------------------- data and evaluation
     def probe_targets(self) -> np.ndarray:
-        """float32 [6]: agent x, y, block origin x, y (board px), cos and sin of the block angle."""
-        p = pose(self.sim)
-        return np.array([p[0], p[1], p[2], p[3], math.cos(p[4]), math.sin(p[4])], np.float32)
+        """float32 [6]: agent x, y, block centre of gravity x, y (board px), cos and sin of the block angle."""
+        s = get_state(self.sim)
+        return np.array([s[0], s[1], s[4], s[5], math.cos(s[6]), math.sin(s[6])], np.float32)
 
     def episode_extras(self) -> dict[str, np.ndarray]:
         return {}
