@@ -83,13 +83,14 @@ def run_grid(args: list[str], bench: Path | None = None, progress: bool = True) 
             "%Y-%m-%d_%H-%M-%S")
     fixed, axes = parse_grid(args)
     cells = [list(zip([k for k, _ in axes], values)) for values in itertools.product(*[v for _, v in axes])]
+    # a bad key or value fails before any work, and before the bench folder records the grid
+    configs = [compose_cell(fixed + [f"{k}={v}" for k, v in cell]) for cell in cells]
     bench.mkdir(parents=True, exist_ok=True)
     grid = {"fixed": fixed, "axes": [[k, v] for k, v in axes]}
     grid_file = bench / "grid.json"
     if grid_file.exists() and json.loads(grid_file.read_text()) != grid:
         raise ValueError(f"{bench} holds another grid ({grid_file}); pass a new bench=FOLDER or rerun the same grid")
     grid_file.write_text(json.dumps(grid, indent=1))
-    configs = [compose_cell(fixed + [f"{k}={v}" for k, v in cell]) for cell in cells]  # a bad key fails before any work
     bar = tqdm(total=len(cells), desc="benchmark cells", unit="cell", disable=not progress)
     for cell, cfg in zip(cells, configs):
         folder = bench / "cells" / cell_name(cell)
@@ -115,7 +116,13 @@ def main() -> None:
     if any(a in ("-h", "--help") for a in args):
         print(__doc__)
         return
-    bench = run_grid(args)
+    from hydra.errors import HydraException
+
+    try:
+        bench = run_grid(args)
+    except HydraException as e:  # an override hydra cannot parse or merge: its message, and why
+        why = f": {str(e.__cause__).splitlines()[0]}" if e.__cause__ else ""
+        raise SystemExit(f"error: {str(e).splitlines()[0]}{why}; correct that override") from None
     print(f"results: {bench / 'results.md'}")
 
 

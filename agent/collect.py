@@ -29,6 +29,7 @@ import numpy as np
 
 from agent.parts import merge, parse_shard_range, part_name, read_part, shard_count, shard_name
 from world_model.atomic import WRITE_HINTS, check_writable, fsync_dir
+from world_model.cache_lock import building
 from world_model.dataset import (
     EXTRA_PREFIX,
     MANIFEST,
@@ -258,36 +259,63 @@ def collect(
 ) -> Path:
     """Collects (or finishes collecting) the dataset of `env` (an env config node) and `data`
     (DataConfig); returns its folder. shards=(A, B) collects only shards A to B (B excluded), one
-    part of a split collection with its own manifest (agent/parts.py); merge the parts after."""
-    from tqdm import tqdm
-
+    part of a split collection with its own manifest (agent/parts.py); merge the parts after.
+    Processes collecting the same dataset (or part) take turns (world_model/cache_lock.py)."""
     for name in ("episodes", "steps", "episodes_per_shard", "workers"):
         if getattr(data, name) < 1:
             raise ValueError(f"data.{name}={getattr(data, name)}: it must be at least 1")
     root = dataset_dir(env, data, cache_root)
     ident = identity(env, data)
+    so_far = _finished(root, ident, shards)
+    if so_far is None:
+        return root
+    # a bad env setting or MUJOCO_GL fails here, before anything is written
+    facts = _env_facts(ident["env"]) if not so_far else None
+    try:  # before the lock file beside it, so that a cache nobody can write says so about the dataset's folder
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_failure(root, err) from err
+    # one process collects a dataset (or a part) at a time; another waits, then finds it complete
+    where = root if shards is None else root.with_name(f"{root.name}.{Path(part_name(shards)).stem}")
+    with building(where, "the dataset" if shards is None else f"{part_name(shards)} of the dataset"):
+        return _collect(data, root, ident, shards, facts, progress)
+
+
+def _finished(root: Path, ident: dict, shards: tuple[int, int] | None) -> dict | None:
+    """None when the dataset (or the part `shards`) at root is complete (said in one line); else its
+    manifest so far, {} when there is none. A folder of another config is refused."""
     if shards is not None and (root / MANIFEST).exists():
         whole = read_part(root / MANIFEST, ident)  # a part of another config's folder is refused
         if whole["complete"]:
             print(f"dataset already complete at {root}; no part of it needs collecting")
-            return root
+            return None
     manifest_path = root / (MANIFEST if shards is None else part_name(shards))
-    if manifest_path.exists():
-        manifest = read_manifest(root) if shards is None else read_part(manifest_path, ident)
-        if manifest["identity"] != ident:
-            raise DatasetError(
-                f"{manifest_path} belongs to a dataset collected with a different config; choose another `out=` "
-                "or delete that folder"
-            )
-        if manifest["complete"]:
-            print(f"{'dataset' if shards is None else part_name(shards)} already complete at {root}")
-            return root
-    else:
-        facts = _env_facts(ident["env"])  # a bad env setting or MUJOCO_GL fails here, before anything is written
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise write_failure(root, err) from err
+    if not manifest_path.exists():
+        return {}
+    manifest = read_manifest(root) if shards is None else read_part(manifest_path, ident)
+    if manifest["identity"] != ident:
+        raise DatasetError(
+            f"{manifest_path} belongs to a dataset collected with a different config; choose another `out=` "
+            "or delete that folder"
+        )
+    if manifest["complete"]:
+        print(f"{'dataset' if shards is None else part_name(shards)} already complete at {root}")
+        return None
+    return manifest
+
+
+def _collect(data, root: Path, ident: dict, shards: tuple[int, int] | None, facts: dict | None,
+             progress: bool) -> Path:
+    """collect() once this process holds the dataset's lock: what is still missing. facts: what the
+    manifest records about the env (_env_facts), when there was no manifest yet."""
+    from tqdm import tqdm
+
+    manifest = _finished(root, ident, shards)  # again: another process may have finished it meanwhile
+    if manifest is None:
+        return root
+    manifest_path = root / (MANIFEST if shards is None else part_name(shards))
+    if not manifest:
+        facts = facts or _env_facts(ident["env"])
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "identity": ident,

@@ -7,6 +7,7 @@ configs/planner/<name>.yaml), with this goal kind's overrides for that planner o
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,6 +132,16 @@ class Configurator:
         )
 
 
+def _numbers(settings: dict, prefix: str = ""):
+    """(dotted key, float) of every float among `settings` and its nested settings (a hierarchical
+    planner's low and high levels)."""
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            yield from _numbers(value, f"{prefix}{key}.")
+        elif isinstance(value, float):
+            yield f"{prefix}{key}", value
+
+
 def build_planner(planner_cfg: dict, setup: PlanSetup, **settings):
     """The planner of planner_cfg (configs/planner/<name>.yaml: name, _target_ and its settings)
     with the setup's horizon and overrides, then `settings` (e.g. the seed of one chunk of
@@ -147,6 +158,9 @@ def build_planner(planner_cfg: dict, setup: PlanSetup, **settings):
                                                                **kwargs})
     if wrong:
         raise ValueError(f"planner {name}: {'; '.join(wrong)}")
+    for key, value in _numbers({**cfg, **kwargs}):
+        if not math.isfinite(value):  # NaN or inf would surface only as NaN actions, far from the setting
+            raise ValueError(f"planner {name}: {key}={value} is not a finite number")
     try:
         return instantiate(cfg, **kwargs)
     except InstantiationException as e:  # hydra's message wraps the planner's own in two lines of context

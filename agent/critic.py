@@ -22,8 +22,6 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from world_model.checkpoint import WEIGHTS as MODEL_WEIGHTS
-from world_model.checkpoint import read_manifest
 from world_model.fitted import check_at_least_one, load_fitted, save_fitted
 from world_model.latents import encode_episodes
 
@@ -143,13 +141,9 @@ def train_critic(wm, dataset, cfg: CriticConfig, device: torch.device, progress:
     return critic, stats
 
 
-def critic_key(checkpoint: Path, dataset_root: Path, cfg: CriticConfig) -> str:
+def critic_key(weights_sha256: str, dataset_name: str, cfg: CriticConfig) -> str:
     """Cache key: the world model's weights (by their recorded hash), the dataset and the config."""
-    identity = {
-        "weights": read_manifest(checkpoint)["files"][MODEL_WEIGHTS]["sha256"],
-        "dataset": Path(dataset_root).name,
-        "critic": dataclasses.asdict(cfg),
-    }
+    identity = {"weights": weights_sha256, "dataset": dataset_name, "critic": dataclasses.asdict(cfg)}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
 
 

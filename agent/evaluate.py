@@ -32,8 +32,24 @@ from world_model.metrics_log import rewrite_log
 from world_model.plain import plain
 
 
-def check_model_fits_env(wm, env, checkpoint: Path) -> None:
-    """One clear line when a checkpoint was trained for other frames or actions than env's."""
+def trained_envs(manifest: dict) -> list[str] | None:
+    """The names of the envs whose video a checkpoint was trained on, from its manifest
+    (train_config.identity.data: the identity of its dataset, or of each of its datasets); None when
+    the manifest does not say (a checkpoint saved outside world_model.train)."""
+    data = ((manifest.get("train_config") or {}).get("identity") or {}).get("data")
+    datasets = data if isinstance(data, list) else [data]
+    names = [d["env"]["name"] for d in datasets if isinstance(d, dict) and isinstance(d.get("env"), dict)
+             and "name" in d["env"]]
+    return sorted(set(names)) or None
+
+
+def check_model_fits_env(wm, env, checkpoint: Path, manifest: dict) -> None:
+    """One clear line when a checkpoint (its manifest: `manifest`) was trained on another env's
+    video, or for other frames or actions than env's."""
+    known = trained_envs(manifest)
+    if known is not None and env.name not in known:
+        raise ValueError(f"checkpoint {checkpoint} was trained on the video of env {', '.join(known)}, not {env.name}; "
+                         f"pass env={known[0]}, or a checkpoint trained on {env.name}")
     if wm.cfg.image_size != env.image_size:
         raise ValueError(
             f"checkpoint {checkpoint} was trained on {wm.cfg.image_size}px frames but env {env.name} renders "

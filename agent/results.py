@@ -346,12 +346,18 @@ def main() -> None:
     parser.add_argument("bench", type=Path, nargs="+", help="one or more benchmark folders")
     parser.add_argument("--page", type=Path, help="also write this results page from all of them (e.g. docs/RESULTS.md)")
     args = parser.parse_args()
-    if args.page:
-        print(f"page: {write_page(args.bench, args.page)}")
-    else:
-        for bench in args.bench:
-            write_results(bench)
-            print(f"results: {bench / 'results.md'}")
+    missing = [str(b) for b in args.bench if not b.is_dir()]
+    if missing:
+        parser.error(f"no folder {', '.join(missing)}; pass a folder written by python -m agent.benchmark")
+    try:
+        if args.page:
+            print(f"page: {write_page(args.bench, args.page)}")
+        else:
+            for bench in args.bench:
+                write_results(bench)
+                print(f"results: {bench / 'results.md'}")
+    except FileNotFoundError as e:  # a folder without finished cells: gather says so
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

@@ -19,16 +19,17 @@ from pathlib import Path
 import torch
 
 import envs as envs_pkg
-import world_model
 from agent.collect import collect, dataset_dir, env_settings
 from agent.critic import MANIFEST as CRITIC_MANIFEST
 from agent.critic import CriticConfig, critic_key, load_critic, save_critic, train_critic
 from agent.evaluate import check_model_fits_env, evaluate, is_hierarchical
 from agent.landmarks import MANIFEST as LANDMARKS_MANIFEST
 from agent.landmarks import LandmarkConfig, fit_landmarks, landmarks_key, load_landmarks, save_landmarks
+from agent.run_checks import check_eval_settings, check_frame_size
 from world_model.atomic import check_writable
+from world_model.cache_lock import building
 from world_model.checkpoint import WEIGHTS as MODEL_WEIGHTS
-from world_model.checkpoint import read_manifest
+from world_model.checkpoint import load_with_manifest, read_manifest
 from world_model.dataset import Dataset, DatasetError, write_json_atomic
 from world_model.dataset import read_manifest as read_dataset_manifest
 from world_model.decoder import MANIFEST as DECODER_MANIFEST
@@ -36,7 +37,7 @@ from world_model.decoder import DecoderConfig, decoder_key, load_decoder, save_d
 from world_model.macro import MANIFEST as MACRO_MANIFEST
 from world_model.macro import MacroConfig, load_macro, macro_key, save_macro, train_macro
 from world_model.plain import plain
-from world_model.train import pick_device, run_dir, train
+from world_model.train import pick_device, run_dir, train, use_threads
 
 STAGES = ("collect", "train", "eval", "all")
 CRITIC_OFF = "set configurator.<goal kind>.critic_weight=0"
@@ -57,45 +58,51 @@ def _cached_fitted(cfg, kind: str, what: str, remedy: str, dataset_root: Path | 
                    fit, device: torch.device):
     """Something fitted on the latents of the dataset the world model was trained on, from
     cache_root/<kind>/<env>-<key> when its manifest is there, else fitted, saved there and
-    reported in one line. load: folder -> the thing; fit: folder -> (the thing, saved there, and
-    the line's details); what, remedy: for the errors and the line."""
+    reported in one line; processes that need the same one take turns (world_model/cache_lock.py).
+    load: folder -> the thing; fit: (folder, the verified dataset) -> (the thing, saved there, and the line's details);
+    what, remedy: for the errors and the line."""
     folder = _fitted_folder(cfg, kind, what, remedy, dataset_root, key)
     if (folder / manifest).exists():
         return load(folder).to(device)
     check_writable(folder, what, f"pass cache_root=<a folder you can write to>, or {remedy}")
-    thing, details = fit(folder)
+    dataset = Dataset(dataset_root)  # verified before the lock, so a refused dataset leaves nothing in the cache
+    with building(folder, what):  # one process fits it; another waits, then loads what the first saved
+        if (folder / manifest).exists():
+            return load(folder).to(device)
+        thing, details = fit(folder, dataset)
     print(f"{what.removeprefix('the ')}: {folder} ({details})")
     return thing.to(device)
 
 
-def critic_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: torch.device, progress: bool = True):
-    """The reach critic for this world model, fitted once on the dataset the model was trained on
-    and cached under cache_root/critics; None when no evaluated goal kind gives it a weight."""
+def critic_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True):
+    """The reach critic for this world model (`weights`: the sha256 of the weights `wm` was loaded
+    from, as its checkpoint's manifest records it; every fitted module is keyed by it), fitted once
+    on the dataset the model was trained on and cached under cache_root/critics; None when no
+    evaluated goal kind gives it a weight."""
     kinds = cfg.eval.goal_kinds or list(cfg.configurator)
     if not any(cfg.configurator[k].critic_weight or cfg.configurator[k].subgoal_critic_weight for k in kinds):
         return None
     ccfg = CriticConfig(**plain(cfg.critic))
 
-    def fit(folder: Path):
-        critic, stats = train_critic(wm, Dataset(dataset_root), ccfg, device, progress)
+    def fit(folder: Path, dataset: Dataset):
+        critic, stats = train_critic(wm, dataset, ccfg, device, progress)
         save_critic(folder, critic, stats)
         return critic, (f"encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s, held-out step "
                         f"{stats['held_out_step']:.2f}, spread {stats['held_out_spread']:.2f}")
 
     return _cached_fitted(cfg, "critics", "the critic", CRITIC_OFF, dataset_root,
-                          lambda root: critic_key(checkpoint, root, ccfg), CRITIC_MANIFEST, load_critic, fit, device)
+                          lambda root: critic_key(weights, root.name, ccfg), CRITIC_MANIFEST, load_critic, fit, device)
 
 
-def macro_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: torch.device, progress: bool = True):
+def macro_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True):
     """The level-2 predictor a hierarchical planner needs, fitted once on the dataset the world
     model was trained on and cached under cache_root/macros; None for a flat planner."""
     if not is_hierarchical(cfg.planner):
         return None
     mcfg = MacroConfig(**plain(cfg.macro))
-    weights = read_manifest(checkpoint)["files"][MODEL_WEIGHTS]["sha256"]
 
-    def fit(folder: Path):
-        macro, stats = train_macro(wm, Dataset(dataset_root), mcfg, device, progress)
+    def fit(folder: Path, dataset: Dataset):
+        macro, stats = train_macro(wm, dataset, mcfg, device, progress)
         save_macro(folder, macro, stats)
         errors = ", ".join(f"{e:.3f} (copy-last {c:.3f})" for e, c in zip(stats["held_out_error"],
                                                                          stats["held_out_copy_last"]))
@@ -106,7 +113,7 @@ def macro_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: torc
                           lambda root: macro_key(weights, root.name, mcfg), MACRO_MANIFEST, load_macro, fit, device)
 
 
-def landmarks_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: torch.device):
+def landmarks_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device):
     """The graph of the training video's frames (agent/landmarks.py), built once from the dataset
     the world model was trained on and cached under cache_root/landmarks; None when no evaluated
     goal kind takes its subgoals from it."""
@@ -114,10 +121,9 @@ def landmarks_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: 
     if not any(cfg.configurator[k].get("subgoals", "none") == "graph" for k in kinds):
         return None
     lcfg = LandmarkConfig(**plain(cfg.landmarks))
-    weights = read_manifest(checkpoint)["files"][MODEL_WEIGHTS]["sha256"]
 
-    def fit(folder: Path):
-        graph, stats = fit_landmarks(wm, Dataset(dataset_root), lcfg, device)
+    def fit(folder: Path, dataset: Dataset):
+        graph, stats = fit_landmarks(wm, dataset, lcfg, device)
         save_landmarks(folder, graph, stats)
         return graph, (f"{stats['nodes']} frames; encode {stats['encode_s']:.0f} s, build {stats['build_s']:.0f} s; "
                        f"a neighbour is a median {stats['neighbour_decisions_median']:.2f} decisions away")
@@ -127,16 +133,15 @@ def landmarks_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: 
                           load_landmarks, fit, device)
 
 
-def decoder_for(cfg, wm, checkpoint: Path, dataset_root: Path | None, device: torch.device, progress: bool = True):
+def decoder_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True):
     """The pixel decoder for the videos' imagined panel, fitted once on the dataset the world
     model was trained on and cached under cache_root/decoders; None when no video is written."""
     if cfg.eval.videos == 0:
         return None
     dcfg = DecoderConfig(**plain(cfg.decoder))
-    weights = read_manifest(checkpoint)["files"][MODEL_WEIGHTS]["sha256"]
 
-    def fit(folder: Path):
-        decoder, stats = train_decoder(wm, Dataset(dataset_root), dcfg, device, progress)
+    def fit(folder: Path, dataset: Dataset):
+        decoder, stats = train_decoder(wm, dataset, dcfg, device, progress)
         save_decoder(folder, decoder, stats, weights)
         per_step = ", ".join(f"{m:.4f}" for m in stats["prediction_mse"])
         copy = ", ".join(f"{m:.4f}" for m in stats["copy_last_mse"])
@@ -181,34 +186,43 @@ def _trained_model(cfg, timings: dict, start: float) -> tuple[Path, Path | None]
 def run(cfg, out: Path) -> None:
     if cfg.stage not in STAGES:
         raise ValueError(f"unknown stage {cfg.stage!r}; choose one of {', '.join(STAGES)}")
-    for name in ("episodes", "batch"):
-        if cfg.eval[name] < 1:
-            raise ValueError(f"eval.{name}={cfg.eval[name]}: it must be at least 1")
+    use_threads(cfg.threads)  # once, for everything this process trains and fits: their bytes depend on it
     CriticConfig(**plain(cfg.critic))  # refuses bad critic settings now, not after collecting and training
     start, timings = time.perf_counter(), {}
     settings = env_settings(cfg.env)
+    check_frame_size(cfg)  # before an env allocates frames of that size
     probe_env = envs_pkg.make(**settings)  # fails fast on a bad env name or setting
-    checkpoint, dataset_root = _trained_model(cfg, timings, start)
+    try:
+        if cfg.stage in ("eval", "all"):
+            check_eval_settings(cfg, probe_env)
+        checkpoint, dataset_root = _trained_model(cfg, timings, start)
+    except BaseException:
+        probe_env.close()
+        raise
     if checkpoint is None:
         probe_env.close()
         return
     device = pick_device(cfg.device)
-    wm = world_model.load(checkpoint).to(device)
-    check_model_fits_env(wm, probe_env, checkpoint)
+    wm, manifest = load_with_manifest(checkpoint)
+    wm = wm.to(device)
+    check_model_fits_env(wm, probe_env, checkpoint, manifest)
+    # every fitted module is keyed by the weights loaded here, read once: a training process may save
+    # a newer checkpoint into the same folder meanwhile
+    weights = manifest["files"][MODEL_WEIGHTS]["sha256"]
     mark = time.perf_counter()
-    critic = critic_for(cfg, wm, checkpoint, dataset_root, device)
+    critic = critic_for(cfg, wm, weights, dataset_root, device)
     if critic is not None:
         timings["critic_s"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    macro = macro_for(cfg, wm, checkpoint, dataset_root, device)
+    macro = macro_for(cfg, wm, weights, dataset_root, device)
     if macro is not None:
         timings["macro_s"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    landmarks = landmarks_for(cfg, wm, checkpoint, dataset_root, device)
+    landmarks = landmarks_for(cfg, wm, weights, dataset_root, device)
     if landmarks is not None:
         timings["landmarks_s"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    decoder = decoder_for(cfg, wm, checkpoint, dataset_root, device)
+    decoder = decoder_for(cfg, wm, weights, dataset_root, device)
     if decoder is not None:
         timings["decoder_s"] = time.perf_counter() - mark
     envs = [probe_env] + [envs_pkg.make(**settings) for _ in range(min(cfg.eval.batch, cfg.eval.episodes) - 1)]
@@ -230,6 +244,7 @@ def main() -> None:
     from hydra.core.hydra_config import HydraConfig
 
     from agent.eval_records import EvaluationFolderError
+    from agent.hydra_folder import restore
     from agent.run_config import RunConfig
     from world_model.checkpoint import CheckpointError
     from world_model.cli import one_line_errors
@@ -245,8 +260,18 @@ def main() -> None:
 
     @hydra.main(version_base="1.3", config_path="../configs", config_name="run")
     def entry(cfg) -> None:
-        with one_line_errors(DatasetError, CheckpointError, TrainingDiverged, TrainingStopped, EvaluationFolderError):
-            run(cfg, Path(HydraConfig.get().runtime.output_dir))
+        out = Path(HydraConfig.get().runtime.output_dir)
+        try:
+            with one_line_errors(DatasetError, CheckpointError, TrainingDiverged, TrainingStopped,
+                                 EvaluationFolderError):
+                run(cfg, out)
+        except BaseException:
+            # a refused folder (another evaluation's) keeps the .hydra files that say how its records were made
+            try:
+                restore(out, HydraConfig.get().job.name)
+            except OSError as err:  # the run's own error, raised below, is the one to report
+                print(f"notice: the .hydra files of {out} could not be put back ({err})", file=sys.stderr)
+            raise
 
     entry()
 

@@ -107,9 +107,12 @@ def episode_frames(env, record: dict, imagined: np.ndarray | None = None, trace:
                     if key in known]
         numbers.append("success " + ("yes" if info["success"] else "no"))
         yield compose_frame(panels, "   ".join(numbers))
-    if env.get_sim_state().tolist() != record["final_state"]:
+    differ = [name for name, again, recorded in (("final state", env.get_sim_state().tolist(), record["final_state"]),
+                                                  ("success", bool(info["success"]), record["success"]))
+              if again != recorded]
+    if differ:
         print(f"notice: re-simulating the {record['env']} record (seed {record['seed']}) did not end in its recorded "
-              "final state; its video may differ from the recorded episode")
+              f"{' and '.join(differ)}; the record was edited, or its video differs from the recorded episode")
 
 
 def ffmpeg_available() -> bool:
@@ -205,6 +208,24 @@ def find_decoder(checkpoint: Path, cache_root: Path) -> Path:
     return found[-1]
 
 
+# What episode_frames reads of a record, by type; `success` is compared with the re-simulated outcome.
+RECORD_FIELDS = {"env": str, "seed": int, "goal_kind": str, "policy": str, "options": dict, "actions": list,
+                 "plan_ms": list, "final_state": list, "success": bool}
+
+
+def check_record(record) -> dict:
+    """`record` when it holds every field a video reads, of its type; else ValueError naming them
+    (TypeError when it is no JSON object)."""
+    if not isinstance(record, dict):
+        raise TypeError(f"a JSON {type(record).__name__}, not an object")
+    wrong = [f"{name} ({'missing' if name not in record else type(record[name]).__name__ + ', not ' + kind.__name__})"
+             for name, kind in RECORD_FIELDS.items() if not isinstance(record.get(name), kind)
+             or (kind is int and isinstance(record[name], bool))]
+    if wrong:
+        raise ValueError(f"fields {', '.join(wrong)}")
+    return record
+
+
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(
         prog="python -m agent.video",
@@ -220,10 +241,18 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--out", type=Path, help="default: <records folder>/videos/<goal kind>-<policy>-<index>.mp4")
     args = parser.parse_args(argv)
 
-    lines = args.records.read_text().splitlines()
+    try:
+        lines = args.records.read_text().splitlines()
+    except OSError as e:
+        raise SystemExit(f"error: cannot read {args.records} ({e.strerror}); pass a records.jsonl written by "
+                         "python -m agent.run") from None
     if not 0 <= args.index < len(lines):
         parser.error(f"{args.records} holds {len(lines)} records; --index must be in [0, {len(lines)})")
-    record = json.loads(lines[args.index])
+    try:
+        record = check_record(json.loads(lines[args.index]))
+    except (json.JSONDecodeError, ValueError, TypeError) as e:
+        raise SystemExit(f"error: line {args.index + 1} of {args.records} is not an episode record ({e}); the file was "
+                         "altered, render another record") from None
     imagined, trace = None, None
     if args.checkpoint is not None:
         import torch

@@ -3,13 +3,16 @@ size, then compared with an uninterrupted run of the same config (issue 14).
 
     python benchmarks/fault_injection.py [--kills 10] [--save-kills 10] [--seed 0] [--out outputs/fault_injection]
 
-Not part of the test suite (about 7 minutes on 2 busy cores). On a tiny reacher config it runs
-four stages, each through the command a user types:
+Not part of the test suite (about 7 minutes on 2 busy cores before the landmarks stage and the
+concurrent case were added). On a tiny reacher config it runs five stages, each through the command
+a user types:
 
     collect   python -m agent.run stage=collect                    dataset shards + manifest
     train     python -m agent.run stage=train                      world-model checkpoints (resume=true)
     critic    python -m agent.run stage=eval eval.goal_kinds=[task] eval.episodes=1 ...
                                                                    the reach critic is fitted first
+    landmarks the critic's command, configurator.task.subgoals=graph
+                                                                   the landmark graph is fitted first
     eval      python -m agent.run stage=eval hydra.run.dir=...     records, results, summary
 
 First an uninterrupted reference run gives each stage's work time W: the seconds from its first
@@ -22,7 +25,10 @@ reference is moved aside first, so paths recorded in manifests are equal), each 
      and leave nothing half-written that a reader would take as valid;
   2. for train only, --save-kills times killed inside a checkpoint save: the folder is polled
      every millisecond and the process group is SIGKILLed a random 0-30 ms after a new
-     .latest.tmp-* / .best.tmp-* folder appears;
+     .latest.tmp-* / .best.tmp-* folder appears; for landmarks only (its fit lasts a fraction of a
+     second, which random kills rarely hit), killed twice at fixed points inside the fit: the child
+     SIGKILLs itself once the graph is built and before it is saved, then once its weights file is
+     written and before its manifest (KILL_IN_FIT patches the two functions, no hook in the code);
   3. --kills times SIGKILLed at random moments: K moments drawn (seeded) uniformly over the work
      the stage had left, p_1 < ... < p_K in (done * W, 0.9 W); run i is killed p_i - done_i * W
      seconds after its first progress bar (at once when that is negative), done_i being the share
@@ -38,7 +44,9 @@ folder, a checkpoint's .prev, a critic without its manifest, a torn records line
 for training whether it landed inside a checkpoint save. Finally the dataset, the run folder
 (checkpoints, logs), the critic and the evaluation folder are compared file by file with the
 reference: byte-identical, or equal once the wall-clock fields named in the report are masked,
-or different. Writes <out>/fault_injection.json and prints a table.
+or different. Last, two processes are started together on an empty cache (concurrent_case): both
+must end well, one must have waited for the other, and the cache must hold one dataset, model,
+critic and graph, identical to the reference's. Writes <out>/fault_injection.json and prints a table.
 """
 
 from __future__ import annotations
@@ -78,7 +86,32 @@ def setting(name: str) -> str:
     return next(o.split("=", 1)[1] for o in TINY if o.startswith(name + "="))
 
 
-STAGES = ("collect", "train", "critic", "eval")
+STAGES = ("collect", "train", "critic", "landmarks", "eval")
+# The landmarks stage: the critic's command with the task's subgoals taken from the landmark graph,
+# which is fitted (and cached) before its one-episode evaluation starts.
+GRAPH = ["configurator.task.subgoals=graph", "configurator.task.subgoal_ahead=2", "landmarks.neighbours=3"]
+# A child that SIGKILLs itself at a fixed point of the landmark graph's fit (random kills rarely
+# land in it: on the tiny config it takes a fraction of a second): "build" once the graph is built,
+# before it is saved; "save" once its weights file is written, before its manifest.
+KILL_IN_FIT = """
+import os, signal, sys
+where = sys.argv.pop(1)
+import agent.landmarks, world_model.fitted
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+if where == "build":
+    fit = agent.landmarks.fit_landmarks
+    agent.landmarks.fit_landmarks = lambda *a, **k: (fit(*a, **k), die())[0]
+else:
+    write = world_model.fitted.write_bytes_atomic
+    def write_then_die(path, data):
+        write(path, data)
+        if path.name == "landmarks.safetensors":
+            die()
+    world_model.fitted.write_bytes_atomic = write_then_die
+from agent.run import main
+main()
+"""
 # Fields that hold wall-clock durations or rates: the only ones two runs may legitimately differ in.
 CLOCK = {"plan_ms", "wall_s", "plan_ms_mean", "plan_ms_p95", "wall_s_per_episode", "samples_per_s",
          "encode_s", "train_s", "timings"}
@@ -91,9 +124,9 @@ def stage_args(stage: str, work: Path) -> list[str]:
     base = [sys.executable, "-m", "agent.run", *TINY, f"cache_root={work / 'cache'}"]
     if stage in ("collect", "train"):
         return [*base, f"stage={stage}", f"hydra.run.dir={work / ('hydra-' + stage)}"]
-    if stage == "critic":  # the critic is fitted (and cached) before this one-episode evaluation starts
+    if stage in ("critic", "landmarks"):  # fitted (and cached) before this one-episode evaluation starts
         return [*base, "stage=eval", "eval.goal_kinds=[task]", "eval.episodes=1", "eval.batch=1",
-                "eval.baselines=[]", f"hydra.run.dir={work / 'critic-run'}"]
+                "eval.baselines=[]", *(GRAPH if stage == "landmarks" else []), f"hydra.run.dir={work / (stage + '-run')}"]
     return [*base, "stage=eval", f"hydra.run.dir={work / 'eval'}"]
 
 
@@ -105,14 +138,17 @@ class Layout:
         self.dataset = work / "cache" / "datasets" / names["dataset"]
         self.run = work / "cache" / "models" / names["run"]
         self.critic = work / "cache" / "critics" / names["critic"]
+        self.landmarks = work / "cache" / "landmarks" / names["landmarks"]
         self.eval = work / "eval"
 
     def output(self, stage: str) -> Path:
-        return {"collect": self.dataset, "train": self.run, "critic": self.critic, "eval": self.eval}[stage]
+        return {"collect": self.dataset, "train": self.run, "critic": self.critic, "landmarks": self.landmarks,
+                "eval": self.eval}[stage]
 
 
 def only_child(folder: Path) -> str:
-    children = [p.name for p in folder.iterdir()]
+    """The one cache entry in `folder` (its lock file, world_model/cache_lock.py, aside)."""
+    children = [p.name for p in folder.iterdir() if not p.name.endswith(".lock")]
     if len(children) != 1:
         raise RuntimeError(f"expected one folder in {folder}, found {children}")
     return children[0]
@@ -142,11 +178,12 @@ class Runner:
         self.logs, self.env, self.count = logs, child_env(threads), 0
         logs.mkdir(parents=True, exist_ok=True)
 
-    def start(self, stage: str, work: Path, tag: str, limit: int | None = None):
+    def start(self, stage: str, work: Path, tag: str, limit: int | None = None, args: list[str] | None = None):
+        """Starts the stage's command (or `args`, a command of its own)."""
         self.count += 1
         name = f"{self.count:03d}-{stage}-{tag}"
         out, err = open(self.logs / f"{name}.out", "w"), open(self.logs / f"{name}.err", "w")  # noqa: SIM115
-        proc = subprocess.Popen(stage_args(stage, work), cwd=ROOT, env=self.env, stdout=out, stderr=err,
+        proc = subprocess.Popen(args or stage_args(stage, work), cwd=ROOT, env=self.env, stdout=out, stderr=err,
                                 start_new_session=True,  # this process starts no threads
                                 preexec_fn=file_size_limit(limit) if limit else None)  # noqa: PLW1509
         proc.files, proc.name, proc.started = (out, err), name, time.perf_counter()
@@ -235,8 +272,8 @@ def progress(stage: str, lay: Layout, totals: dict) -> float:
 
         newest = newest_verified(lay.run / "latest")
         return 0.0 if newest is None else read_manifest(newest)["step"] / totals["steps"]
-    if stage == "critic":
-        return float((lay.critic / "critic.json").exists())
+    if stage in ("critic", "landmarks"):
+        return float((lay.output(stage) / f"{stage}.json").exists())
     # weighted by each episode's wall time in the reference: a planner episode takes longer than a baseline's
     kept = complete_records(lay.eval / "records.jsonl", totals)
     weights = totals["episode_s"]
@@ -269,9 +306,9 @@ def partial_writes(stage: str, lay: Layout, totals: dict) -> dict[str, int]:
     if not folder.exists():
         return {}
     left = {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*")) if TMP.search(p.name)}
-    weights = folder / "critic.safetensors"
-    if stage == "critic" and weights.exists() and not (folder / "critic.json").exists():
-        left["critic.safetensors without critic.json"] = weights.stat().st_mtime_ns
+    weights = folder / f"{stage}.safetensors"
+    if stage in ("critic", "landmarks") and weights.exists() and not (folder / f"{stage}.json").exists():
+        left[f"{stage}.safetensors without {stage}.json"] = weights.stat().st_mtime_ns
     if stage == "eval" and (folder / "records.jsonl").exists():
         data = (folder / "records.jsonl").read_bytes()
         if data and not data.endswith(b"\n"):
@@ -328,6 +365,13 @@ def half_written_check(stage: str, lay: Layout) -> str | None:
             load_critic(lay.critic)
         except CheckpointError as e:
             return f"critic.json present but the critic does not load: {e}"
+    if stage == "landmarks" and (lay.landmarks / "landmarks.json").exists():
+        from agent.landmarks import load_landmarks
+
+        try:
+            load_landmarks(lay.landmarks)
+        except CheckpointError as e:
+            return f"landmarks.json present but the graph does not load: {e}"
     return None
 
 
@@ -461,6 +505,14 @@ def fault_stage(stage: str, runner: Runner, lay: Layout, ref: dict, totals: dict
                     break
                 time.sleep(0.001)
             record(runner.kill_now(proc), "save-kill", None, partial)
+    # 2b. kills at fixed points of the landmark graph's fit, too short for random kills to land in
+    if stage == "landmarks":
+        for where in ("build", "save"):
+            partial = partial_writes(stage, lay, totals)
+            args = [sys.executable, "-c", KILL_IN_FIT, where, *stage_args(stage, lay.work)[3:]]
+            run = runner.finish(runner.start(stage, lay.work, f"kill-in-{where}", args=args))
+            run["killed"] = run["rc"] == -signal.SIGKILL  # by itself, at the point named
+            record(run, f"kill in {where}", None, partial)
     # 3. kills at random moments over the work left
     W = ref["work_s"]
     done0 = progress(stage, lay, totals)
@@ -489,7 +541,8 @@ def fault_stage(stage: str, runner: Runner, lay: Layout, ref: dict, totals: dict
 
 # The file a stage writes last: its modification time ends the stage's work.
 FINISHED = {"collect": "cache/datasets/*/manifest.json", "train": "cache/models/*/summary.json",
-            "critic": "cache/critics/*/critic.json", "eval": "eval/records.jsonl"}
+            "critic": "cache/critics/*/critic.json", "landmarks": "cache/landmarks/*/landmarks.json",
+            "eval": "eval/records.jsonl"}
 
 
 def reference_run(runner: Runner, work: Path) -> dict:
@@ -506,6 +559,33 @@ def reference_run(runner: Runner, work: Path) -> dict:
         print(f"reference {stage}: {run['seconds']:.1f} s, start-up {run['work_began_s']:.1f} s, "
               f"work {timings[stage]['work_s']:.1f} s")
     return timings
+
+
+def concurrent_case(runner: Runner, out: Path, reference: Path, names: dict) -> dict:
+    """Two processes started together on one empty cache: the landmarks stage's command with stage=all
+    (collect, train, fit the critic and the graph, evaluate), the second with threads=1, which shares
+    every cache key. Both must end well, one must have waited for the other (world_model/cache_lock.py),
+    and the cache must hold one dataset, model, critic and graph, each identical to the reference's."""
+    work = out / "concurrent"
+    command = [a for a in stage_args("landmarks", work) if a != "stage=eval" and not a.startswith("hydra.run.dir=")]
+    procs = [runner.start("concurrent", work, tag, args=[*command, "stage=all", *extra, f"hydra.run.dir={work / tag}"])
+             for tag, extra in (("first", []), ("second", ["threads=1"]))]
+    runs = [runner.finish(proc) for proc in procs]
+    said = "".join((runner.logs / f"{run['log']}.out").read_text() for run in runs)
+    kinds = {"collect": "datasets", "train": "models", "critic": "critics", "landmarks": "landmarks"}
+    entries = {kind: sorted(p.name for p in (work / "cache" / kind).iterdir() if not p.name.endswith(".lock"))
+               for kind in kinds.values() if (work / "cache" / kind).exists()}
+    expected = {kinds[stage]: [names[key]] for stage, key in (("collect", "dataset"), ("train", "run"),
+                                                               ("critic", "critic"), ("landmarks", "landmarks"))}
+    compare = {stage: compare_folders(Layout(reference, names).output(stage), Layout(work, names).output(stage))
+               for stage in kinds if entries == expected}
+    result = {"rc": [run["rc"] for run in runs], "logs": [run["log"] for run in runs],
+              "waited": "waiting for " in said, "entries": entries, "compare": compare}
+    result["passed"] = (result["rc"] == [0, 0] and result["waited"] and entries == expected
+                        and all(c["identical"] != "no" for c in compare.values()))
+    print(f"concurrent: exit {result['rc']}, one waited: {result['waited']}, one of each entry: {entries == expected}, "
+          "identical to the reference: " + ", ".join(f"{k} {c['identical']}" for k, c in compare.items()))
+    return result
 
 
 def table(results: list[dict], work: Path) -> str:
@@ -551,7 +631,7 @@ def main() -> None:
 
     timings = reference_run(runner, work)
     names = {"dataset": only_child(work / "cache" / "datasets"), "run": only_child(work / "cache" / "models"),
-             "critic": only_child(work / "cache" / "critics")}
+             "critic": only_child(work / "cache" / "critics"), "landmarks": only_child(work / "cache" / "landmarks")}
     ref_lay = Layout(work, names)
     totals = {"shards": len(json.loads((ref_lay.dataset / "manifest.json").read_text())["shards"]),
               "steps": json.loads((ref_lay.run / "summary.json").read_text())["step"],
@@ -569,16 +649,18 @@ def main() -> None:
         rng = random.Random(f"{args.seed}-{stage}")
         results.append(fault_stage(stage, runner, lay, timings[stage], totals, args, rng))
     os.replace(work, faulted)
+    concurrent = concurrent_case(runner, out, reference, names)
     for r in results:
         r["compare"] = compare_folders(Layout(reference, names).output(r["stage"]),
                                        Layout(faulted, names).output(r["stage"]))
     wall = time.perf_counter() - start
     ok = all(r["completed"] and not r["refused"] and r["fsize"]["one_line"] and r["fsize"]["rc"] != 0
              and r["fsize"]["half_written_taken_as_valid"] is None and r["compare"]["identical"] != "no"
-             and r["kills"] >= args.kills for r in results)
+             and r["kills"] >= args.kills for r in results) and concurrent["passed"]
     report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "config": TINY, "kills": args.kills,
               "save_kills": args.save_kills, "seed": args.seed, "threads": args.threads, "cpus": os.cpu_count(),
-              "reference": timings, "totals": totals, "wall_s": round(wall, 1), "passed": ok, "stages": results}
+              "reference": timings, "totals": totals, "wall_s": round(wall, 1), "passed": ok, "stages": results,
+              "concurrent": concurrent}
     (out / "fault_injection.json").write_text(json.dumps(report, indent=1))
     print()
     print(table(results, work))

@@ -35,8 +35,9 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    from envs.pusht.env import _t_polygon  # noqa: PLC0415 (a Push-T-only script)
     from shapely.geometry import Point
+
+    from envs.pusht.env import _t_polygon
 
     data = Dataset(args.dataset)
     moving, net, per_episode, poses = [], [], [], []
@@ -63,7 +64,7 @@ def main() -> None:
     print(json.dumps({
         "dataset": args.dataset,
         "episodes": len(per_episode),
-        "frames": int(len(poses)),
+        "frames": len(poses),
         "moving_frames": round(float(np.concatenate(moving).mean()), 3),
         "episodes_moving": round(float(np.mean(per_episode)), 3),
         "block_net_px": [round(float(np.median(net)), 1), round(float(np.percentile(net, 90)), 1)],

@@ -38,9 +38,8 @@ def main() -> None:
             goal = np.array([*rng.uniform(80, 430, 2), *rng.uniform(150, 360, 2), rng.uniform(-3, 3)])
             d = rng.normal(size=2)
             d /= np.linalg.norm(d)
-            moves = {"agent_px": lambda o: [*(o * d), 0, 0, 0], "block_px": lambda o: [0, 0, *(o * d), 0],
-                     "angle_deg": lambda o: [0, 0, 0, 0, math.radians(o)]}
-            frames = [draw(goal, size)] + [draw(goal + move(o), size) for move in moves.values() for o in OFFSETS]
+            moves = {"agent_px": [*d, 0, 0, 0], "block_px": [0, 0, *d, 0], "angle_deg": [0, 0, 0, 0, math.radians(1)]}
+            frames = [draw(goal, size)] + [draw(goal + o * np.array(unit), size) for unit in moves.values() for o in OFFSETS]
             z = model.encode(torch.as_tensor(np.stack(frames))[None])[0]  # [1 + 3 * len(OFFSETS), D]
             e = (z[1:] - z[0]).square().mean(-1).reshape(len(moves), len(OFFSETS))
             for name, row in zip(moves, e):

@@ -27,6 +27,8 @@ class CEM(SeededPlanner):
         min_std: float = 0.05,
         seed: int | None = 0,
     ):
+        if samples < 1:
+            raise ValueError(f"samples must be at least 1, got {samples}")
         if not 1 <= elites <= samples:
             raise ValueError(f"elites must be in [1, samples={samples}], got {elites}")
         if horizon < 1 or iterations < 1:

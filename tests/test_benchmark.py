@@ -27,6 +27,28 @@ def test_grid_axes_follow_hydra_sweep_syntax():
     assert cell_name([("env", "two-rooms"), ("planner", "cem-gd")]) == "env-two-rooms_planner-cem-gd"
 
 
+def test_a_bad_override_or_folder_is_one_line(tmp_path, monkeypatch):
+    import agent.benchmark
+    import agent.results
+
+    for args, line in ((["seed="], r"^error: Error merging override seed=: Value '' of type 'str' could not be "
+                                   r"converted to Integer; correct that override$"),
+                       (["no_such_key=1"], r"^error: Could not override 'no_such_key'.*; correct that override$")):
+        monkeypatch.setattr("sys.argv", ["agent.benchmark", *args, f"bench={tmp_path / 'bench'}"])
+        with pytest.raises(SystemExit, match=line):  # before: hydra's traceback
+            agent.benchmark.main()
+    assert not (tmp_path / "bench").exists()  # no grid.json of a grid that never composed
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setattr("sys.argv", ["agent.results", str(tmp_path / "empty")])
+    with pytest.raises(SystemExit, match=rf"^error: no finished cell in {tmp_path / 'empty'}/cells; run python -m "
+                                         r"agent.benchmark first$"):  # before: a FileNotFoundError's traceback
+        agent.results.main()
+    monkeypatch.setattr("sys.argv", ["agent.results", str(tmp_path / "missing")])
+    with pytest.raises(SystemExit) as refused:  # argparse's usage line and one line naming the folder
+        agent.results.main()
+    assert refused.value.code == 2
+
+
 def test_a_killed_grid_continues_without_redoing_finished_cells(tmp_path, monkeypatch):
     args = [*TINY, f"cache_root={tmp_path / 'cache'}", "planner=cem,mppi"]
     real_run, calls = agent.run.run, []

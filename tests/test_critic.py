@@ -121,10 +121,10 @@ def flip_one_byte(path: Path, offset: int) -> None:
 
 @pytest.fixture
 def tiny_wm(tmp_path):
-    """An untrained world model that fits the tiny dataset, and its checkpoint folder."""
+    """An untrained world model that fits the tiny dataset, its checkpoint folder and its weights' sha256."""
     wm = WorldModel(WorldModelConfig(**TINY_MODEL, action_dim=2))
     world_model.save(tmp_path / "ckpt", wm, step=0)
-    return wm, tmp_path / "ckpt"
+    return wm, tmp_path / "ckpt", world_model.read_manifest(tmp_path / "ckpt")["files"]["model.safetensors"]["sha256"]
 
 
 def test_the_critic_refuses_a_dataset_with_a_flipped_byte(tiny_data, tiny_wm, tmp_path):
@@ -135,7 +135,7 @@ def test_the_critic_refuses_a_dataset_with_a_flipped_byte(tiny_data, tiny_wm, tm
                             "critic": {"steps": 2, "batch_size": 4, "hidden": 8, "dim": 2},
                             "cache_root": str(tmp_path / "cache")})
     with pytest.raises(DatasetError, match=r"shard-00001/episode_starts\.npy has sha256 .* delete .* collect it again"):
-        critic_for(cfg, tiny_wm[0], tiny_wm[1], root, torch.device("cpu"), progress=False)
+        critic_for(cfg, tiny_wm[0], tiny_wm[2], root, torch.device("cpu"), progress=False)
     assert not (tmp_path / "cache" / "critics").exists()
 
 
@@ -182,19 +182,19 @@ def test_a_read_only_cache_refuses_fitting_the_critic_but_serves_a_fitted_one(ti
                             "critic": {"steps": 2, "batch_size": 4, "hidden": 8, "dim": 2},
                             "cache_root": str(tmp_path / "cache")})
     (tmp_path / "cache").mkdir()
-    fitted = critic_for(cfg, tiny_wm[0], tiny_wm[1], tiny_data[2], torch.device("cpu"), progress=False)
+    fitted = critic_for(cfg, tiny_wm[0], tiny_wm[2], tiny_data[2], torch.device("cpu"), progress=False)
     empty = tmp_path / "empty"
     empty.mkdir()
     read_only(tmp_path / "cache")
     read_only(empty)
-    served = critic_for(cfg, tiny_wm[0], tiny_wm[1], tiny_data[2], torch.device("cpu"), progress=False)
+    served = critic_for(cfg, tiny_wm[0], tiny_wm[2], tiny_data[2], torch.device("cpu"), progress=False)
     for a, b in zip(fitted.state_dict().values(), served.state_dict().values()):
         assert torch.equal(a, b)
     with pytest.raises(NotWritable, match=rf"^cannot write the critic: {empty}, where {empty}/critics/reacher-\w+ "
                                           r"would be made, is not writable \(you have no write permission there\); "
                                           r"pass cache_root=<a folder you can write to>, or set "
                                           r"configurator.<goal kind>.critic_weight=0$"):
-        critic_for(OmegaConf.merge(cfg, {"cache_root": str(empty)}), tiny_wm[0], tiny_wm[1], tiny_data[2],
+        critic_for(OmegaConf.merge(cfg, {"cache_root": str(empty)}), tiny_wm[0], tiny_wm[2], tiny_data[2],
                    torch.device("cpu"), progress=False)
     assert list(empty.iterdir()) == []
 

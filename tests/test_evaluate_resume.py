@@ -6,6 +6,9 @@ The dot env of test_fake_env and an untrained tiny model keep every evaluation w
 """
 
 import json
+import os
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -199,3 +202,31 @@ def test_a_folder_of_another_evaluation_is_refused_with_one_line(world, tmp_path
     (altered / "records.jsonl").write_text("not json\n")
     with pytest.raises(EvaluationFolderError, match="line 1 .* is not an episode record"):
         world.evaluate(altered)
+
+
+def test_a_refused_folder_is_byte_identical_before_and_after(tmp_path):
+    """From the command line: hydra writes .hydra/ into the output folder before agent.run starts;
+    a run refused there (another evaluation's folder, or a bad setting) puts it back as it was."""
+    torch.manual_seed(0)
+    world_model.save(tmp_path / "model", world_model.WorldModel(world_model.WorldModelConfig(
+        **TINY_MODEL, action_dim=2)), step=0)
+    folder = tmp_path / "eval"
+    args = [sys.executable, "-m", "agent.run", "env=reacher", "env.image_size=32", "stage=eval",
+            f"checkpoint={tmp_path / 'model'}", f"cache_root={tmp_path / 'cache'}", "eval.goal_kinds=[state]",
+            "eval.episodes=1", "eval.baselines=[]", "eval.videos=0", "planner.samples=8", "planner.iterations=2",
+            "planner.elites=2", f"hydra.run.dir={folder}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    def contents() -> dict:
+        return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    before = contents()
+    assert {".hydra/config.yaml", ".hydra/overrides.yaml", ".hydra/hydra.yaml", "records.jsonl"} <= set(before)
+    for change, line in (("eval.seed=1", "holds records of another evaluation"),
+                         ("planner.samples=0", "samples must be at least 1")):
+        refused = subprocess.run([*args, change], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+                                 env=env)
+        assert refused.returncode == 1 and line in refused.stderr, refused.stderr[-3000:]
+        assert contents() == before, change  # before: .hydra/ described the refused run

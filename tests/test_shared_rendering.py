@@ -11,7 +11,8 @@ from agent.protocols import make_episodes
 from envs import _gl
 
 SIZE = 32
-NAMES = sorted(envs.REGISTRY)
+# The families that render through envs/_gl.py's shared MuJoCo renderer (Push-T draws with OpenCV).
+NAMES = sorted(n for n in envs.REGISTRY if hasattr(envs.REGISTRY[n][0], "_render_data"))
 
 
 def _scene(env, which: str):

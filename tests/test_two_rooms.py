@@ -174,6 +174,17 @@ def test_unknown_reset_options_and_behaviour_settings_are_refused(env):
         env.behaviour_policy(np.random.default_rng(0), heading_noise=1.0)
 
 
+def test_a_step_before_reset_and_a_goal_off_the_floor_are_refused(env):
+    # before: the first step reported success (agent and goal both at the origin), and any goal was taken
+    with pytest.raises(RuntimeError, match=r"^two-rooms: call reset\(\) before step\(\)"):
+        env.step(np.zeros(2))
+    for goal in ([100.0, 100.0], [0.3, -0.51]):
+        with pytest.raises(ValueError, match=r"goal_pos=.* lies off the floor; x and y must lie in \[-0.5, 0.5\] m$"):
+            env.reset(seed=0, options={"goal_pos": goal})
+    env.reset(seed=0, options={"start_state": [-0.3, 0.0, 0.0, 0.0], "goal_pos": [0.5, -0.5]})  # the floor's corner
+    assert env.step(np.zeros(2))[1] == 0.0  # far from the goal: no success
+
+
 def test_behaviour_actions_stay_in_bounds_and_the_agent_bounces_through_the_door(env):
     """20 episodes of 200 env steps, simulated without frames (the policy reads proprio only)."""
     env.reset(seed=0)

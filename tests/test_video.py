@@ -172,3 +172,24 @@ def test_the_command_renders_any_record_from_the_record_alone(tmp_path, tiny_wm,
         main([str(records), "--index", "2"])
     with pytest.raises(FileNotFoundError, match="no decoder"):
         main([str(records), "--checkpoint", str(tmp_path / "ckpt"), "--cache-root", str(tmp_path / "elsewhere")])
+
+
+def test_an_edited_record_is_one_line_and_an_edited_success_is_named(tmp_path, reacher_records, capsys):
+    records = tmp_path / "records.jsonl"
+    record = dict(reacher_records[0])
+    lines = {"not json": "{not json", "a field missing": json.dumps({k: v for k, v in record.items() if k != "actions"}),
+             "a field of another type": json.dumps({**record, "seed": "3"}), "no object": "[1, 2]"}
+    for why, line in lines.items():
+        records.write_text(line + "\n")
+        with pytest.raises(SystemExit) as refused:  # before: a raw JSONDecodeError or KeyError
+            main([str(records), "--size", "16"])
+        assert str(refused.value).startswith(f"error: line 1 of {records} is not an episode record ("), why
+        assert "\n" not in str(refused.value), why
+    records.write_text(json.dumps({k: v for k, v in record.items() if k != "actions"}) + "\n")
+    with pytest.raises(SystemExit, match=r"fields actions \(missing\)"):
+        main([str(records), "--size", "16"])
+    records.write_text(json.dumps({**record, "success": not record["success"]}) + "\n")  # before: not a word
+    main([str(records), "--size", "16"])
+    assert "did not end in its recorded success; the record was edited" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match=r"^error: cannot read .*missing.jsonl"):
+        main([str(tmp_path / "missing.jsonl")])

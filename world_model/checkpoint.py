@@ -326,6 +326,13 @@ def load(path: str | os.PathLike) -> WorldModel:
 
     Raises CheckpointError naming the file when anything is missing, altered or inconsistent.
     """
+    return load_with_manifest(path)[0]
+
+
+def load_with_manifest(path: str | os.PathLike) -> tuple[WorldModel, dict[str, Any]]:
+    """load(path), and the manifest its weights were verified against: what is keyed by the weights
+    (the fitted modules' caches) reads their sha256 from it, not from the folder again, which a
+    training process may have saved a newer checkpoint into meanwhile."""
     folder = _folder(path)
     manifest = read_manifest(folder)
     try:
@@ -350,7 +357,7 @@ def load(path: str | os.PathLike) -> WorldModel:
             f"{folder / WEIGHTS} does not match the model_config in {MANIFEST} ({e}); "
             "the files come from different saves"
         ) from e
-    return model.eval()
+    return model.eval(), manifest
 
 
 def load_training_state(

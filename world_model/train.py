@@ -36,6 +36,7 @@ import torch
 
 from world_model import distributed
 from world_model.atomic import WriteError, check_writable
+from world_model.cache_lock import building
 from world_model.checkpoint import checkpoint_exists, load, load_training_state, newest_verified, restore_newest, save
 from world_model.checkpoint import read_manifest as read_checkpoint_manifest
 from world_model.dataset import Dataset, read_manifest, write_json_atomic
@@ -105,7 +106,8 @@ class TrainConfig:
     compile: bool = False
     """torch.compile the encoder and predictor."""
     threads: int = 0
-    """torch CPU threads; 0 keeps torch's default."""
+    """torch CPU threads of the whole process (training and everything fitted after it); 0 keeps
+    torch's default (OMP_NUM_THREADS, else the cores)."""
     resume: bool = False
     """Continue an unfinished run from its latest/ checkpoint."""
     cache_root: str = "cache"
@@ -169,6 +171,19 @@ def model_config(cfg_world_model, ds: Dataset) -> WorldModelConfig:
                 f"leave world_model.{name} unset (null) to take the dataset's"
             )
     return WorldModelConfig(**values)
+
+
+_DEFAULT_THREADS = torch.get_num_threads()  # what the process started with (OMP_NUM_THREADS, else the cores)
+
+
+def use_threads(threads: int) -> None:
+    """Sets torch's CPU threads for the whole process, from `threads` (0: the count it started with),
+    so that everything it trains or fits (world model, critic, decoder, ...) uses the same count: the
+    floats, and so the bytes of what is fitted, depend on it. Called once at the start of an entry point."""
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
+        raise ValueError(f"threads={threads}: it must be a whole number of CPU threads, at least 0 "
+                         "(0 = torch's default)")
+    torch.set_num_threads(threads or _DEFAULT_THREADS)
 
 
 def pick_device(name: str) -> torch.device:
@@ -261,9 +276,8 @@ def _check_sizes(cfg, ranks: int = 1) -> None:
 def train(cfg, dataset_root: str | Path, progress: bool = True) -> Path:
     """Trains (or resumes, or reuses) the run described by `cfg` on the dataset at dataset_root;
     returns the run folder. In an initialised process group (torchrun) every rank calls it and
-    trains its share of each batch; rank 0 alone writes the run folder."""
-    from tqdm import tqdm
-
+    trains its share of each batch; rank 0 alone writes the run folder. Processes training the same
+    run folder take turns (world_model/cache_lock.py): the second reuses what the first trained."""
     ranks = distributed.current()
     _check_sizes(cfg, ranks.world_size)
     if cfg.probe_frames < 10 or cfg.probe_held_frames < 1:
@@ -278,18 +292,31 @@ def train(cfg, dataset_root: str | Path, progress: bool = True) -> Path:
     if (folder / "summary.json").exists():
         print(f"world model already trained at {folder}")
         return folder
+    if not ranks.is_main:
+        return _train(cfg, dataset_root, folder, ranks, progress)
+    # before minutes of training whose checkpoints could not be saved (and before the lock file beside it)
+    check_writable(folder, "the world model's run folder", "pass cache_root=<a folder you can write to> "
+                   "(or out=FOLDER); a read-only cache serves only the models it already holds")
+    # one process trains a run folder at a time: another waits, then finds it trained; under torchrun
+    # (whose other ranks would not wait) the run is refused instead
+    with building(folder, "the world model", wait=not ranks.distributed):
+        if (folder / "summary.json").exists():
+            print(f"world model already trained at {folder}")
+            return folder
+        return _train(cfg, dataset_root, folder, ranks, progress)
+
+
+def _train(cfg, dataset_root: str | Path, folder: Path, ranks, progress: bool) -> Path:
+    """train() into the run folder `folder`, which rank 0 holds the lock of."""
+    from tqdm import tqdm
+
     if checkpoint_exists(folder / "latest") and not cfg.resume:
         raise RuntimeError(
             f"{folder} holds an unfinished run; pass resume=true to continue it, or delete the folder to start over"
         )
-    if ranks.is_main:  # before minutes of training whose checkpoints could not be saved
-        check_writable(folder, "the world model's run folder", "pass cache_root=<a folder you can write to> "
-                       "(or out=FOLDER); a read-only cache serves only the models it already holds")
     device = pick_device(cfg.device)
     if ranks.distributed:
         device = distributed.rank_device(device)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
     ds = Dataset(dataset_root)
     model_cfg = model_config(cfg.world_model, ds)
     loss_cfg = LossConfig(**plain(cfg.loss))
@@ -446,6 +473,7 @@ def _register_configs() -> None:
 def main() -> None:
     import hydra
 
+    from world_model.cache_lock import EntryBusy
     from world_model.checkpoint import CheckpointError
     from world_model.cli import one_line_errors
     from world_model.dataset import DatasetError
@@ -456,7 +484,8 @@ def main() -> None:
     def run(cfg) -> None:
         if not cfg.dataset:
             raise SystemExit("error: pass dataset=PATH (a folder made by `python -m agent.collect env=<name>`)")
-        expected = (DatasetError, CheckpointError, TrainingDiverged, TrainingStopped)
+        expected = (DatasetError, CheckpointError, TrainingDiverged, TrainingStopped, EntryBusy)
+        use_threads(cfg.threads)
         if not distributed.launched_by_torchrun():
             with one_line_errors(*expected):
                 folder = train(cfg, cfg.dataset)

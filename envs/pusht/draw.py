@@ -39,5 +39,5 @@ def draw(pose: np.ndarray, size: int) -> np.ndarray:
     polygons = [np.round((poly @ rotation.T + pose[2:4]) * scale).astype(np.int32) for poly in T_POLYGONS]
     cv2.fillPoly(canvas, polygons, BLOCK_COLOUR, cv2.LINE_8, SUBPIXEL_BITS)
     centre = tuple(int(v) for v in np.round(pose[:2] * scale))
-    cv2.circle(canvas, centre, int(round(AGENT_RADIUS * scale)), AGENT_COLOUR, -1, cv2.LINE_8, SUBPIXEL_BITS)
+    cv2.circle(canvas, centre, round(AGENT_RADIUS * scale), AGENT_COLOUR, -1, cv2.LINE_8, SUBPIXEL_BITS)
     return cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)

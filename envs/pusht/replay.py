@@ -25,7 +25,7 @@ import os
 import numpy as np
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # gym-pusht imports pygame, which greets on import
-from gym_pusht.envs.pusht import PushTEnv, pymunk_to_shapely  # noqa: E402
+from gym_pusht.envs.pusht import PushTEnv, pymunk_to_shapely
 
 Sim = PushTEnv  # gym-pusht's env, under a name that does not clash with ours (env.py)
 

@@ -66,7 +66,7 @@ class TwoRoomsEnv(GoalEnv):
     `reset(seed=..., options=...)` options (all optional; any other key is an error):
         goal_kind    "rooms" or "near" (which goal kind the episode belongs to)
         start_state  [4] sim state (x, y, vx, vy); default: uniform in the free space, at rest
-        goal_pos     [2] goal x, y; default: uniform in the free space (either room)
+        goal_pos     [2] goal x, y, on the floor (|x|, |y| <= 0.5); default: uniform in the free space (either room)
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -140,6 +140,7 @@ class TwoRoomsEnv(GoalEnv):
         self._goal_image: np.ndarray | None = np.zeros((image_size, image_size, 3), np.uint8)
         self._control_steps = 0
         self._reached = False
+        self._episode = False  # no start and goal until the first reset: step() refuses, evaluate() would report success
 
     # ----------------------------------------------------------------------------- simulator state
     def get_sim_state(self) -> np.ndarray:
@@ -256,12 +257,16 @@ class TwoRoomsEnv(GoalEnv):
             goal = np.asarray(options["goal_pos"], np.float64)
             if goal.shape != (2,) or not np.all(np.isfinite(goal)):
                 raise ValueError(f"goal_pos must be 2 finite numbers (x, y in m), got {options['goal_pos']!r}")
+            if not np.all(np.abs(goal) <= ARENA_HALF):  # no centre gets there: success could never be reached
+                raise ValueError(f"goal_pos={options['goal_pos']!r} lies off the floor; x and y must lie in "
+                                 f"[{-ARENA_HALF}, {ARENA_HALF}] m")
         self.set_sim_state(start)
         self._control_steps = 0
         self._reached = False
         self.goal_kind = goal_kind
         self.goal_pos = goal
         self._goal_image = None  # rendered with the first observation that shows it
+        self._episode = True
 
     def step(self, action):
         info, truncated = self._advance(action)
@@ -269,6 +274,8 @@ class TwoRoomsEnv(GoalEnv):
 
     def _advance(self, action) -> tuple[dict[str, Any], bool]:
         """Everything step does but render: (info, truncated)."""
+        if not self._episode:
+            raise RuntimeError(f"{self.name}: call reset() before step(); until then there is no start or goal")
         action = np.asarray(action, np.float64)
         if action.shape != (2,) or not np.all(np.isfinite(action)):
             raise ValueError(f"action must be 2 finite numbers, got {action!r}")

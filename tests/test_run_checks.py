@@ -1,0 +1,109 @@
+"""`agent.run` refuses bad settings in one line naming the setting, before collecting anything; it
+refuses a checkpoint trained on another env's video; `threads` holds for everything the process
+fits, not only for the world model's training."""
+
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY_MODEL
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf, open_dict
+from test_fake_env import DotEnv, replay
+
+import agent.run as run_module
+import envs
+import world_model
+from agent.run_config import RunConfig
+from world_model.dataset import DatasetError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def dot_family(monkeypatch):
+    monkeypatch.setitem(envs.REGISTRY, "dot", (DotEnv, {}, types.SimpleNamespace(replay=replay)))
+
+
+def dot_cfg(cache: Path, *overrides: str, image_size=32):
+    """A tiny run of the dot env of test_fake_env, as its test configures one."""
+    ConfigStore.instance().store(name="run_schema", node=RunConfig)
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("run", overrides=[f"cache_root={cache}", "steps=4", "eval.episodes=1", "eval.videos=0",
+                                        *overrides])
+    with open_dict(cfg):
+        cfg.env = OmegaConf.create({"name": "dot", "image_size": image_size})
+        cfg.data = OmegaConf.merge(cfg.data, {"behaviour": {}, "episodes": 4, "steps": 6, "episodes_per_shard": 2,
+                                              "workers": 1})
+        reach = {**OmegaConf.to_container(cfg.configurator["state"]), "planner": {"cem": {"elites": 2}},
+                 "horizon": 2, "critic_weight": 0.5}
+        cfg.configurator = OmegaConf.create({"reach": reach})
+    return cfg
+
+
+@pytest.mark.parametrize("overrides, image_size, line", [
+    # before: ConfigKeyError from the critic's lookup, after collection and training
+    (["eval.goal_kinds=[joints]"], 32, r"unknown goal kind 'joints' for env dot; choose from \['reach'\]"),
+    # before: every goal kind was evaluated
+    (["eval.goal_kinds=[]"], 32, r"eval.goal_kinds=\[\] names no goal kind; pass some of \['reach'\], or leave it null"),
+    # before: "elites must be in [1, samples=0], got 2"
+    (["planner.samples=0"], 32, r"planner cem: samples must be at least 1, got 0"),
+    # before: "action_repeat and time_limit must be >= 1 and image_size >= 8", from the video's env
+    (["eval.videos=1", "eval.video_size=0"], 32, r"eval.video_size=0: it must lie in \[8, 2048\] pixels per panel"),
+    # before: "actions hold NaN or infinite values", from the world model, at the first plan
+    (["planner.init_std=nan"], 32, r"planner cem: init_std=nan is not a finite number"),
+    (["planner=hierarchical", "planner.low.min_std=inf"], 32, r"planner hierarchical: low.min_std=inf is not a finite"),
+    # before: accepted
+    (["threads=-1"], 32, r"threads=-1: it must be a whole number of CPU threads, at least 0"),
+    ([], 10000, r"env.image_size=10000: image_size 10000 is not supported; use 32, 64, 96 or 128"),
+    ([], 1000, r"env.image_size=1000: image_size 1000 is not supported; use 32, 64, 96 or 128"),
+])
+def test_a_bad_setting_is_one_line_naming_it_before_any_work(tmp_path, overrides, image_size, line):
+    cfg = dot_cfg(tmp_path / "cache", *overrides, image_size=image_size)
+    with pytest.raises(ValueError, match=f"^{line}"):
+        run_module.run(cfg, tmp_path / "out")
+    assert not (tmp_path / "cache").exists()  # nothing collected, trained or fitted
+
+
+def test_a_checkpoint_of_another_envs_video_is_refused_in_one_line(tmp_path):
+    wm = world_model.WorldModel(world_model.WorldModelConfig(**TINY_MODEL, action_dim=3))
+    for env in ("two-rooms", "dot"):
+        train_cfg = {"identity": {"data": {"env": {"name": env, "image_size": 32}}}, "dataset": str(tmp_path / "gone")}
+        world_model.save(tmp_path / env, wm, step=0, train_cfg=train_cfg)
+    cfg = dot_cfg(tmp_path / "cache", "stage=eval", f"checkpoint={tmp_path / 'two-rooms'}")
+    # before: frame and action sizes alone were compared, and these fit
+    with pytest.raises(ValueError, match=rf"^checkpoint {tmp_path / 'two-rooms'} was trained on the video of env "
+                                         r"two-rooms, not dot; pass env=two-rooms, or a checkpoint trained on dot$"):
+        run_module.run(cfg, tmp_path / "out")
+    cfg = dot_cfg(tmp_path / "cache", "stage=eval", f"checkpoint={tmp_path / 'dot'}")
+    with pytest.raises(DatasetError, match="the critic is fitted on the dataset the world model was trained on"):
+        run_module.run(cfg, tmp_path / "out")  # its own env passes, on to the critic (whose dataset is gone)
+
+
+def test_threads_hold_for_everything_the_process_fits(tmp_path, monkeypatch):
+    """stage=eval trains nothing: before, the critic was fitted on torch's default thread count."""
+    wm = world_model.WorldModel(world_model.WorldModelConfig(**TINY_MODEL, action_dim=3))
+    world_model.save(tmp_path / "model", wm, step=0, train_cfg={"dataset": str(tmp_path / "data")})
+    seen = []
+
+    def fit(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        raise KeyboardInterrupt  # stop here: the thread count is all this test needs
+
+    monkeypatch.setattr(run_module, "train_critic", fit)
+    monkeypatch.setattr(run_module, "Dataset", lambda root: None)
+    monkeypatch.setattr(run_module, "_fitted_folder", lambda cfg, *args: tmp_path / "cache" / "critics" / "c")
+    default, wanted = torch.get_num_threads(), torch.get_num_threads() + 1
+    try:
+        cfg = dot_cfg(tmp_path / "cache", "stage=eval", f"checkpoint={tmp_path / 'model'}", f"threads={wanted}")
+        with pytest.raises(KeyboardInterrupt):
+            run_module.run(cfg, tmp_path / "out")
+        assert seen == [wanted]
+        cfg = dot_cfg(tmp_path / "cache", "stage=eval", f"checkpoint={tmp_path / 'model'}", "threads=0")
+        with pytest.raises(KeyboardInterrupt):
+            run_module.run(cfg, tmp_path / "out")
+        assert seen == [wanted, default]  # 0: the count the process started with, whatever ran before
+    finally:
+        torch.set_num_threads(default)
