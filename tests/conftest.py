@@ -104,3 +104,19 @@ def file_size_limit_in_child(limit: int):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     return apply
+
+
+def record_behaviour_actions(env, monkeypatch) -> list:
+    """Makes env.behaviour_policy hand out policies whose every action is appended to the list
+    returned, so a test can replay what sample_episode's behaviour did."""
+    actions = []
+    make_policy = env.behaviour_policy
+
+    def recording_policy(rng, **settings):
+        policy = make_policy(rng, **settings)
+        act = policy.act
+        policy.act = lambda obs: actions.append(act(obs)) or actions[-1]
+        return policy
+
+    monkeypatch.setattr(env, "behaviour_policy", recording_policy)
+    return actions

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import record_behaviour_actions
 from shapely.geometry import Point
 
 import envs
@@ -137,16 +138,7 @@ def test_the_goal_image_is_the_goal_pose_drawn_in_the_same_scene(env):
 
 
 def test_push_goals_are_where_replaying_the_behaviour_leads(env, monkeypatch):
-    actions = []
-    make_policy = env.behaviour_policy
-
-    def recording_policy(rng, **settings):
-        policy = make_policy(rng, **settings)
-        act = policy.act
-        policy.act = lambda obs: actions.append(act(obs)) or actions[-1]
-        return policy
-
-    monkeypatch.setattr(env, "behaviour_policy", recording_policy)
+    actions = record_behaviour_actions(env, monkeypatch)
     spec = env.sample_episode("push", np.random.default_rng(2))
     goal_actions = actions[-25 // env.action_repeat:]
     assert 4 + 5 <= len(actions) <= 20 + 5 and spec.budget == 50

@@ -4,6 +4,7 @@ behaviour policy."""
 
 import numpy as np
 import pytest
+from conftest import record_behaviour_actions
 from gymnasium.utils.env_checker import check_env
 
 import envs
@@ -118,16 +119,7 @@ def test_rooms_episodes_have_start_and_goal_in_opposite_rooms(env):
 
 
 def test_near_goal_is_reached_by_replaying_the_behaviour_actions(env, monkeypatch):
-    actions = []
-    make_policy = env.behaviour_policy
-
-    def recording_policy(rng, **settings):
-        policy = make_policy(rng, **settings)
-        act = policy.act
-        policy.act = lambda obs: actions.append(act(obs)) or actions[-1]
-        return policy
-
-    monkeypatch.setattr(env, "behaviour_policy", recording_policy)
+    actions = record_behaviour_actions(env, monkeypatch)
     spec = env.sample_episode("near", np.random.default_rng(2))
     goal_actions = actions[-25 // env.action_repeat:]
     assert 2 + 5 <= len(actions) <= 10 + 5 and spec.budget == 50
