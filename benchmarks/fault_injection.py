@@ -109,12 +109,12 @@ else:
         if path.name == "landmarks.safetensors":
             die()
     world_model.fitted.write_bytes_atomic = write_then_die
-from agent.run import main
-main()
+import runpy
+runpy.run_module("agent.run", run_name="__main__")  # as `python -m agent.run`: hydra finds configs/ from the file
 """
 # Fields that hold wall-clock durations or rates: the only ones two runs may legitimately differ in.
 CLOCK = {"plan_ms", "wall_s", "plan_ms_mean", "plan_ms_p95", "wall_s_per_episode", "samples_per_s",
-         "encode_s", "train_s", "timings"}
+         "encode_s", "train_s", "build_s", "timings"}
 TMP = re.compile(r"^\..*\.tmp$|^\..*\.tmp-[0-9a-f]+$|\.tmp$|\.prev$")
 SAVE_TMP = re.compile(r"^\.(latest|best)\.tmp-[0-9a-f]+$")
 
@@ -406,11 +406,14 @@ def _json_docs(path: Path) -> list | None:
     return None
 
 
-def compare_file(a: Path, b: Path) -> tuple[str, list[str]]:
+def compare_file(a: Path, b: Path, moved: tuple[str, str] | None = None) -> tuple[str, list[str]]:
     """("bytes", []) when equal, ("masked", differing wall-clock fields) when only those differ,
-    ("differ", what differs) otherwise."""
+    ("differ", what differs) otherwise. moved: (b's root, a's root): paths b records under its own
+    folder count as equal to a's (a run in another folder records other paths)."""
     if a.read_bytes() == b.read_bytes():
         return "bytes", []
+    if moved and a.read_bytes() == b.read_bytes().replace(moved[0].encode(), moved[1].encode()):
+        return "masked", ["paths under the run's own folder"]
     try:
         docs_a, docs_b = _json_docs(a), _json_docs(b)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -435,13 +438,13 @@ def compare_file(a: Path, b: Path) -> tuple[str, list[str]]:
     return "masked", sorted(clock)
 
 
-def compare_folders(ref: Path, got: Path) -> dict:
+def compare_folders(ref: Path, got: Path, moved: tuple[str, str] | None = None) -> dict:
     files_a = {str(p.relative_to(ref)) for p in ref.rglob("*") if p.is_file()}
     files_b = {str(p.relative_to(got)) for p in got.rglob("*") if p.is_file()}
     result = {"files": len(files_a), "bytes_identical": [], "masked": {}, "differ": {},
               "only_in_reference": sorted(files_a - files_b), "only_in_faulted": sorted(files_b - files_a)}
     for name in sorted(files_a & files_b):
-        kind, detail = compare_file(ref / name, got / name)
+        kind, detail = compare_file(ref / name, got / name, moved)
         if kind == "bytes":
             result["bytes_identical"].append(name)
         else:
@@ -509,8 +512,8 @@ def fault_stage(stage: str, runner: Runner, lay: Layout, ref: dict, totals: dict
     if stage == "landmarks":
         for where in ("build", "save"):
             partial = partial_writes(stage, lay, totals)
-            args = [sys.executable, "-c", KILL_IN_FIT, where, *stage_args(stage, lay.work)[3:]]
-            run = runner.finish(runner.start(stage, lay.work, f"kill-in-{where}", args=args))
+            command = [sys.executable, "-c", KILL_IN_FIT, where, *stage_args(stage, lay.work)[3:]]
+            run = runner.finish(runner.start(stage, lay.work, f"kill-in-{where}", args=command))
             run["killed"] = run["rc"] == -signal.SIGKILL  # by itself, at the point named
             record(run, f"kill in {where}", None, partial)
     # 3. kills at random moments over the work left
@@ -577,7 +580,8 @@ def concurrent_case(runner: Runner, out: Path, reference: Path, names: dict) -> 
                for kind in kinds.values() if (work / "cache" / kind).exists()}
     expected = {kinds[stage]: [names[key]] for stage, key in (("collect", "dataset"), ("train", "run"),
                                                                ("critic", "critic"), ("landmarks", "landmarks"))}
-    compare = {stage: compare_folders(Layout(reference, names).output(stage), Layout(work, names).output(stage))
+    moved = (str(work), str(out / "work"))  # the reference's outputs record the paths of the work folder
+    compare = {stage: compare_folders(Layout(reference, names).output(stage), Layout(work, names).output(stage), moved)
                for stage in kinds if entries == expected}
     result = {"rc": [run["rc"] for run in runs], "logs": [run["log"] for run in runs],
               "waited": "waiting for " in said, "entries": entries, "compare": compare}
