@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     from shapely.geometry import Point
 
-    from envs.pusht.env import _t_polygon
+    from envs.pusht.replay import t_polygon
 
     data = Dataset(args.dataset)
     moving, net, per_episode, poses = [], [], [], []
@@ -51,7 +51,7 @@ def main() -> None:
     poses = np.concatenate(poses)
     angle_bins = np.histogram(np.mod(poses[:, 4], 2 * math.pi), 36, (0, 2 * math.pi))[0] / len(poses)
     sample = poses[:: max(1, len(poses) // 5000)]
-    contact = np.mean([_t_polygon(p).distance(Point(*p[:2])) < 25.0 for p in sample])
+    contact = np.mean([t_polygon(p).distance(Point(*p[:2])) < 25.0 for p in sample])
     env = envs.make("pusht")
     specs = make_episodes(env, "push", args.episodes, args.seed)
     block_moves = []

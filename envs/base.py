@@ -95,7 +95,21 @@ class GoalEnv(gym.Env):
     """Names of probe_targets() in order, grouped (e.g. {"position": ("x", "y")}); a linear probe
     reports R^2 per name and per group."""
     default_behaviour: ClassVar[dict[str, Any]] = {}
+    default_goal_kind: str
+    """The goal kind of a reset whose options name none (set by the constructor)."""
     """Settings of behaviour_policy when a dataset config gives none."""
+
+    def _reset_options(self, options: dict[str, Any] | None, valid: tuple[str, ...]) -> tuple[dict[str, Any], str]:
+        """(options as a dict, the episode's goal kind: options["goal_kind"] or the default_goal_kind
+        the family's constructor set), refusing keys not in `valid` and goal kinds the env does not offer."""
+        options = dict(options or {})
+        unknown = set(options) - set(valid)
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; valid: {', '.join(valid)}")
+        goal_kind = options.get("goal_kind", self.default_goal_kind)
+        if goal_kind not in self.goal_kinds:
+            raise ValueError(f"unknown goal_kind {goal_kind!r}; choose one of {list(self.goal_kinds)}")
+        return options, goal_kind
 
     def evaluate(self) -> dict[str, Any]:
         """Success and distances of the current state to the current goal:

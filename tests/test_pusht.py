@@ -12,7 +12,7 @@ import envs
 from envs.pusht import PushTEnv, replay
 from envs.pusht.behaviour import COG, EDGE_NORMALS, EDGE_STARTS, OUTLINE, BehaviourConfig, ScriptedPusher
 from envs.pusht.draw import draw
-from envs.pusht.env import TARGET_AGENT, TARGET_POSE, _t_polygon
+from envs.pusht.env import TARGET_AGENT, TARGET_POSE
 from envs.pusht.replay import (
     ACTION_SCALE,
     Sim,
@@ -22,6 +22,7 @@ from envs.pusht.replay import (
     outcome,
     pose,
     set_state,
+    t_polygon,
 )
 
 SIZE = 64
@@ -151,7 +152,7 @@ def test_push_goals_are_where_replaying_the_behaviour_leads(env, monkeypatch):
 
 
 def test_the_outline_normals_point_out_of_the_t():
-    t = _t_polygon(np.array([0, 0, 0, 0, 0.0]))
+    t = t_polygon(np.array([0, 0, 0, 0, 0.0]))
     ends = np.roll(OUTLINE, -1, axis=0)
     for start, end, normal in zip(EDGE_STARTS, ends, EDGE_NORMALS):
         middle = (start + end) / 2

@@ -19,15 +19,13 @@ from envs.pusht.behaviour import BehaviourConfig, ScriptedPusher
 from envs.pusht.draw import AGENT_RADIUS, draw
 from envs.pusht.replay import (
     STATE_SIZE,
-    T_SHAPES,
-    Sim,
     control_step,
     get_state,
     make_sim,
     outcome,
     pose,
-    pymunk_to_shapely,
     set_state,
+    t_polygon,
 )
 
 GOAL_OFFSET = 25
@@ -140,7 +138,7 @@ class PushTEnv(GoalEnv):
             set_state(self._scratch, state)  # to find the CoG of a block whose origin is `block`
             self._scratch.block.position = tuple(block)
             state[4:6] = get_state(self._scratch)[4:6]
-            if _t_polygon(pose(self._scratch)).distance(Point(*agent)) > AGENT_RADIUS + 2.0:
+            if t_polygon(pose(self._scratch)).distance(Point(*agent)) > AGENT_RADIUS + 2.0:
                 return state
 
     # ----------------------------------------------------------------------------- rendering
@@ -161,7 +159,10 @@ class PushTEnv(GoalEnv):
         """{"success": bool, "distance": the number the goal kind's rule thresholds (push: L2 over
         agent and block positions, px; T: 1 - coverage of the goal's T), "angle_error" (rad),
         "block_error" (px)}; never a success before the first reset."""
-        result = outcome(self.goal_kind, pose(self.sim), self.goal)
+        return self._info(outcome(self.goal_kind, pose(self.sim), self.goal))
+
+    def _info(self, result: dict[str, Any]) -> dict[str, Any]:
+        """evaluate()'s dict from outcome()'s."""
         return {**result, "success": bool(result["success"]) and self._started}
 
     def reached(self) -> bool:
@@ -184,13 +185,7 @@ class PushTEnv(GoalEnv):
     def _reset_state(self, seed: int | None, options: dict[str, Any] | None) -> None:
         """Everything reset does but draw: sample_episode needs states, not frames."""
         super().reset(seed=seed)
-        options = dict(options or {})
-        unknown = set(options) - set(RESET_OPTIONS)
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; valid: {', '.join(RESET_OPTIONS)}")
-        goal_kind = options.get("goal_kind", self.default_goal_kind)
-        if goal_kind not in self.goal_kinds:
-            raise ValueError(f"unknown goal_kind {goal_kind!r}; choose one of {list(self.goal_kinds)}")
+        options, goal_kind = self._reset_options(options, RESET_OPTIONS)
         # Both draws happen whatever the options, so a seed fixes the same start and goal with or without them.
         start = self._random_start(self.np_random)
         other = self._random_start(self.np_random)
@@ -223,9 +218,10 @@ class PushTEnv(GoalEnv):
             raise ValueError(f"action must be 2 finite numbers, got {action!r}")
         for _ in range(self.action_repeat):
             control_step(self.sim, action)  # clips to [-1, 1]
-            self._reached = self._reached or outcome(self.goal_kind, pose(self.sim), self.goal)["success"]
+            result = outcome(self.goal_kind, pose(self.sim), self.goal)
+            self._reached = self._reached or result["success"]
         self._control_steps += self.action_repeat
-        return self.evaluate(), self._control_steps >= self.time_limit
+        return self._info(result), self._control_steps >= self.time_limit  # the last step's, judged once
 
     # ----------------------------------------------------------------------------- data and evaluation
     def probe_targets(self) -> np.ndarray:
@@ -279,11 +275,5 @@ class PushTEnv(GoalEnv):
 
     def close(self):
         """Nothing to free: gym-pusht never opens a window here and frames are drawn with OpenCV."""
-
-
-def _t_polygon(p: np.ndarray):
-    """shapely polygon of the T at pose [5]."""
-    return pymunk_to_shapely(Sim.get_goal_pose_body(np.array(p[2:5])), T_SHAPES)
-
 
 __all__ = ["PushTEnv"]

@@ -103,14 +103,15 @@ def wrap(angle: float) -> float:
     return float(math.atan2(math.sin(angle), math.cos(angle)))
 
 
+def t_polygon(p: np.ndarray):
+    """The T at pose p [5] (agent x, y, block origin x, y, angle) as a shapely polygon, as gym-pusht builds it."""
+    return pymunk_to_shapely(PushTEnv.get_goal_pose_body(np.array([p[2], p[3], p[4]])), T_SHAPES)
+
+
 def coverage(now: np.ndarray, goal: np.ndarray) -> float:
     """Fraction of the T at goal pose [5] covered by the T at pose now [5] (gym-pusht's measure)."""
-    def t_at(p):
-        body = PushTEnv.get_goal_pose_body(np.array([p[2], p[3], p[4]]))
-        return pymunk_to_shapely(body, T_SHAPES)
-
-    target = t_at(goal)
-    return float(t_at(now).intersection(target).area / target.area)
+    target = t_polygon(goal)
+    return float(t_polygon(now).intersection(target).area / target.area)
 
 
 def outcome(goal_kind: str, now: np.ndarray, goal: np.ndarray) -> dict:

@@ -261,12 +261,7 @@ class ReacherEnv(GoalEnv):
     def _reset_state(self, seed: int | None, options: dict[str, Any] | None) -> None:
         """Everything reset does but render: sample_episode needs states, not frames."""
         super().reset(seed=seed)
-        options = dict(options or {})
-        unknown = set(options) - {"goal_kind", "goal_qpos", "physics_state", "target_pos"}
-        if unknown:
-            raise ValueError(
-                f"unknown reset options {sorted(unknown)}; valid: goal_kind, goal_qpos, physics_state, target_pos"
-            )
+        options, goal_kind = self._reset_options(options, ("goal_kind", "goal_qpos", "physics_state", "target_pos"))
         physics_state, target_pos = self._random_sim_state()
         if "physics_state" in options:
             physics_state = np.asarray(options["physics_state"], np.float64)
@@ -275,7 +270,7 @@ class ReacherEnv(GoalEnv):
         self._set_physics(physics_state, target_pos)
         self._control_steps = 0
         self._reached = False
-        self._set_goal(options.get("goal_kind", self.default_goal_kind), options.get("goal_qpos"))
+        self._set_goal(goal_kind, options.get("goal_qpos"))
 
     def step(self, action):
         info, truncated = self._advance(action)

@@ -241,13 +241,7 @@ class TwoRoomsEnv(GoalEnv):
     def _reset_state(self, seed: int | None, options: dict[str, Any] | None) -> None:
         """Everything reset does but render: sample_episode needs states, not frames."""
         super().reset(seed=seed)
-        options = dict(options or {})
-        unknown = set(options) - set(RESET_OPTIONS)
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; valid: {', '.join(RESET_OPTIONS)}")
-        goal_kind = options.get("goal_kind", self.default_goal_kind)
-        if goal_kind not in self.goal_kinds:
-            raise ValueError(f"unknown goal_kind {goal_kind!r}; choose one of {list(self.goal_kinds)}")
+        options, goal_kind = self._reset_options(options, RESET_OPTIONS)
         # Both draws happen whatever the options, so a seed fixes the same start and goal with or without them.
         start = np.concatenate([self.random_position(self.np_random), np.zeros(2)])
         goal = self.random_position(self.np_random)
