@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from agent.records import make_record
+from agent.episode_record import make_record
 from envs import EpisodeSpec
 
 

@@ -2,7 +2,7 @@
 records.jsonl, results.jsonl/csv, summary.json and videos into the run's output folder.
 
 It resumes: each chunk of `eval.batch` episodes is recorded durably as soon as it ends
-(agent/eval_records.py), and a rerun into the same folder runs only the chunks not yet recorded.
+(agent/eval_folder.py), and a rerun into the same folder runs only the chunks not yet recorded.
 Every chunk's randomness (planner noise, random baseline) is seeded from its goal kind and first
 episode alone, so a resumed evaluation ends with the records of an uninterrupted one (apart from
 the wall-clock fields plan_ms and wall_s). results.jsonl/csv and summary.json are rebuilt from all
@@ -19,11 +19,11 @@ from tqdm import tqdm
 from agent.configurator import Configurator, TaskSettings, build_planner
 from agent.costs import build_cost
 from agent.episode import run_episodes
-from agent.eval_records import RecordStore, claim
+from agent.episode_record import replay_matches
+from agent.eval_folder import RecordStore, claim
+from agent.eval_summary import summarize, table
 from agent.policies import PlanningPolicy, RandomPolicy, ZeroPolicy
 from agent.protocols import chunk_seed, make_episodes
-from agent.records import replay_matches
-from agent.report import summarize, table
 from agent.video import decode_trace, write_episode_video
 from world_model.checkpoint import WEIGHTS, read_manifest
 from world_model.dataset import write_json_atomic

@@ -1,7 +1,7 @@
 """Subgoals along shortest paths through a graph of the training video's frames.
 
 Why: on the room layouts the goal energy and the reach critic do not know the detour through a
-door (docs/BENCHMARKS.md, "What fails"), but the video does: consecutive frames of an episode are
+door (docs/NOTEBOOK.md, "What fails"), but the video does: consecutive frames of an episode are
 one decision apart in the world, and an episode only passes a wall through its door. The graph's
 nodes are every `stride`-th frame of the training episodes (latents of the frozen encoder); a node
 is joined to the next node of its episode (weight: the `stride` decisions between them) and to

@@ -243,7 +243,7 @@ def main() -> None:
     from hydra.core.config_store import ConfigStore
     from hydra.core.hydra_config import HydraConfig
 
-    from agent.eval_records import EvaluationFolderError
+    from agent.eval_folder import EvaluationFolderError
     from agent.hydra_folder import restore
     from agent.run_config import RunConfig
     from world_model.checkpoint import CheckpointError

@@ -7,7 +7,7 @@
 # Prepare on the CPU machine, from the repo root (both folders are git-ignored):
 #   bash ../shared/tools/device-wheels.sh .whl 3.12
 #   mkdir -p gpu && (cd cache/datasets && for d in reacher-*; do tar czf ../../gpu/$d.tgz $d; done)
-# The variants below are the second sweep of docs/BENCHMARKS.md, written with the loss defaults
+# The variants below are the second sweep of docs/NOTEBOOK.md, written with the loss defaults
 # of that day spelled out (covariance 0.04 and inverse dynamics 0.5 unless a line says otherwise).
 # then run `TRAIN_LIMIT=285 bash benchmarks/gpu_sweep.sh` there, carrying .whl and gpu.
 set -u

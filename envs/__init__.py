@@ -30,7 +30,7 @@ from envs.base import EpisodeSpec, GoalEnv, GoalKind, setting_type_problems
 # One line per env family: the module of its folder, which exports ENVS and replay (envs/base.py).
 FAMILIES = [
     "envs.reacher",
-    "envs.two_rooms",
+    "envs.rooms",
     "envs.pusht",
 ]
 
@@ -81,7 +81,7 @@ def make(name: str, **overrides) -> GoalEnv:
 
 
 def replay(record: dict) -> dict:
-    """Re-simulates an evaluation record (agent/records.py) with the simulator alone, through its
+    """Re-simulates an evaluation record (agent/episode_record.py) with the simulator alone, through its
     family's replay: {"final_state": list, "success": bool, "distance": float}."""
     return _entry(record["env"])[2].replay(record)
 

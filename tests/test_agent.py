@@ -13,10 +13,10 @@ import envs
 from agent.configurator import Configurator, TaskSettings
 from agent.costs import ActionSmoothness, GoalEnergy, build_cost
 from agent.episode import run_episodes
+from agent.episode_record import replay_matches
+from agent.eval_summary import summarize, wilson_interval
 from agent.policies import RandomPolicy, ZeroPolicy
 from agent.protocols import make_episodes
-from agent.records import replay_matches
-from agent.report import summarize, wilson_interval
 from envs.reacher.goals import joint_errors
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # Names of the reacher's internals, and the shapes a 2-D, [-1, 1] action space used to be hard-coded as.
 FORBIDDEN = {
-    "an env family's name": r"\breacher\b|two_rooms|two-rooms|dm_control|suite\.load|\bpusht\b|gym_pusht|pymunk",
+    "an env family's name": r"\breacher\b|rooms/|two-rooms|four-rooms|dm_control|suite\.load|\bpusht\b|gym_pusht|pymunk",
     "a joint or body name": r"qpos|fingertip|wrist|shoulder|\bjoint",
     "a hard-coded action size": r"action_dim\s*(:\s*int\s*)?=\s*\d|\(\s*len\(\w+\),\s*2\s*\)|\[0\.0,\s*0\.0\]",
     "hard-coded action bounds": r"uniform\(\s*-1,\s*1|full\([^)]*-1\.0|clip\([^)]*-1\.0,\s*1\.0",

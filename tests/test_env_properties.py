@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import envs
+from agent.episode_record import make_record, replay_matches
 from agent.protocols import make_episodes
-from agent.records import make_record, replay_matches
 
 NAMES = sorted(envs.REGISTRY)
 MAX_DECISIONS = 4

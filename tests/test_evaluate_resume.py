@@ -23,7 +23,7 @@ from test_fake_env import DotEnv, replay
 import agent.evaluate as evaluate_module
 import envs
 import world_model
-from agent.eval_records import EvaluationFolderError, RecordStore
+from agent.eval_folder import EvaluationFolderError, RecordStore
 from agent.protocols import chunk_seed
 from agent.run_config import RunConfig
 from world_model.atomic import WriteError

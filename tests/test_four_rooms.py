@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import envs
-from envs.two_rooms import FourRoomsEnv, TwoRoomsEnv, replay
-from envs.two_rooms.env import ARENA_HALF
-from envs.two_rooms.replay import control_step, get_state
+from envs.rooms import FourRoomsEnv, TwoRoomsEnv, replay
+from envs.rooms.env import ARENA_HALF
+from envs.rooms.replay import control_step, get_state
 
 SIZE = 32  # pixels per side of test frames
 EPS = 1e-9  # m: a path may graze a wall's corner or edge

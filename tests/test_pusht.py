@@ -97,7 +97,7 @@ def test_t_success_is_coverage_of_the_target_above_95_percent():
 def test_any_step_success_when_the_goal_is_passed_and_left(env):
     """The agent sweeps through its goal position with the block untouched: the push rule holds
     for a moment (any step) but not at the end; env and replay agree on both."""
-    from agent.records import make_record
+    from agent.episode_record import make_record
     from envs import EpisodeSpec
 
     start = [100.0, 100.0, 0, 0, 400.0, 400.0, 0.0, 0, 0, 0]

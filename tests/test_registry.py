@@ -11,9 +11,9 @@ from gymnasium.utils.env_checker import check_env
 
 import envs
 from agent.episode import run_episodes
+from agent.episode_record import replay_matches
 from agent.policies import RandomPolicy, ZeroPolicy
 from agent.protocols import make_episodes
-from agent.records import replay_matches
 from envs.base import GoalEnv, probe_names
 
 NAMES = sorted(envs.REGISTRY)

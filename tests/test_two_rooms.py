@@ -8,8 +8,8 @@ from conftest import record_behaviour_actions
 from gymnasium.utils.env_checker import check_env
 
 import envs
-from envs.two_rooms import TwoRoomsEnv, replay
-from envs.two_rooms.replay import control_step, get_state
+from envs.rooms import TwoRoomsEnv, replay
+from envs.rooms.replay import control_step, get_state
 
 SIZE = 32  # pixels per side of test frames: one pixel is 1/32 m
 
@@ -206,7 +206,7 @@ def test_passing_through_the_goal_succeeds_at_a_step_but_not_at_the_end(env):
     """The anchors' rule (success the first time the criterion holds) against ours (at the end):
     an agent launched through the goal reaches it after the first control step and ends 0.1 m+
     away; the env and the replay agree on both."""
-    from agent.records import make_record
+    from agent.episode_record import make_record
     from envs import EpisodeSpec
 
     goal = [0.25, -0.2]

@@ -98,7 +98,7 @@ class TrainConfig:
     """Held-out clips used for the rollout-error monitor and the held-out loss."""
     probe_frames: int = 10000
     """Frames of training episodes the linear probe is fitted on; fewer rows read R^2 low, the more
-    so the wider z is (docs/BENCHMARKS.md: 3,000 vs 10,000 rows)."""
+    so the wider z is (docs/NOTEBOOK.md: 3,000 vs 10,000 rows)."""
     probe_held_frames: int = 3000
     """Frames of held-out episodes the linear probe is scored on."""
     device: str = "auto"

@@ -80,7 +80,7 @@ class PushTEnv(GoalEnv):
     }
     # The block's centre of gravity, not its origin: the origin (the middle of the bar's top edge)
     # moves round the T's centre as the angle changes, so a linear probe of where the T's pixels
-    # are reads it poorly (docs/BENCHMARKS.md, "Push-T from pixels").
+    # are reads it poorly (docs/NOTEBOOK.md, "Push-T from pixels").
     probe_groups = {"agent": ("agent_x", "agent_y"), "block": ("block_x", "block_y"),
                     "angle": ("angle_cos", "angle_sin")}
     default_behaviour: dict[str, Any] = {}

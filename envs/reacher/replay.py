@@ -1,6 +1,6 @@
 """Replays a reacher evaluation record in plain dm_control: no code from this project.
 
-A record (agent/records.py) holds the episode's reset options (dm_control's physics state at the
+A record (agent/episode_record.py) holds the episode's reset options (dm_control's physics state at the
 start, the target position, the goal) and every action as applied to dm_control, one per control
 step. This file imports dm_control and numpy only, so it can be copied out and run beside a
 records.jsonl to check a reported outcome.

@@ -19,8 +19,8 @@ from gymnasium import spaces
 
 from envs._gl import SharedRenderer, shared_renderer
 from envs.base import EpisodeSpec, GoalEnv, GoalKind, observation_space
-from envs.two_rooms.behaviour import BehaviourConfig, RandomWalk
-from envs.two_rooms.replay import (
+from envs.rooms.behaviour import BehaviourConfig, RandomWalk
+from envs.rooms.replay import (
     STATE_SIZE,
     control_step,
     get_state,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from envs.base import GoalKind
-from envs.two_rooms.env import TwoRoomsEnv
+from envs.rooms.env import TwoRoomsEnv
 
 
 class FourRoomsEnv(TwoRoomsEnv):

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import agent.run
-from agent.benchmark import cell_name, parse_grid, run_grid
-from agent.results import pool, write_page
+from agent.grid import cell_name, parse_grid, run_grid
+from agent.results_page import pool, write_page
 
 TINY = [
     "env=reacher", "env.image_size=32", "data.episodes=4", "data.steps=12", "data.workers=1",
@@ -28,24 +28,24 @@ def test_grid_axes_follow_hydra_sweep_syntax():
 
 
 def test_a_bad_override_or_folder_is_one_line(tmp_path, monkeypatch):
-    import agent.benchmark
-    import agent.results
+    import agent.grid
+    import agent.results_page
 
     for args, line in ((["seed="], r"^error: Error merging override seed=: Value '' of type 'str' could not be "
                                    r"converted to Integer; correct that override$"),
                        (["no_such_key=1"], r"^error: Could not override 'no_such_key'.*; correct that override$")):
-        monkeypatch.setattr("sys.argv", ["agent.benchmark", *args, f"bench={tmp_path / 'bench'}"])
+        monkeypatch.setattr("sys.argv", ["agent.grid", *args, f"bench={tmp_path / 'bench'}"])
         with pytest.raises(SystemExit, match=line):  # before: hydra's traceback
-            agent.benchmark.main()
+            agent.grid.main()
     assert not (tmp_path / "bench").exists()  # no grid.json of a grid that never composed
     (tmp_path / "empty").mkdir()
-    monkeypatch.setattr("sys.argv", ["agent.results", str(tmp_path / "empty")])
+    monkeypatch.setattr("sys.argv", ["agent.results_page", str(tmp_path / "empty")])
     with pytest.raises(SystemExit, match=rf"^error: no finished cell in {tmp_path / 'empty'}/cells; run python -m "
-                                         r"agent.benchmark first$"):  # before: a FileNotFoundError's traceback
-        agent.results.main()
-    monkeypatch.setattr("sys.argv", ["agent.results", str(tmp_path / "missing")])
+                                         r"agent.grid first$"):  # before: a FileNotFoundError's traceback
+        agent.results_page.main()
+    monkeypatch.setattr("sys.argv", ["agent.results_page", str(tmp_path / "missing")])
     with pytest.raises(SystemExit) as refused:  # argparse's usage line and one line naming the folder
-        agent.results.main()
+        agent.results_page.main()
     assert refused.value.code == 2
 
 

@@ -1,6 +1,6 @@
-"""`python -m agent.benchmark`: one `agent.run` per cell of a grid of envs x planners x seeds.
+"""`python -m agent.grid`: one `agent.run` per cell of a grid of envs x planners x seeds.
 
-    python -m agent.benchmark env=<name>,<name> planner=cem,mppi seed=0,1 eval.episodes=20 \\
+    python -m agent.grid env=<name>,<name> planner=cem,mppi seed=0,1 eval.episodes=20 \\
         [bench=outputs/benchmark/NAME]
 
 Every override that lists values separated by commas (hydra's sweep syntax) is an axis of the grid;
@@ -10,7 +10,7 @@ planner's line in success_vs_ms.png. Cells share `cache_root`, so a dataset, mod
 once and reused by every cell that needs it (a planner axis trains nothing new). Each cell writes
 its run into <bench>/cells/<cell>/; a cell whose summary is there is not run again, so a killed
 grid continues where it stopped. At the end the results table and plots are written to <bench>
-(agent/results.py), and `python -m agent.results <bench> --page docs/RESULTS.md` makes the page.
+(agent/results_page.py), and `python -m agent.results_page <bench> --page docs/RESULTS.md` makes the page.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def machine() -> str:
 
 def run_grid(args: list[str], bench: Path | None = None, progress: bool = True) -> Path:
     """Runs every cell of the grid `args` describes that is not done yet; returns the bench folder."""
-    from agent.results import write_results
+    from agent.results_page import write_results
     from agent.run import run
 
     bench_args = [a for a in args if a.startswith("bench=")]

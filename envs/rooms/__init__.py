@@ -2,9 +2,9 @@
 its behaviour policy, its models (two_rooms.xml, four_rooms.xml: one per layout) and its
 standalone replay."""
 
-from envs.two_rooms.env import TwoRoomsEnv
-from envs.two_rooms.four_rooms import FourRoomsEnv
-from envs.two_rooms.replay import replay
+from envs.rooms.env import TwoRoomsEnv
+from envs.rooms.four_rooms import FourRoomsEnv
+from envs.rooms.replay import replay
 
 ENVS = {
     "two-rooms": (TwoRoomsEnv, {}),

@@ -1,6 +1,6 @@
 """Replays a two-rooms (or four-rooms) evaluation record with MuJoCo alone: no code from this project.
 
-A record (agent/records.py) names its env ("env") and holds the episode's reset options
+A record (agent/episode_record.py) names its env ("env") and holds the episode's reset options
 ("start_state" [4]: qpos x, y and qvel x, y; "goal_pos" [2]) and every action as applied to the
 simulator, one [2] per control step (the action repeat already unrolled). This file imports mujoco
 and numpy only and loads the env's model from the XML beside it named after the env (two-rooms:
