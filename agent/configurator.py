@@ -13,10 +13,11 @@ from typing import Any
 
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
+from omegaconf import OmegaConf
 
+from agent.goal_sources import source_class
 from envs.base import setting_type_problems
-
-SUBGOALS = ("none", "graph")  # TaskSettings.subgoals
+from planners.subgoal_search import SubgoalSearch
 
 
 @dataclass
@@ -50,15 +51,15 @@ class TaskSettings:
     """Weight of the reach critic's distance to the subgoal in the low level's cost, when a
     hierarchical planner or the landmark graph hands one down (a hierarchical planner's high
     level scores critic_weight toward its own goal)."""
-    subgoals: str = "none"
-    """Where the planner's goal comes from: "none" (the goal image) or "graph": the frame
-    subgoal_ahead decisions along the shortest path through a graph of the training video's frames
-    (agent/landmarks.py, configs/landmarks), looked up again before every plan. A flat planner
-    plans toward it; a hierarchical planner's high level plans toward the frame as far along as
-    its macro plan reaches (high_horizon x k decisions) and hands its low level the subgoal of
-    its own plan."""
-    subgoal_ahead: float = 6.0
-    """Decisions along the graph's shortest path to the subgoal handed to a flat planner."""
+    goal_source: str = "final"
+    """Which latent the planner aims at (agent/goal_sources.py): "final" (the goal image) or "graph"
+    (the frame subgoal_ahead decisions along the shortest path through a graph of the training
+    video's frames, agent/landmarks.py and configs/landmarks, looked up again before every plan),
+    or a goal-source class's dotted path. A hierarchical planner's high level plans toward what
+    this source answers and hands its low level the subgoal of its own plan."""
+    subgoal_ahead: float = 2.0
+    """Decisions along the graph's shortest path to the subgoal handed to a flat planner (a
+    hierarchical planner's high level aims as far as its macro plan reaches instead)."""
     energy_scales: list[int] = field(default_factory=lambda: [1])
     """Token-grid poolings the goal energy sums over (spatial representations only): [1, 2] adds
     a 2x2-pooled copy, which keeps the energy informative when the arm is far from the goal."""
@@ -80,8 +81,8 @@ class PlanSetup:
     shrink_horizon: bool
     cost_weights: dict
     goal_energy: dict
-    subgoals: str = "none"
-    subgoal_ahead: float = 6.0
+    goal_source: str = "final"
+    subgoal_ahead: float = 2.0
 
     def horizon_at(self, decision: int) -> int:
         """Planning horizon at decision index `decision` (0-based)."""
@@ -109,8 +110,10 @@ class Configurator:
         s = self.settings[goal_kind]
         action_repeat = self.env.action_repeat
         budget = budget or s.budget or self.env.goal_kinds[goal_kind].budget
-        if s.subgoals not in SUBGOALS:
-            raise ValueError(f"configurator.{goal_kind}.subgoals={s.subgoals!r}; choose from {list(SUBGOALS)}")
+        try:
+            source_class(s.goal_source)
+        except ValueError as e:
+            raise ValueError(f"configurator.{goal_kind}.{e}") from None
         if s.subgoal_ahead <= 0:
             raise ValueError(f"configurator.{goal_kind}.subgoal_ahead={s.subgoal_ahead}: it must be above 0 decisions")
         if budget % action_repeat:
@@ -127,14 +130,13 @@ class Configurator:
                           "action_smoothness": s.action_smoothness},
             goal_energy={"metric": s.metric, "last_weight": s.last_weight, "step_weight": s.step_weight,
                          "scales": tuple(s.energy_scales)},
-            subgoals=s.subgoals,
+            goal_source=s.goal_source,
             subgoal_ahead=s.subgoal_ahead,
         )
 
 
 def _numbers(settings: dict, prefix: str = ""):
-    """(dotted key, float) of every float among `settings` and its nested settings (a hierarchical
-    planner's low and high levels)."""
+    """(dotted key, float) of every float among `settings` and its nested settings."""
     for key, value in settings.items():
         if isinstance(value, dict):
             yield from _numbers(value, f"{prefix}{key}.")
@@ -145,10 +147,37 @@ def _numbers(settings: dict, prefix: str = ""):
 def build_planner(planner_cfg: dict, setup: PlanSetup, **settings):
     """The planner of planner_cfg (configs/planner/<name>.yaml: name, _target_ and its settings)
     with the setup's horizon and overrides, then `settings` (e.g. the seed of one chunk of
-    episodes); a setting the planner does not take is one clear error."""
+    episodes); a setting the planner does not take is one clear error. A hierarchical config's
+    `subgoal_search` block is its high level (build_subgoal_search), not a setting of this planner."""
+    cfg = {k: v for k, v in planner_cfg.items() if k != "subgoal_search"}
+    overrides = {k: v for k, v in setup.planner_overrides.items() if k != "subgoal_search"}
+    return make_planner(cfg, {"horizon": setup.horizon, **overrides, **settings})
+
+
+def build_subgoal_search(planner_cfg: dict, setup: PlanSetup, seed: int | None):
+    """The high level of a hierarchical planner config (planners/subgoal_search.py), from its
+    `subgoal_search` block with this goal kind's overrides of it merged in, its search planner
+    (the block's `planner`) drawing from `seed`; None for a flat planner."""
+    if "subgoal_search" not in planner_cfg:
+        return None
+    name = planner_cfg.get("name", planner_cfg.get("_target_"))
+    block = OmegaConf.to_container(OmegaConf.merge(planner_cfg["subgoal_search"],
+                                                   setup.planner_overrides.get("subgoal_search", {})))
+    if "planner" not in block:
+        raise ValueError(f"planner {name}: subgoal_search needs a `planner` (the high level's search, with its _target_)")
+    high = make_planner({"name": f"{name} subgoal_search.planner", **block.pop("planner")}, {"seed": seed})
+    taken = inspect.signature(SubgoalSearch).parameters
+    unknown = sorted(set(block) - set(taken))
+    if unknown:
+        raise ValueError(f"planner {name}: subgoal_search takes no setting {', '.join(unknown)}; it takes "
+                         f"{', '.join(k for k in taken if k != 'planner')}")
+    return SubgoalSearch(high, **block)
+
+
+def make_planner(planner_cfg: dict, kwargs: dict):
+    """planner_cfg (name, _target_, settings) instantiated with `kwargs` on top, every setting checked first."""
     cfg = dict(planner_cfg)
     name = cfg.pop("name", cfg.get("_target_"))
-    kwargs = {"horizon": setup.horizon, **setup.planner_overrides, **settings}
     taken = inspect.signature(get_class(cfg["_target_"])).parameters
     unknown = sorted((set(cfg) - {"_target_"} | set(kwargs)) - set(taken))
     if unknown:

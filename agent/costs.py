@@ -1,5 +1,8 @@
-"""Cost modules: what the planner minimises. Each maps (representations [B, N, H, D],
-actions [B, N, H, A]) to [B, N]; `CompositeCost` adds them with weights."""
+"""Cost modules: what the planner minimises. Each is a pure function of (representations
+[B, N, H, D], actions [B, N, H, A], goal [B, D]) -> [B, N]: the goal is an argument, never state,
+so one cost scores plans toward the final goal and toward a subgoal alike. `CompositeCost` adds
+them with weights; `aim(cost, goal)` binds a goal, giving the (z, actions) -> [B, N] function a
+planner takes."""
 
 from __future__ import annotations
 
@@ -31,7 +34,6 @@ class GoalEnergy:
         self.step_weight = step_weight
         self.scales = tuple(scales)
         self.grid = grid
-        self.goal: Tensor | None = None
 
     def _distance(self, diff: Tensor) -> Tensor:
         """diff [..., D] -> [...], summed over the scales."""
@@ -47,14 +49,9 @@ class GoalEnergy:
             total = total + (d.square().mean(-1) if self.metric == "l2" else d.abs().mean(-1))
         return total
 
-    def set_goal(self, z_goal: Tensor) -> None:
-        """z_goal [B, D]: the encoded goal image of each of the B problems."""
-        self.goal = z_goal
-
-    def __call__(self, z: Tensor, actions: Tensor) -> Tensor:
-        if self.goal is None:
-            raise RuntimeError("GoalEnergy has no goal; call set_goal(z_goal) first")
-        energy = self._distance(z - self.goal[:, None, None])  # [B, N, H, D] -> [B, N, H]
+    def __call__(self, z: Tensor, actions: Tensor, goal: Tensor) -> Tensor:
+        """z [B, N, H, D], goal [B, D]: the latent each of the B problems aims at -> [B, N]."""
+        energy = self._distance(z - goal[:, None, None])  # [B, N, H, D] -> [B, N, H]
         weights = torch.full((z.shape[2],), self.step_weight, device=z.device, dtype=z.dtype)
         weights[-1] = self.last_weight
         return (energy * weights).sum(-1)
@@ -75,31 +72,26 @@ class CriticDistance:
         if reduce not in self.REDUCTIONS:
             raise ValueError(f"critic reduce must be one of {self.REDUCTIONS}, got {reduce!r}")
         self.critic, self.reduce = critic, reduce
-        self.goal: Tensor | None = None
 
-    def set_goal(self, z_goal: Tensor) -> None:
-        """z_goal [B, D]: embedded once per episode, not once per candidate."""
-        self.goal = self.critic.embed(z_goal)  # [B, dim]
-
-    def __call__(self, z: Tensor, actions: Tensor) -> Tensor:
-        if self.goal is None:
-            raise RuntimeError("CriticDistance has no goal; call set_goal(z_goal) first")
+    def __call__(self, z: Tensor, actions: Tensor, goal: Tensor) -> Tensor:
+        """z [B, N, H, D], goal [B, D] -> [B, N]. The goal is embedded once per call, not per candidate."""
+        target = self.critic.embed(goal)  # [B, dim]
         if self.reduce == "last":
-            return (self.critic.embed(z[:, :, -1]) - self.goal[:, None]).norm(dim=-1)  # [B, N, D] -> [B, N]
-        return (self.critic.embed(z) - self.goal[:, None, None]).norm(dim=-1).amin(-1)  # [B, N, H, D] -> [B, N]
+            return (self.critic.embed(z[:, :, -1]) - target[:, None]).norm(dim=-1)  # [B, N, D] -> [B, N]
+        return (self.critic.embed(z) - target[:, None, None]).norm(dim=-1).amin(-1)  # [B, N, H, D] -> [B, N]
 
 
 class ActionMagnitude:
     """Mean squared action: prefers gentle motor commands."""
 
-    def __call__(self, z: Tensor, actions: Tensor) -> Tensor:
+    def __call__(self, z: Tensor, actions: Tensor, goal: Tensor) -> Tensor:
         return actions.square().mean(dim=(-1, -2))
 
 
 class ActionSmoothness:
     """Mean squared change between consecutive actions: prefers smooth commands."""
 
-    def __call__(self, z: Tensor, actions: Tensor) -> Tensor:
+    def __call__(self, z: Tensor, actions: Tensor, goal: Tensor) -> Tensor:
         if actions.shape[2] < 2:
             return actions.new_zeros(actions.shape[:2])
         return (actions[:, :, 1:] - actions[:, :, :-1]).square().mean(dim=(-1, -2))
@@ -113,17 +105,21 @@ class CompositeCost:
         if not self.terms:
             raise ValueError("every cost weight is 0; give at least the goal energy a weight")
 
-    def set_goal(self, z_goal: Tensor) -> None:
-        for _, fn in self.terms.values():
-            if hasattr(fn, "set_goal"):
-                fn.set_goal(z_goal)
+    def __call__(self, z: Tensor, actions: Tensor, goal: Tensor) -> Tensor:
+        return sum(w * fn(z, actions, goal) for w, fn in self.terms.values())
 
-    def __call__(self, z: Tensor, actions: Tensor) -> Tensor:
-        return sum(w * fn(z, actions) for w, fn in self.terms.values())
-
-    def breakdown(self, z: Tensor, actions: Tensor) -> dict[str, Tensor]:
+    def breakdown(self, z: Tensor, actions: Tensor, goal: Tensor) -> dict[str, Tensor]:
         """Each weighted term separately, [B, N] each (for videos and diagnostics)."""
-        return {name: w * fn(z, actions) for name, (w, fn) in self.terms.items()}
+        return {name: w * fn(z, actions, goal) for name, (w, fn) in self.terms.items()}
+
+
+def aim(cost, goal: Tensor):
+    """The planner's cost_fn: (z [B, N, H, D], actions [B, N, H, A]) -> cost(z, actions, goal) [B, N],
+    goal [B, D] bound."""
+    def cost_fn(z: Tensor, actions: Tensor) -> Tensor:
+        return cost(z, actions, goal)
+
+    return cost_fn
 
 
 def build_cost(weights: dict, goal_energy: dict, grid: tuple[int, int] | None = None, critic=None) -> CompositeCost:

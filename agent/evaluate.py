@@ -13,15 +13,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hydra.utils import get_class
+import torch
 from tqdm import tqdm
 
-from agent.configurator import Configurator, TaskSettings, build_planner
+from agent.configurator import Configurator, TaskSettings, build_planner, build_subgoal_search
 from agent.costs import build_cost
 from agent.episode import run_episodes
 from agent.episode_record import replay_matches
 from agent.eval_folder import RecordStore, claim
 from agent.eval_summary import summarize, table
+from agent.goal_sources import build_source, needs
 from agent.policies import PlanningPolicy, RandomPolicy, ZeroPolicy
 from agent.protocols import chunk_seed, make_episodes
 from agent.video import decode_trace, write_episode_video
@@ -77,36 +78,38 @@ def identity(cfg, checkpoint: Path, device, batch: int, goal_kinds: list[str], c
     }
 
 
-def _policy(cfg, name: str, first: int, kind_index: int, wm, costs, setup, device, macro=None, landmarks=None):
+def _policy(cfg, name: str, first: int, kind_index: int, wm, setup, grid, device, modules: dict, bounds: tuple):
     """A fresh policy for the chunk of episodes starting at `first`, its randomness seeded from
     (goal kind, first) alone, so it does not depend on which chunks ran before it in this process.
-    costs: (the low level's cost, the cost toward the final goal for a hierarchical planner or None);
-    landmarks: the graph, handed on when this goal kind takes its subgoals from it."""
-    if name == "planner":
-        seed = None if cfg.planner.seed is None else chunk_seed(cfg.planner.seed, kind_index, first)
-        planner = build_planner(plain(cfg.planner), setup, seed=seed)
-        return PlanningPolicy(wm, planner, costs[0], setup, device, macro, costs[1], imagine=cfg.eval.videos,
-                              landmarks=landmarks if setup.subgoals == "graph" else None)
-    return RandomPolicy(chunk_seed(cfg.eval.seed, kind_index, first)) if name == "random" else ZeroPolicy()
+    modules: the fitted modules by name ("critic", "landmarks", "macro"; None where not fitted);
+    bounds: the env's action bounds (low [A], high [A]) on `device`."""
+    if name != "planner":
+        return RandomPolicy(chunk_seed(cfg.eval.seed, kind_index, first)) if name == "random" else ZeroPolicy()
+    seed = None if cfg.planner.seed is None else chunk_seed(cfg.planner.seed, kind_index, first)
+    planner_cfg = plain(cfg.planner)
+    planner = build_planner(planner_cfg, setup, seed=seed)
+    # a hierarchical planner's high level draws from the next stream
+    search = build_subgoal_search(planner_cfg, setup, None if seed is None else seed + 1)
+    source, cost = plan_parts(setup, grid, modules, search, *bounds)
+    return PlanningPolicy(wm, planner, cost, source, setup, device, imagine=cfg.eval.videos)
 
 
-def is_hierarchical(planner_cfg) -> bool:
-    """Whether the planner of configs/planner/<name>.yaml hands down subgoals (has `subgoal`), so
-    it needs the level-2 predictor and a cost toward its high level's goal."""
-    return hasattr(get_class(planner_cfg["_target_"]), "subgoal")
+def plan_parts(setup, grid, modules: dict, search=None, low=None, high=None) -> tuple:
+    """(the goal kind's goal source, the cost the planner's plans are scored by toward what it
+    answers). A source aiming at a subgoal (the graph's, or a hierarchical planner's: `search`)
+    scores its low level with the critic weighted by subgoal_critic_weight; a hierarchical
+    planner's high level scores its macro plans with the goal kind's full cost. low, high [A]:
+    the action bounds a high level searches within."""
+    critic = modules.get("critic")
 
+    def full():  # built only where it scores something: its critic may not have been fitted otherwise
+        return build_cost(setup.cost_weights, setup.goal_energy, grid, critic)
 
-def plan_costs(setup, grid, critic, hierarchical: bool) -> tuple:
-    """(the cost the planner's plans are scored by, the cost its high level scores or None).
-    Flat: the goal kind's cost, None; with subgoals from the landmark graph, the cost toward the
-    subgoal (the critic weighted by subgoal_critic_weight), None. Hierarchical: the low level's
-    cost toward the subgoal it hands down, then the goal kind's full cost, which the high level
-    scores toward the final goal (or toward the graph's subgoal, with subgoals "graph")."""
-    cost = build_cost(setup.cost_weights, setup.goal_energy, grid, critic)
-    if not hierarchical and setup.subgoals != "graph":
-        return cost, None
-    low = {**setup.cost_weights, "critic": setup.cost_weights["subgoal_critic"]}
-    return build_cost(low, setup.goal_energy, grid, critic), cost if hierarchical else None
+    source = build_source(setup, modules, search, high_cost=full() if search is not None else None, low=low, high=high)
+    if not source.subgoal:
+        return source, full()
+    toward_subgoal = {**setup.cost_weights, "critic": setup.cost_weights["subgoal_critic"]}
+    return source, build_cost(toward_subgoal, setup.goal_energy, grid, critic)
 
 
 def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=None, macro=None,
@@ -114,8 +117,8 @@ def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=No
     """Runs each goal kind with the planner and the baselines on `envs` (one per batched
     episode, all alike), continuing the evaluation already in `out` if there is one; returns the
     summary (also written to out/summary.json). `checkpoint` is the folder `wm` was loaded from;
-    `macro` the level-2 predictor a hierarchical planner needs; `landmarks` the graph of the
-    training video's frames, for the goal kinds whose subgoals come from it; `decoder` (world_model/decoder.py)
+    `critic`, `macro` (the level-2 predictor), `landmarks` (the graph of the training video's
+    frames): the fitted modules the goal kinds' sources and costs need (agent/goal_sources.py: needs); `decoder` (world_model/decoder.py)
     draws the imagined panel of the videos (none without it)."""
     env0 = envs[0]
     configurator = Configurator({k: TaskSettings(**v) for k, v in plain(cfg.configurator).items()}, env0)
@@ -128,22 +131,23 @@ def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=No
                          "configs/planner file (each chunk of episodes reseeds it, so a resumed evaluation repeats)")
     batch = len(envs)
     grid = (GRID, wm.cfg.token_dim) if wm.cfg.representation == "tokens" else None
-    hierarchical = is_hierarchical(cfg.planner)
-    if hierarchical and macro is None:
-        raise ValueError(f"planner {cfg.planner.get('name')} plans with the level-2 predictor; pass macro=")
-    graph_kinds = [k for k in goal_kinds if configurator.settings[k].subgoals == "graph"]
-    if graph_kinds and landmarks is None:
-        raise ValueError(f"goal kind(s) {graph_kinds} take subgoals from the landmark graph; pass landmarks=")
-    claim(out, identity(cfg, checkpoint, device, batch, goal_kinds, critic, macro if hierarchical else None,
-                        landmarks if graph_kinds else None))
+    modules = {"critic": critic, "landmarks": landmarks, "macro": macro}
+    needed = set().union(*(needs(configurator.setup(k, cfg.planner.get("name")), cfg.planner) for k in goal_kinds))
+    missing = sorted(m for m in needed if modules[m] is None)
+    if missing:
+        raise ValueError(f"the goal sources and costs of goal kind(s) {goal_kinds} need {', '.join(missing)}; "
+                         f"pass {', '.join(m + '=' for m in missing)}")
+    claim(out, identity(cfg, checkpoint, device, batch, goal_kinds, critic, macro if "macro" in needed else None,
+                        landmarks if "landmarks" in needed else None))
+    space = env0.action_space
+    bounds = tuple(torch.as_tensor(b, dtype=torch.float32, device=device) for b in (space.low, space.high))  # [A] each
     store = RecordStore(out, cfg.eval.episodes, batch)
     rows, bar = [], None
     try:
         for goal_kind in goal_kinds:
             setup = configurator.setup(goal_kind, cfg.planner.get("name"))
             specs = make_episodes(env0, goal_kind, cfg.eval.episodes, cfg.eval.seed, setup.budget)
-            at = (list(env0.goal_kinds).index(goal_kind), wm, plan_costs(setup, grid, critic, hierarchical), setup,
-                  device, macro, landmarks)
+            at = (list(env0.goal_kinds).index(goal_kind), wm, setup, grid, device, modules, bounds)
             for name in ["planner", *cfg.eval.baselines]:
                 firsts = range(0, len(specs), batch)
                 todo = [first for first in firsts if store.get(goal_kind, name, first) is None]

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from agent.configurator import PlanSetup
+from agent.costs import aim
 
 
 def _frames(obs: list[dict], key: str, device: torch.device) -> torch.Tensor:
@@ -19,30 +20,20 @@ def _frames(obs: list[dict], key: str, device: torch.device) -> torch.Tensor:
 
 
 class PlanningPolicy:
-    """Observe, encode, plan in latent space, act: receding-horizon MPC with a warm start."""
+    """Observe, encode, ask the goal source where to aim, plan in latent space, act: receding-horizon
+    MPC with a warm start."""
 
     name = "planner"
 
-    def __init__(self, world_model, planner, cost, setup: PlanSetup, device: torch.device, macro=None,
-                 high_cost=None, imagine: int = 0, landmarks=None):
-        """macro, high_cost: the level-2 predictor (world_model/macro.py) and the cost toward the
-        final goal, for a hierarchical planner (one with `subgoal`); `cost` then scores the low
-        level's plans toward the subgoal it hands down. landmarks: the graph of the training
-        video's frames (agent/landmarks.py) when setup.subgoals is "graph": its subgoal is a flat
-        planner's goal (setup.subgoal_ahead decisions along), or a hierarchical planner's
-        high-level goal (high_horizon x k decisions along: as far as its macro plan reaches;
-        `high_cost` then scores toward it instead of the final goal). imagine: for the first
-        `imagine` episodes of a batch (those whose video is kept), each chosen plan is rolled out
-        once more, and act's info["imagined"] [imagine, H', D] holds its predicted latents from
-        this decision on (row 0: the frame this decision's action should lead to)."""
-        self.wm, self.planner, self.cost, self.setup, self.device = world_model, planner, cost, setup, device
-        self.macro, self.high_cost, self.imagine = macro, high_cost, imagine
-        if hasattr(planner, "subgoal") and (macro is None or high_cost is None):
-            raise ValueError("a hierarchical planner needs the level-2 predictor and the cost toward the final goal")
-        if (setup.subgoals == "graph") != (landmarks is not None):
-            raise ValueError(f"subgoals={setup.subgoals!r} but the landmark graph was {'not ' * (landmarks is None)}"
-                             "given: pass landmarks= exactly when the goal kind's subgoals is 'graph'")
-        self.landmarks = landmarks
+    def __init__(self, world_model, planner, cost, source, setup: PlanSetup, device: torch.device, imagine: int = 0):
+        """planner: a flat planner (planners/); cost: (z [B, N, H, D], actions [B, N, H, A], goal [B, D])
+        -> [B, N] (agent/costs.py); source: the goal kind's goal source (agent/goal_sources.py), asked
+        before every plan which latent to aim at. imagine: for the first `imagine` episodes of a batch
+        (those whose video is kept), each chosen plan is rolled out once more, and act's
+        info["imagined"] [imagine, H', D] holds its predicted latents from this decision on (row 0:
+        the frame this decision's action should lead to)."""
+        self.wm, self.planner, self.cost, self.source = world_model, planner, cost, source
+        self.setup, self.device, self.imagine = setup, device, imagine
 
     @torch.no_grad()
     def reset(self, obs: list[dict], specs, envs) -> None:
@@ -50,11 +41,7 @@ class PlanningPolicy:
         self.low = torch.as_tensor(space.low, dtype=torch.float32, device=self.device)  # [A]
         self.high = torch.as_tensor(space.high, dtype=torch.float32, device=self.device)  # [A]
         self.z_goal = self.wm.encode(_frames(obs, "goal", self.device))[:, 0]  # [B, D]
-        self.cost.set_goal(self.z_goal)
-        if self.landmarks is not None:
-            self.landmarks.set_goals(self.z_goal)
-        if self.high_cost is not None:
-            self.high_cost.set_goal(self.z_goal)
+        self.source.reset(self.z_goal)
         # The frame before the start, when the episode knows it (a start taken mid-trajectory);
         # otherwise the start is at rest and repeating the first frame with a zero action is exact.
         previous = [
@@ -98,20 +85,9 @@ class PlanningPolicy:
                 """actions [B, N, H, A] -> z [B, N, H, D]"""
                 return self.wm.rollout_candidates(z_hist, actions, past_actions=past)
 
-            goal = self.z_goal  # [B, D]
-            if self.landmarks is not None:
-                # a flat planner's goal subgoal_ahead decisions along the graph; a hierarchical
-                # planner's high level aims at the node its macro plan reaches (high_horizon x k)
-                ahead = self.setup.subgoal_ahead if self.macro is None else self.planner.high_horizon * self.macro.k
-                sub, arrived, _ = self.landmarks.subgoals(z_now, ahead)
-                goal = torch.where(torch.as_tensor(arrived, device=z_now.device)[:, None], self.z_goal, sub)
-            if self.macro is not None:
-                if self.landmarks is not None:  # the high level plans toward the graph's subgoal
-                    self.high_cost.set_goal(goal)
-                goal = self._subgoal(z_now, decision, goal)
-            if self.macro is not None or self.landmarks is not None:
-                self.cost.set_goal(goal)
-            result = self.planner.plan(rollout_fn, self.cost, self._warm_start(b, horizon), self.low, self.high)
+            goal = self.source.goal(z_now, decision)  # [B, D]
+            result = self.planner.plan(rollout_fn, aim(self.cost, goal), self._warm_start(b, horizon), self.low,
+                                       self.high)
             self.plan, self.steps_since_plan, planned = result.actions, 0, True
             self.plan_cost = result.cost.cpu().numpy()  # [B]
             if self.imagine:
@@ -126,25 +102,6 @@ class PlanningPolicy:
         self.z_prev, self.last_action = z_now, action
         plan_ms = 1000 * (time.perf_counter() - start)
         return action.cpu().numpy(), {"plan_ms": plan_ms if planned else 0.0, **info}
-
-
-    def _subgoal(self, z_now: torch.Tensor, decision: int, goal: torch.Tensor) -> torch.Tensor:
-        """The low level's goal [B, D]: the hierarchical planner's subgoal, or the high level's own
-        goal `goal` [B, D] (the final goal, or the graph's subgoal) where its plan arrives within
-        the first macro step or the budget ends within one."""
-        left = self.setup.decisions - decision
-        if left <= self.macro.k:
-            return goal
-        b = z_now.shape[0]
-
-        def high_rollout_fn(macro: torch.Tensor) -> torch.Tensor:
-            """macro-actions [B, N, Hh, k*A] -> z [B, N, Hh, D]"""
-            n, hh = macro.shape[1], macro.shape[2]
-            start = z_now[:, None].expand(-1, n, -1).reshape(b * n, -1)  # [B*N, D]
-            return self.macro.rollout(start, macro.reshape(b * n, hh, -1)).reshape(b, n, hh, -1)
-
-        subgoal, arrived = self.planner.subgoal(high_rollout_fn, self.high_cost, b, self.low, self.high, self.macro.k, left)
-        return torch.where(arrived[:, None], goal, subgoal)
 
 
 class RandomPolicy:

@@ -20,9 +20,11 @@ import torch
 
 import envs as envs_pkg
 from agent.collect import collect, dataset_dir, env_settings
+from agent.configurator import Configurator, TaskSettings
 from agent.critic import MANIFEST as CRITIC_MANIFEST
 from agent.critic import CriticConfig, critic_key, load_critic, save_critic, train_critic
-from agent.evaluate import check_model_fits_env, evaluate, is_hierarchical
+from agent.evaluate import check_model_fits_env, evaluate
+from agent.goal_sources import needs
 from agent.landmarks import MANIFEST as LANDMARKS_MANIFEST
 from agent.landmarks import LandmarkConfig, fit_landmarks, landmarks_key, load_landmarks, save_landmarks
 from agent.run_checks import check_eval_settings, check_frame_size
@@ -74,14 +76,19 @@ def _cached_fitted(cfg, kind: str, what: str, remedy: str, dataset_root: Path | 
     return thing.to(device)
 
 
+def needed_modules(cfg, env) -> set[str]:
+    """The fitted modules ("critic", "landmarks", "macro") the evaluated goal kinds' goal sources
+    and costs declare they need (agent/goal_sources.py: needs), with the configurator's settings
+    for env and the run's planner; the evaluation checks it was handed each of them."""
+    configurator = Configurator({k: TaskSettings(**v) for k, v in plain(cfg.configurator).items()}, env)
+    kinds = cfg.eval.goal_kinds or list(env.goal_kinds)
+    return set().union(*(needs(configurator.setup(k, cfg.planner.get("name")), cfg.planner) for k in kinds))
+
+
 def critic_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True):
     """The reach critic for this world model (`weights`: the sha256 of the weights `wm` was loaded
     from, as its checkpoint's manifest records it; every fitted module is keyed by it), fitted once
-    on the dataset the model was trained on and cached under cache_root/critics; None when no
-    evaluated goal kind gives it a weight."""
-    kinds = cfg.eval.goal_kinds or list(cfg.configurator)
-    if not any(cfg.configurator[k].critic_weight or cfg.configurator[k].subgoal_critic_weight for k in kinds):
-        return None
+    on the dataset the model was trained on and cached under cache_root/critics."""
     ccfg = CriticConfig(**plain(cfg.critic))
 
     def fit(folder: Path, dataset: Dataset):
@@ -96,9 +103,7 @@ def critic_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.d
 
 def macro_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True):
     """The level-2 predictor a hierarchical planner needs, fitted once on the dataset the world
-    model was trained on and cached under cache_root/macros; None for a flat planner."""
-    if not is_hierarchical(cfg.planner):
-        return None
+    model was trained on and cached under cache_root/macros."""
     mcfg = MacroConfig(**plain(cfg.macro))
 
     def fit(folder: Path, dataset: Dataset):
@@ -113,13 +118,9 @@ def macro_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.de
                           lambda root: macro_key(weights, root.name, mcfg), MACRO_MANIFEST, load_macro, fit, device)
 
 
-def landmarks_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device):
+def landmarks_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True):
     """The graph of the training video's frames (agent/landmarks.py), built once from the dataset
-    the world model was trained on and cached under cache_root/landmarks; None when no evaluated
-    goal kind takes its subgoals from it."""
-    kinds = cfg.eval.goal_kinds or list(cfg.configurator)
-    if not any(cfg.configurator[k].get("subgoals", "none") == "graph" for k in kinds):
-        return None
+    the world model was trained on and cached under cache_root/landmarks."""
     lcfg = LandmarkConfig(**plain(cfg.landmarks))
 
     def fit(folder: Path, dataset: Dataset):
@@ -128,7 +129,7 @@ def landmarks_for(cfg, wm, weights: str, dataset_root: Path | None, device: torc
         return graph, (f"{stats['nodes']} frames; encode {stats['encode_s']:.0f} s, build {stats['build_s']:.0f} s; "
                        f"a neighbour is a median {stats['neighbour_decisions_median']:.2f} decisions away")
 
-    return _cached_fitted(cfg, "landmarks", "the landmark graph", "set configurator.<goal kind>.subgoals=none",
+    return _cached_fitted(cfg, "landmarks", "the landmark graph", "set configurator.<goal kind>.goal_source=final",
                           dataset_root, lambda root: landmarks_key(weights, root.name, lcfg), LANDMARKS_MANIFEST,
                           load_landmarks, fit, device)
 
@@ -192,9 +193,11 @@ def run(cfg, out: Path) -> None:
     settings = env_settings(cfg.env)
     check_frame_size(cfg)  # before an env allocates frames of that size
     probe_env = envs_pkg.make(**settings)  # fails fast on a bad env name or setting
+    needed = set()
     try:
         if cfg.stage in ("eval", "all"):
             check_eval_settings(cfg, probe_env)
+            needed = needed_modules(cfg, probe_env)  # also refuses a bad goal source or planner block now
         checkpoint, dataset_root = _trained_model(cfg, timings, start)
     except BaseException:
         probe_env.close()
@@ -209,26 +212,19 @@ def run(cfg, out: Path) -> None:
     # every fitted module is keyed by the weights loaded here, read once: a training process may save
     # a newer checkpoint into the same folder meanwhile
     weights = manifest["files"][MODEL_WEIGHTS]["sha256"]
-    mark = time.perf_counter()
-    critic = critic_for(cfg, wm, weights, dataset_root, device)
-    if critic is not None:
-        timings["critic_s"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    macro = macro_for(cfg, wm, weights, dataset_root, device)
-    if macro is not None:
-        timings["macro_s"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    landmarks = landmarks_for(cfg, wm, weights, dataset_root, device)
-    if landmarks is not None:
-        timings["landmarks_s"] = time.perf_counter() - mark
+    fitted = {}
+    for name, fit in (("critic", critic_for), ("macro", macro_for), ("landmarks", landmarks_for)):
+        if name in needed:  # fitted or loaded only where a goal source or cost declares it
+            mark = time.perf_counter()
+            fitted[name] = fit(cfg, wm, weights, dataset_root, device)
+            timings[f"{name}_s"] = time.perf_counter() - mark
     mark = time.perf_counter()
     decoder = decoder_for(cfg, wm, weights, dataset_root, device)
     if decoder is not None:
         timings["decoder_s"] = time.perf_counter() - mark
     envs = [probe_env] + [envs_pkg.make(**settings) for _ in range(min(cfg.eval.batch, cfg.eval.episodes) - 1)]
     try:
-        summary = evaluate(cfg, wm, envs, device, out, checkpoint, critic=critic, macro=macro, decoder=decoder,
-                           landmarks=landmarks)
+        summary = evaluate(cfg, wm, envs, device, out, checkpoint, decoder=decoder, **fitted)
     finally:
         for env in envs:
             env.close()

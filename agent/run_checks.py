@@ -3,7 +3,7 @@ refused in one line that names the setting to change."""
 
 from __future__ import annotations
 
-from agent.configurator import Configurator, TaskSettings, build_planner
+from agent.configurator import Configurator, TaskSettings, build_planner, build_subgoal_search
 from world_model.encoder import stem_strides
 from world_model.plain import plain
 
@@ -33,7 +33,9 @@ def eval_goal_kinds(cfg, env) -> list[str]:
     configurator = Configurator({k: TaskSettings(**v) for k, v in plain(cfg.configurator).items()}, env)
     kinds = list(kinds) if kinds is not None else list(env.goal_kinds)
     for kind in kinds:
-        build_planner(plain(cfg.planner), configurator.setup(kind, cfg.planner.get("name")))
+        setup = configurator.setup(kind, cfg.planner.get("name"))
+        build_planner(plain(cfg.planner), setup)
+        build_subgoal_search(plain(cfg.planner), setup, seed=0)  # a hierarchical planner's high level, if any
     return kinds
 
 

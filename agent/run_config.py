@@ -64,7 +64,7 @@ class RunConfig(TrainConfig):
     planner is hierarchical."""
     landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
     """The graph of the training video's frames (configs/landmarks), built from the world model's
-    latents when a goal kind takes its subgoals from it (configurator: subgoals=graph)."""
+    latents when a goal kind's goal source needs it (configurator: goal_source=graph)."""
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     """The pixel decoder (configs/decoder), trained on the world model's latents when videos are
     written, for their imagined panel."""

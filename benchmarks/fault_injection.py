@@ -11,7 +11,7 @@ a user types:
     train     python -m agent.run stage=train                      world-model checkpoints (resume=true)
     critic    python -m agent.run stage=eval eval.goal_kinds=[task] eval.episodes=1 ...
                                                                    the reach critic is fitted first
-    landmarks the critic's command, configurator.task.subgoals=graph
+    landmarks the critic's command, configurator.task.goal_source=graph
                                                                    the landmark graph is fitted first
     eval      python -m agent.run stage=eval hydra.run.dir=...     records, results, summary
 
@@ -89,7 +89,8 @@ def setting(name: str) -> str:
 STAGES = ("collect", "train", "critic", "landmarks", "eval")
 # The landmarks stage: the critic's command with the task's subgoals taken from the landmark graph,
 # which is fitted (and cached) before its one-episode evaluation starts.
-GRAPH = ["configurator.task.subgoals=graph", "configurator.task.subgoal_ahead=2", "landmarks.neighbours=3"]
+GRAPH = ["configurator.task.goal_source=graph", "configurator.task.subgoal_ahead=2",
+         "configurator.task.subgoal_critic_weight=0.5", "landmarks.neighbours=3"]
 # A child that SIGKILLs itself at a fixed point of the landmark graph's fit (random kills rarely
 # land in it: on the tiny config it takes a fraction of a second): "build" once the graph is built,
 # before it is saved; "save" once its weights file is written, before its manifest.

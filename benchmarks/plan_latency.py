@@ -16,7 +16,7 @@ import time
 import torch
 
 import world_model
-from agent.costs import build_cost
+from agent.costs import aim, build_cost
 from planners.cem import CEM
 
 
@@ -36,7 +36,7 @@ def main() -> None:
         z_hist = torch.randn(batch, 2, d, device=device)
         cost = build_cost({"goal": 1.0, "action_magnitude": 0.0, "action_smoothness": 0.0},
                           {"metric": "l2", "last_weight": 1.0, "step_weight": 0.1, "scales": (1,)})
-        cost.set_goal(torch.randn(batch, d, device=device))
+        cost_fn = aim(cost, torch.randn(batch, d, device=device))  # [B, D] goal bound
         cem = CEM(args.horizon, args.samples, args.iterations, max(1, args.samples // 10))
 
         def rollout_fn(actions, b=batch, z_hist=z_hist):
@@ -51,7 +51,7 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            cem.plan(rollout_fn, cost, init, low, high)
+            cem.plan(rollout_fn, cost_fn, init, low, high)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times.append(1000 * (time.perf_counter() - start))

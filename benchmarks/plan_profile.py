@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 import world_model
 from agent.configurator import PlanSetup, build_planner
-from agent.costs import build_cost
+from agent.costs import aim, build_cost
 from world_model.encoder import GRID
 
 
@@ -65,12 +65,11 @@ def main() -> None:
             z_now = wm.encode(frames)[:, 0]  # [B, D]
             parts["encode"] += time.perf_counter() - start
             z_hist = torch.stack([z_now, z_now], dim=1)  # [B, 2, D]
-            cost.set_goal(z_now.flip(0))
 
             def rollout(actions):  # [B, N, H, A] -> [B, N, H, D], as agent/policies.py plans
                 return wm.rollout_candidates(z_hist, actions, past_actions=torch.zeros(b, 1, a))
 
-            rollout_fn, cost_fn = Timer(rollout), Timer(cost)
+            rollout_fn, cost_fn = Timer(rollout), Timer(aim(cost, z_now.flip(0)))  # goal [B, D]: another episode's frame
             start = time.perf_counter()
             planner.plan(rollout_fn, cost_fn, torch.zeros(b, args.horizon, a), low, high)
             total = time.perf_counter() - start

@@ -11,7 +11,7 @@ import torch
 
 import envs
 from agent.configurator import Configurator, TaskSettings
-from agent.costs import ActionSmoothness, GoalEnergy, build_cost
+from agent.costs import ActionSmoothness, GoalEnergy, aim, build_cost
 from agent.episode import run_episodes
 from agent.episode_record import replay_matches
 from agent.eval_summary import summarize, wilson_interval
@@ -103,16 +103,16 @@ def test_goal_energy_weights_the_last_step_and_costs_compose():
     z = torch.zeros(1, 2, 3, 4)  # [B, N, H, D]
     z[0, 1, -1] = 1.0  # candidate 1 ends one unit away from the goal in every dimension
     energy = GoalEnergy(last_weight=1.0, step_weight=0.0)
-    energy.set_goal(torch.zeros(1, 4))
-    assert energy(z, None).tolist() == [[0.0, 1.0]]
+    assert energy(z, None, torch.zeros(1, 4)).tolist() == [[0.0, 1.0]]
+    assert energy(z, None, torch.ones(1, 4)).tolist() == [[1.0, 0.0]]  # the goal is an argument, not state
     actions = torch.zeros(1, 2, 3, 2)
     actions[0, 0, 1] = 1.0
-    assert ActionSmoothness()(z, actions)[0, 0] > 0 and ActionSmoothness()(z, actions)[0, 1] == 0
+    assert ActionSmoothness()(z, actions, None)[0, 0] > 0 and ActionSmoothness()(z, actions, None)[0, 1] == 0
     cost = build_cost({"goal": 2.0, "action_magnitude": 0.0, "action_smoothness": 1.0},
                       {"metric": "l2", "last_weight": 1.0, "step_weight": 0.0})
-    cost.set_goal(torch.zeros(1, 4))
     assert set(cost.terms) == {"goal", "action_smoothness"}
-    assert cost(z, actions)[0, 1] == pytest.approx(2.0)
+    assert cost(z, actions, torch.zeros(1, 4))[0, 1] == pytest.approx(2.0)
+    assert aim(cost, torch.zeros(1, 4))(z, actions).tolist() == cost(z, actions, torch.zeros(1, 4)).tolist()
 
 
 def test_configurator_clips_the_horizon_at_the_budget(env_batch):
@@ -186,11 +186,9 @@ def test_coarse_energy_scale_says_which_way_to_move_when_fine_tokens_do_not_over
     near[0, 1] = 1.0  # one cell to the right: no overlap with the goal, same 2x2 block
     far[7, 7] = 1.0  # the opposite corner
     z = torch.stack([near, far]).reshape(1, 2, 1, -1)  # [B, N, H, D]
-    fine = GoalEnergy(scales=(1,), grid=grid)
-    fine.set_goal(goal.reshape(1, -1))
-    assert fine(z, None)[0, 0] == fine(z, None)[0, 1]  # flat: the fine energy cannot tell them apart
-    multi = GoalEnergy(scales=(1, 2), grid=grid)
-    multi.set_goal(goal.reshape(1, -1))
-    assert multi(z, None)[0, 0] < multi(z, None)[0, 1]
+    fine, multi = GoalEnergy(scales=(1,), grid=grid)(z, None, goal.reshape(1, -1)), GoalEnergy(
+        scales=(1, 2), grid=grid)(z, None, goal.reshape(1, -1))
+    assert fine[0, 0] == fine[0, 1]  # flat: the fine energy cannot tell them apart
+    assert multi[0, 0] < multi[0, 1]
     with pytest.raises(ValueError, match="spatial"):
         GoalEnergy(scales=(1, 2))

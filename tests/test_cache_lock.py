@@ -61,7 +61,8 @@ TINY = [
     "world_model.encoder_width=16", "world_model.encoder_depth=1", "world_model.predictor_width=32",
     "world_model.predictor_depth=1", "eval.goal_kinds=[task]", "eval.episodes=1", "eval.baselines=[]",
     "eval.videos=1", "eval.video_size=32", "planner.samples=8", "planner.iterations=2", "planner.elites=2",
-    "configurator.task.budget=20", "configurator.task.subgoals=graph", "configurator.task.subgoal_ahead=2",
+    "configurator.task.budget=20", "configurator.task.goal_source=graph", "configurator.task.subgoal_ahead=2",
+    "configurator.task.subgoal_critic_weight=0.5",  # the critic scores toward the graph's subgoal: it is fitted
     "landmarks.neighbours=3", "critic.steps=20", "critic.batch_size=16", "critic.hidden=16", "critic.dim=4",
     "decoder.width=8", "decoder.steps=5", "decoder.episodes=2", "decoder.eval_windows=4", "decoder.horizon=2",
 ]

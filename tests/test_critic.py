@@ -72,9 +72,8 @@ def test_critic_cost_prefers_candidates_ending_nearer_the_goal_and_round_trips(t
     emb = lambda v: torch.cat([torch.sin(v[..., None] * freqs), torch.cos(v[..., None] * freqs)], -1)
     zs = emb(cands).reshape(1, 2, 1, 12).expand(1, 2, 3, 12)  # [B, N, H, D]
     cost = CriticDistance(critic)
-    cost.set_goal(emb(goal_x))
     with torch.no_grad():
-        c = cost(zs, torch.zeros(1, 2, 3, 2))
+        c = cost(zs, torch.zeros(1, 2, 3, 2), emb(goal_x))
     assert c.shape == (1, 2) and c[0, 0] < c[0, 1]
 
     save_critic(tmp_path / "c", critic, stats)
@@ -105,10 +104,8 @@ def test_critic_reduce_min_scores_the_closest_approach_along_the_plan():
     # nearer the goal but never reaches it.
     z = torch.tensor([[[[2.0, 0], [0, 0], [3, 0]], [[2, 0], [1.5, 0], [1, 0]]]])
     last, closest = CriticDistance(Identity(), "last"), CriticDistance(Identity(), "min")
-    for cost in (last, closest):
-        cost.set_goal(goal)
-    assert last(z, None).argmin().item() == 1 and closest(z, None).argmin().item() == 0
-    torch.testing.assert_close(closest(z, None), torch.tensor([[0.0, 1.0]]))
+    assert last(z, None, goal).argmin().item() == 1 and closest(z, None, goal).argmin().item() == 0
+    torch.testing.assert_close(closest(z, None, goal), torch.tensor([[0.0, 1.0]]))
     with pytest.raises(ValueError, match="critic reduce"):
         CriticDistance(Identity(), "mean")
 

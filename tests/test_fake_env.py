@@ -179,7 +179,7 @@ def test_a_new_family_runs_through_the_whole_pipeline(dot_family, tmp_path, caps
         with open_dict(graph):
             graph.env, graph.data = cfg.env, cfg.data
             graph.configurator = OmegaConf.merge(cfg.configurator, {"reach": {
-                "subgoals": "graph", "subgoal_ahead": 2, "subgoal_critic_weight": 0.5}})
+                "goal_source": "graph", "subgoal_ahead": 2, "subgoal_critic_weight": 0.5}})
         (tmp_path / f"graph-{name}").mkdir()
         capsys.readouterr()
         run(graph, tmp_path / f"graph-{name}")

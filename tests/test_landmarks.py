@@ -123,24 +123,20 @@ def test_subgoals_before_goals_and_bad_settings_are_refused(world):
     class Env:
         name, goal_kinds, action_repeat = "dot", {"reach": type("K", (), {"budget": 10})()}, 5
 
-    with pytest.raises(ValueError, match="subgoals='roads'"):
-        Configurator({"reach": TaskSettings(subgoals="roads")}, Env()).setup("reach")
+    with pytest.raises(ValueError, match="goal_source='roads'"):
+        Configurator({"reach": TaskSettings(goal_source="roads")}, Env()).setup("reach")
     with pytest.raises(ValueError, match="subgoal_ahead=0"):
-        Configurator({"reach": TaskSettings(subgoals="graph", subgoal_ahead=0)}, Env()).setup("reach")
+        Configurator({"reach": TaskSettings(goal_source="graph", subgoal_ahead=0)}, Env()).setup("reach")
 
 
-def test_the_policy_refuses_a_graph_setting_without_the_graph_and_the_graph_without_the_setting(world):
+def test_a_graph_source_without_the_graph_is_one_clear_error():
     from agent.configurator import PlanSetup
-    from agent.policies import PlanningPolicy
+    from agent.goal_sources import build_source
 
-    _, graph, _ = world
     setup = PlanSetup(budget=10, decisions=2, horizon=2, planner_overrides={}, replan_every=1, shrink_horizon=True,
-                      cost_weights={}, goal_energy={}, subgoals="graph", subgoal_ahead=2.0)
-    with pytest.raises(ValueError, match="landmark graph was not given"):
-        PlanningPolicy(None, object(), None, setup, torch.device("cpu"))
-    flat = PlanSetup(**{**setup.__dict__, "subgoals": "none"})
-    with pytest.raises(ValueError, match="landmark graph was given"):
-        PlanningPolicy(None, object(), None, flat, torch.device("cpu"), landmarks=graph)
+                      cost_weights={}, goal_energy={}, goal_source="graph", subgoal_ahead=2.0)
+    with pytest.raises(ValueError, match="needs landmarks"):
+        build_source(setup, {"landmarks": None})
 
 
 def test_a_hierarchical_planner_aims_its_high_level_at_the_graph_subgoal_and_hands_its_own_down(world):
@@ -149,43 +145,52 @@ def test_a_hierarchical_planner_aims_its_high_level_at_the_graph_subgoal_and_han
     from types import SimpleNamespace
 
     from agent.configurator import PlanSetup
+    from agent.goal_sources import build_source
     from agent.policies import PlanningPolicy
     from planners.base import PlanResult
 
     _, graph, _ = world
     start, goal = np.array([[-0.5, 0.8]]), np.array([[0.5, 0.8]])  # opposite rooms, the door at y = 0
+    dim = _latents(start).shape[-1]
 
-    class Goal:  # a cost module that only remembers its goal
-        def set_goal(self, z):
-            self.goal = z.clone()
+    class Remembers:  # a cost that remembers the goal it was last asked to score toward
+        def __call__(self, z, actions, goal):
+            self.goal = goal.clone()
+            return z.new_zeros(z.shape[:2])
 
-    class Planner:
+    class Search:
         handed = _latents(np.array([[-0.45, 0.7]]))  # what this high level hands down
         high_horizon = 3  # macro steps of k = 2 decisions: its goal is the graph node 6 decisions along
 
         def reset(self):
             pass
 
-        def subgoal(self, high_rollout_fn, high_cost, batch, low, high, k, left):
-            self.high_goal = high_cost.goal.clone()
+        def subgoal(self, high_rollout_fn, high_cost_fn, batch, low, high, k, left):
+            high_cost_fn(torch.zeros(batch, 1, 1, dim), torch.zeros(batch, 1, 1, 2 * k))
             return self.handed, torch.tensor([False])
 
+    class Planner:
+        def reset(self):
+            pass
+
         def plan(self, rollout_fn, cost_fn, init, low, high):
+            cost_fn(torch.zeros(init.shape[0], 1, 1, dim), init[:, None])
             return PlanResult(init, torch.zeros(init.shape[0]))
 
     wm = SimpleNamespace(cfg=SimpleNamespace(history=2), encode=lambda x: x.float(),
                          energy=lambda a, b: (a - b).square().mean(-1))
     setup = PlanSetup(budget=50, decisions=10, horizon=2, planner_overrides={}, replan_every=1, shrink_horizon=True,
-                      cost_weights={}, goal_energy={}, subgoals="graph", subgoal_ahead=2.0)  # a flat planner's
-    planner, low_cost, high_cost = Planner(), Goal(), Goal()
-    policy = PlanningPolicy(wm, planner, low_cost, setup, torch.device("cpu"), macro=SimpleNamespace(k=2),
-                            high_cost=high_cost, landmarks=graph)
+                      cost_weights={}, goal_energy={}, goal_source="graph", subgoal_ahead=2.0)  # a flat planner's
+    low_cost, high_cost = Remembers(), Remembers()
+    source = build_source(setup, {"landmarks": graph, "macro": SimpleNamespace(k=2)}, Search(), high_cost,
+                          -torch.ones(2), torch.ones(2))
+    policy = PlanningPolicy(wm, Planner(), low_cost, source, setup, torch.device("cpu"))
     obs = [{"pixels": _latents(start)[0].numpy(), "goal": _latents(goal)[0].numpy()}]
     space = SimpleNamespace(low=-np.ones(2), high=np.ones(2), shape=(2,))
     policy.reset(obs, [SimpleNamespace(previous_state=None, previous_action=None)], [SimpleNamespace(action_space=space)])
     policy.act(obs, 0)
     expected, arrived, _ = graph.subgoals(_latents(start), 6.0)
     assert not arrived[0]
-    assert torch.equal(planner.high_goal, expected)  # the high level plans toward the graph's subgoal
-    assert not torch.allclose(planner.high_goal, _latents(goal))
-    assert torch.equal(low_cost.goal, planner.handed)  # the low level toward the high level's subgoal
+    assert torch.equal(high_cost.goal, expected)  # the high level plans toward the graph's subgoal
+    assert not torch.allclose(high_cost.goal, _latents(goal))
+    assert torch.equal(low_cost.goal, Search.handed)  # the low level toward the high level's subgoal

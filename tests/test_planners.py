@@ -24,8 +24,8 @@ BUDGETS = {
     "gradient": {"steps": 150, "lr": 0.1},
     "cem-gd": {"samples": 200, "iterations": 25, "elites": 20, "init_std": 1.0, "min_std": 1e-3},
 }
-# The hierarchical planner's plan() is its low level's, a CEM here (its high level: tests/test_hierarchical.py).
-BUDGETS["hierarchical"] = {"low": {"_target_": "planners.cem.CEM", **BUDGETS["cem"]}}
+# The hierarchical config's planner is its low level, a CEM (its high level: tests/test_subgoal_search.py).
+BUDGETS["hierarchical"] = BUDGETS["cem"]
 SMALL = {  # a few samples: for the properties, not the quality of the answer
     "cem": {"samples": 12, "iterations": 2, "elites": 3},
     "mppi": {"samples": 12, "iterations": 2},
@@ -33,7 +33,7 @@ SMALL = {  # a few samples: for the properties, not the quality of the answer
     "gradient": {"starts": 3, "steps": 3},
     "cem-gd": {"samples": 12, "iterations": 2, "elites": 3, "refine": 2, "gd_steps": 2},
 }
-SMALL["hierarchical"] = {"low": {"_target_": "planners.cem.CEM", **SMALL["cem"]}}
+SMALL["hierarchical"] = SMALL["cem"]
 LOW, HIGH = torch.tensor([-1.0, -1.0]), torch.tensor([1.0, 1.0])
 
 
@@ -127,7 +127,7 @@ def test_mpc_with_an_exact_model_reaches_the_goal(name):
     goal = torch.tensor([[0.4, -0.3], [-0.5, 0.2]])  # [B, 2] goal positions
     state = torch.zeros(2, 4)
     cem = {"samples": 200, "iterations": 8, "elites": 20}
-    planner = make(name, 10, {"cem": cem, "hierarchical": {"low": {"_target_": "planners.cem.CEM", **cem}},
+    planner = make(name, 10, {"cem": cem, "hierarchical": cem,
                               "mppi": {"samples": 200, "iterations": 8},
                               "icem": {"samples": 200, "iterations": 8, "elites": 20},
                               "gradient": {"steps": 30, "lr": 0.2},

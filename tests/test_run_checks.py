@@ -54,7 +54,9 @@ def dot_cfg(cache: Path, *overrides: str, image_size=32):
     (["eval.videos=1", "eval.video_size=0"], 32, r"eval.video_size=0: it must lie in \[8, 2048\] pixels per panel"),
     # before: "actions hold NaN or infinite values", from the world model, at the first plan
     (["planner.init_std=nan"], 32, r"planner cem: init_std=nan is not a finite number"),
-    (["planner=hierarchical", "planner.low.min_std=inf"], 32, r"planner hierarchical: low.min_std=inf is not a finite"),
+    (["planner=hierarchical", "planner.min_std=inf"], 32, r"planner hierarchical: min_std=inf is not a finite"),
+    (["planner=hierarchical", "planner.subgoal_search.planner.min_std=nan"], 32,
+     r"planner hierarchical subgoal_search.planner: min_std=nan is not a finite"),
     # before: accepted
     (["threads=-1"], 32, r"threads=-1: it must be a whole number of CPU threads, at least 0"),
     ([], 10000, r"env.image_size=10000: image_size 10000 is not supported; use 32, 64, 96 or 128"),

@@ -16,6 +16,7 @@ import world_model
 from agent.configurator import Configurator, TaskSettings, build_planner
 from agent.costs import build_cost
 from agent.episode import run_episodes
+from agent.goal_sources import FinalGoal
 from agent.imagined import imagine_record
 from agent.policies import PlanningPolicy, RandomPolicy
 from agent.protocols import make_episodes
@@ -137,7 +138,7 @@ def test_planner_predictions_are_exposed_and_rebuilt_from_the_record(tiny_wm, re
         "state", budget=20)
     planner = build_planner({"_target_": "planners.cem.CEM", "samples": 8, "iterations": 1, "elites": 2}, setup)
     cost = build_cost(setup.cost_weights, setup.goal_energy)
-    policy = PlanningPolicy(tiny_wm, planner, cost, setup, CPU, imagine=1)
+    policy = PlanningPolicy(tiny_wm, planner, cost, FinalGoal(setup), setup, CPU, imagine=1)
     specs = make_episodes(batch[0], "state", 2, seed=5, budget=20)
     records, traces = run_episodes(batch, specs, policy, keep_frames=1)
     for env in batch:

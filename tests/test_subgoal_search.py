@@ -1,12 +1,13 @@
-"""The level-2 predictor learns k-step transitions, and the hierarchical planner goes around a
-wall where a flat planner with the same low level is stuck in front of it."""
+"""The level-2 predictor learns k-step transitions, and a flat planner led by the subgoal search
+(hierarchical planning) goes around a wall where the same planner alone is stuck in front of it."""
 
 import pytest
 import torch
 from conftest import flip_last_byte
 
+from agent.costs import aim
 from planners.cem import CEM
-from planners.hierarchical import Hierarchical
+from planners.subgoal_search import SubgoalSearch
 from world_model.checkpoint import CheckpointError
 from world_model.macro import MacroConfig, fit_macro, load_macro, save_macro
 
@@ -55,39 +56,31 @@ class WallWorld:
         return torch.stack(out, dim=2)
 
 
-class GoalCost:
-    """Squared distance to a goal, last step weighted fully and earlier ones a little."""
-
-    def __init__(self):
-        self.goal = None
-
-    def set_goal(self, goal):
-        self.goal = goal
-
-    def __call__(self, z, actions):
-        d = (z - self.goal[:, None, None]).square().sum(-1)  # [B, N, H]
-        return d[..., -1] + 0.1 * d.mean(-1)
+def goal_cost(z, actions, goal):
+    """Squared distance to the goal [B, 2], last step weighted fully and earlier ones a little: [B, N]."""
+    d = (z - goal[:, None, None]).square().sum(-1)  # [B, N, H]
+    return d[..., -1] + 0.1 * d.mean(-1)
 
 
-def _drive(planner, world, start, goal, decisions, k=None):
-    pos, cost = start.clone(), GoalCost()
-    high_cost = GoalCost()
-    high_cost.set_goal(goal)
+def _drive(planner, world, start, goal, decisions, search=None, k=None):
+    """Plans and steps `decisions` times; with `search`, toward its subgoal while more than k decisions are left."""
+    pos = start.clone()
     planner.reset()
+    if search is not None:
+        search.reset()
     plan = torch.zeros(start.shape[0], 5, 2)
     for d in range(decisions):
         left = decisions - d
-        if k is not None and left > k:
+        aim_at = goal
+        if search is not None and left > k:
 
             def high_rollout_fn(macro, pos=pos):  # [B, N, Hh, k*A] -> [B, N, Hh, 2]: k exact steps per macro step
                 b, n, hh, _ = macro.shape
                 return world.rollout(pos, macro.reshape(b, n, hh * k, 2))[:, :, k - 1 :: k]
 
-            subgoal, arrived = planner.subgoal(high_rollout_fn, high_cost, start.shape[0], LOW, HIGH, k, left)
-            cost.set_goal(torch.where(arrived[:, None], goal, subgoal))
-        else:
-            cost.set_goal(goal)
-        result = planner.plan(lambda a, pos=pos: world.rollout(pos, a), cost, plan, LOW, HIGH)
+            subgoal, arrived = search.subgoal(high_rollout_fn, aim(goal_cost, goal), start.shape[0], LOW, HIGH, k, left)
+            aim_at = torch.where(arrived[:, None], goal, subgoal)
+        result = planner.plan(lambda a, pos=pos: world.rollout(pos, a), aim(goal_cost, aim_at), plan, LOW, HIGH)
         pos = world.step(pos, result.actions[:, 0])
         plan = torch.cat([result.actions[:, 1:], torch.zeros(start.shape[0], 1, 2)], dim=1)
     return (pos - goal).norm(dim=-1)
@@ -99,32 +92,37 @@ def test_hierarchical_planning_goes_through_the_door_where_flat_planning_is_stuc
     flat = CEM(horizon=5, samples=100, iterations=4, elites=10, seed=0)
     stuck = _drive(flat, world, start, goal, decisions=40)
     low = CEM(horizon=5, samples=100, iterations=4, elites=10, seed=0)
-    high = CEM(samples=200, iterations=6, elites=20, init_std=1.0, seed=1)
-    hierarchical = Hierarchical(low, high, horizon=5, high_horizon=8, replan_every=1, hold=True)
-    reached = _drive(hierarchical, world, start, goal, decisions=40, k=5)
+    search = SubgoalSearch(CEM(samples=200, iterations=6, elites=20, init_std=1.0, seed=1), high_horizon=8,
+                           replan_every=1, hold=True)
+    reached = _drive(low, world, start, goal, decisions=40, search=search, k=5)
     assert (stuck > 0.3).all(), stuck  # pressed against the wall
     assert (reached < 0.1).all(), reached
 
 
 def test_the_low_level_weighs_the_critic_toward_the_subgoal_only_when_configured():
+    from types import SimpleNamespace
+
     from agent.configurator import Configurator, TaskSettings
-    from agent.evaluate import plan_costs
+    from agent.evaluate import plan_parts
+    from agent.goal_sources import FinalGoal, MacroSubgoal
 
     class Env:
         name, action_repeat = "fake", 5
         goal_kinds = {"far": type("Kind", (), {"budget": 50})()}
 
     critic = object()  # build_cost only stores it
+    modules = {"critic": critic, "macro": SimpleNamespace(k=2)}
     for subgoal_weight in (0.0, 0.5):
         setup = Configurator({"far": TaskSettings(critic_weight=2.0, subgoal_critic_weight=subgoal_weight)},
                              Env()).setup("far", "hierarchical")
-        low, high = plan_costs(setup, None, critic, hierarchical=True)
-        assert high.terms["critic"][0] == 2.0
+        source, low = plan_parts(setup, None, modules, SubgoalSearch(CEM()), LOW, HIGH)
+        assert isinstance(source, MacroSubgoal) and isinstance(source.inner, FinalGoal)
+        assert source.cost.terms["critic"][0] == 2.0  # the high level scores toward the goal with the full cost
         assert ("critic" in low.terms) == bool(subgoal_weight)
         if subgoal_weight:
             assert low.terms["critic"][0] == subgoal_weight and low.terms["critic"][1].critic is critic
-    flat, none = plan_costs(setup, None, critic, hierarchical=False)
-    assert none is None and flat.terms["critic"][0] == 2.0
+    flat_source, flat = plan_parts(setup, None, {"critic": critic})
+    assert isinstance(flat_source, FinalGoal) and flat.terms["critic"][0] == 2.0
 
 
 @pytest.mark.parametrize("lead", [None, 4])
@@ -138,8 +136,7 @@ def test_the_subgoal_moves_along_the_high_plan_only_with_a_lead(lead):
     def high_cost_fn(z, macro):
         return (z[:, :, -1] - goal[:, None]).norm(dim=-1)
 
-    planner = Hierarchical(CEM(samples=64, iterations=3, elites=8), CEM(samples=64, iterations=3, elites=8),
-                           high_horizon=8, replan_every=4, lead=lead)
+    planner = SubgoalSearch(CEM(samples=64, iterations=3, elites=8, seed=1), high_horizon=8, replan_every=4, lead=lead)
     subgoals = [planner.subgoal(high_rollout_fn, high_cost_fn, 1, low_bound, high_bound, k, decisions_left=40)
                 for _ in range(4)]  # one high-level plan, then 3 decisions on it
     plan = planner._z[0]  # [Hh, 2], the plan's predicted positions after each macro step

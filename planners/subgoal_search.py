@@ -1,5 +1,6 @@
-"""Hierarchical planning: a high level searches macro-actions far ahead with a level-2 model and
-hands its first predicted representation down as the low level's goal (the subgoal)."""
+"""The high level of hierarchical planning: a search over macro-actions far ahead with a level-2
+model, whose first predicted representation is handed down as a flat planner's goal (the subgoal).
+agent/goal_sources.py (MacroSubgoal) wires it to the level-2 predictor and the low level."""
 
 from __future__ import annotations
 
@@ -8,48 +9,37 @@ import math
 import torch
 from torch import Tensor
 
-from planners.base import CostFn, Planner, PlanResult, RolloutFn
+from planners.base import CostFn, Planner, RolloutFn
 
 
-class Hierarchical:
-    """Two planners over two models of the same representation.
+class SubgoalSearch:
+    """A planner over macro-actions that answers "which representation should the low level aim at now".
 
-    - `subgoal(...)`: the high-level planner searches `high_horizon` macro-actions (each k
-      decisions) with the level-2 rollout and the task's cost toward the final goal; the first
-      predicted high-level representation, k decisions ahead, is the subgoal. With `hold` the
-      search is over one action held for the k decisions of each macro step ([Hh, A] instead of
-      [Hh, k*A]: a far smaller space, and the behaviour video's persistent headings look like it).
-      The high level replans every `replan_every` decisions and warm-starts from its previous
-      plan, shifted by the macro steps executed since. Between replans the subgoal stays the
-      plan's first macro step (`lead=None`), or, with `lead` = L decisions, moves along the plan
-      to the first macro step that ends at least L decisions after the current one: a target the
-      low level cannot reach within its horizon keeps it moving instead of braking at a subgoal
-      it is about to reach.
-    - `plan(...)`: the low-level planner, as any planner, with a cost the caller has aimed at the
-      subgoal.
+    `subgoal(...)` searches `high_horizon` macro-actions (each k decisions) with the level-2
+    rollout and a cost toward the high level's goal; the first predicted high-level representation,
+    k decisions ahead, is the subgoal. With `hold` the search is over one action held for the k
+    decisions of each macro step ([Hh, A] instead of [Hh, k*A]: a far smaller space, and the
+    behaviour video's persistent headings look like it). It searches again every `replan_every`
+    decisions and warm-starts from its previous plan, shifted by the macro steps executed since.
+    Between searches the subgoal stays the plan's first macro step (`lead=None`), or, with `lead` =
+    L decisions, moves along the plan to the first macro step that ends at least L decisions after
+    the current one: a target the low level cannot reach within its horizon keeps it moving instead
+    of braking at a subgoal it is about to reach.
 
-    Knows nothing of models: the caller passes the level-2 rollout function and both costs.
+    Knows nothing of models: the caller passes the level-2 rollout function and the cost, and the
+    search planner `planner` (any planner of this package, seeded by whoever builds it).
     """
 
-    def __init__(self, low: Planner, high: Planner, horizon: int = 5, high_horizon: int = 8, replan_every: int = 1,
-                 hold: bool = True, lead: int | None = None, seed: int | None = 0):
+    def __init__(self, planner: Planner, high_horizon: int = 8, replan_every: int = 1, hold: bool = True,
+                 lead: int | None = None):
         if high_horizon < 1 or replan_every < 1 or (lead is not None and lead < 1):
             raise ValueError("high_horizon, replan_every and lead must be >= 1")
-        self.low, self.high = low, high
-        # One seed for the pair (an evaluation reseeds each chunk of episodes through it): the low
-        # level draws from `seed`, the high level from `seed + 1`.
-        for level, offset in ((low, 0), (high, 1)):
-            if not hasattr(level, "_init_seed"):
-                raise ValueError(f"{type(level).__name__} cannot be seeded by the hierarchical planner")
-            level._init_seed(None if seed is None else seed + offset)
-        self.seed = seed
-        self.horizon = horizon
-        self.low.horizon = horizon
+        self.high = planner
         self.high_horizon, self.replan_every, self.hold, self.lead = high_horizon, replan_every, hold, lead
         self.reset()
 
     def reset(self) -> None:
-        self.low.reset()
+        """New episodes: nothing carried over from the last ones."""
         self.high.reset()
         self._macro: Tensor | None = None  # [B, Hh, A or k*A], the last high-level plan
         self._since = 0  # decisions since the last high-level plan
@@ -107,7 +97,3 @@ class Hierarchical:
         kept = self._macro[:, shift : shift + horizon]
         pad = horizon - kept.shape[1]
         return torch.cat([kept, kept.new_zeros(kept.shape[0], pad, kept.shape[2])], dim=1) if pad else kept
-
-    def plan(self, rollout_fn: RolloutFn, cost_fn: CostFn, init: Tensor, low: Tensor, high: Tensor) -> PlanResult:
-        """The low level: any planner's plan, toward whatever goal cost_fn holds (the subgoal)."""
-        return self.low.plan(rollout_fn, cost_fn, init, low, high)
