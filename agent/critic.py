@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from world_model.fitted import check_at_least_one, load_fitted, save_fitted
-from world_model.latents import encode_episodes
+from world_model.latents import EpisodeLatents
 
 WEIGHTS, MANIFEST = "critic.safetensors", "critic.json"
 
@@ -125,16 +125,17 @@ def fit_critic(z_train: Tensor, z_held: Tensor, cfg: CriticConfig, progress: boo
     return critic, {f"held_out_{k}": float(v) for k, v in held.items()}
 
 
-def train_critic(wm, dataset, cfg: CriticConfig, device: torch.device, progress: bool = True) -> tuple[ReachCritic, dict]:
-    """Encodes the dataset with the frozen world model `wm` and fits a ReachCritic to it (the
-    world model's train / held-out episode split). Returns the critic on `device` and statistics."""
+def train_critic(wm, dataset, cfg: CriticConfig, device: torch.device, progress: bool = True,
+                 latents: EpisodeLatents | None = None) -> tuple[ReachCritic, dict]:
+    """Encodes the dataset with the frozen world model `wm` (or takes its latents from `latents`,
+    shared with the other fitted modules) and fits a ReachCritic to it (the world model's train /
+    held-out episode split). Returns the critic on `device` and statistics."""
     from world_model.windows import split_episodes
 
     start = time.perf_counter()
     train_eps, held_eps = split_episodes(dataset.num_episodes, cfg.held_out_fraction)
-    wm = wm.to(device).eval()
-    z_train = encode_episodes(wm, dataset, train_eps, device)  # [E, T, D]
-    z_held = encode_episodes(wm, dataset, held_eps, device)
+    latents = latents or EpisodeLatents(wm, dataset, device)
+    z_train, z_held = latents(train_eps), latents(held_eps)  # [E, T, D] each
     encode_s = time.perf_counter() - start
     critic, stats = fit_critic(z_train, z_held, cfg, progress)
     stats.update(encode_s=encode_s, train_s=time.perf_counter() - start - encode_s)

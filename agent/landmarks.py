@@ -29,7 +29,7 @@ from scipy.sparse.csgraph import dijkstra
 from torch import Tensor, nn
 
 from world_model.fitted import check_at_least_one, load_fitted, save_fitted
-from world_model.latents import encode_episodes
+from world_model.latents import EpisodeLatents
 
 WEIGHTS, MANIFEST = "landmarks.safetensors", "landmarks.json"
 
@@ -153,13 +153,15 @@ def build_graph(z: Tensor, cfg: LandmarkConfig) -> tuple[LandmarkGraph, dict]:
     return graph, stats
 
 
-def fit_landmarks(wm, dataset, cfg: LandmarkConfig, device: torch.device) -> tuple[LandmarkGraph, dict]:
-    """Encodes the training episodes of `dataset` with the frozen world model and builds the graph."""
+def fit_landmarks(wm, dataset, cfg: LandmarkConfig, device: torch.device,
+                  latents: EpisodeLatents | None = None) -> tuple[LandmarkGraph, dict]:
+    """Encodes the training episodes of `dataset` with the frozen world model (or takes their
+    latents from `latents`, shared with the other fitted modules) and builds the graph."""
     from world_model.windows import split_episodes
 
     start = time.perf_counter()
     train_eps, _ = split_episodes(dataset.num_episodes, cfg.held_out_fraction)  # fraction 0: every episode
-    z = encode_episodes(wm.to(device).eval(), dataset, train_eps, device).cpu()  # [E, T, D]
+    z = (latents or EpisodeLatents(wm, dataset, device))(train_eps).cpu()  # [E, T, D]
     encode_s = time.perf_counter() - start
     graph, stats = build_graph(z, cfg)
     stats.update(encode_s=encode_s, build_s=time.perf_counter() - start - encode_s)

@@ -36,6 +36,7 @@ from world_model.dataset import Dataset, DatasetError, write_json_atomic
 from world_model.dataset import read_manifest as read_dataset_manifest
 from world_model.decoder import MANIFEST as DECODER_MANIFEST
 from world_model.decoder import DecoderConfig, decoder_key, load_decoder, save_decoder, train_decoder
+from world_model.latents import EpisodeLatents
 from world_model.macro import MANIFEST as MACRO_MANIFEST
 from world_model.macro import MacroConfig, load_macro, macro_key, save_macro, train_macro
 from world_model.plain import plain
@@ -76,6 +77,16 @@ def _cached_fitted(cfg, kind: str, what: str, remedy: str, dataset_root: Path | 
     return thing.to(device)
 
 
+def shared_latents(kept: dict | None, wm, dataset: Dataset, device: torch.device) -> EpisodeLatents:
+    """The run's one EpisodeLatents of the training video, made by the first module fitted on it and
+    kept in `kept` for the next (None: a fresh one), so the video is encoded once per run."""
+    if kept is None:
+        return EpisodeLatents(wm, dataset, device)
+    if "latents" not in kept:
+        kept["latents"] = EpisodeLatents(wm, dataset, device)
+    return kept["latents"]
+
+
 def needed_modules(cfg, env) -> set[str]:
     """The fitted modules ("critic", "landmarks", "macro") the evaluated goal kinds' goal sources
     and costs declare they need (agent/goal_sources.py: needs), with the configurator's settings
@@ -85,14 +96,15 @@ def needed_modules(cfg, env) -> set[str]:
     return set().union(*(needs(configurator.setup(k, cfg.planner.get("name")), cfg.planner) for k in kinds))
 
 
-def critic_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True):
+def critic_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True,
+               kept: dict | None = None):
     """The reach critic for this world model (`weights`: the sha256 of the weights `wm` was loaded
     from, as its checkpoint's manifest records it; every fitted module is keyed by it), fitted once
     on the dataset the model was trained on and cached under cache_root/critics."""
     ccfg = CriticConfig(**plain(cfg.critic))
 
     def fit(folder: Path, dataset: Dataset):
-        critic, stats = train_critic(wm, dataset, ccfg, device, progress)
+        critic, stats = train_critic(wm, dataset, ccfg, device, progress, shared_latents(kept, wm, dataset, device))
         save_critic(folder, critic, stats)
         return critic, (f"encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s, held-out step "
                         f"{stats['held_out_step']:.2f}, spread {stats['held_out_spread']:.2f}")
@@ -101,13 +113,14 @@ def critic_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.d
                           lambda root: critic_key(weights, root.name, ccfg), CRITIC_MANIFEST, load_critic, fit, device)
 
 
-def macro_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True):
+def macro_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True,
+              kept: dict | None = None):
     """The level-2 predictor a hierarchical planner needs, fitted once on the dataset the world
     model was trained on and cached under cache_root/macros."""
     mcfg = MacroConfig(**plain(cfg.macro))
 
     def fit(folder: Path, dataset: Dataset):
-        macro, stats = train_macro(wm, dataset, mcfg, device, progress)
+        macro, stats = train_macro(wm, dataset, mcfg, device, progress, shared_latents(kept, wm, dataset, device))
         save_macro(folder, macro, stats)
         errors = ", ".join(f"{e:.3f} (copy-last {c:.3f})" for e, c in zip(stats["held_out_error"],
                                                                          stats["held_out_copy_last"]))
@@ -118,13 +131,14 @@ def macro_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.de
                           lambda root: macro_key(weights, root.name, mcfg), MACRO_MANIFEST, load_macro, fit, device)
 
 
-def landmarks_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True):
+def landmarks_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True,
+                  kept: dict | None = None):
     """The graph of the training video's frames (agent/landmarks.py), built once from the dataset
     the world model was trained on and cached under cache_root/landmarks."""
     lcfg = LandmarkConfig(**plain(cfg.landmarks))
 
     def fit(folder: Path, dataset: Dataset):
-        graph, stats = fit_landmarks(wm, dataset, lcfg, device)
+        graph, stats = fit_landmarks(wm, dataset, lcfg, device, shared_latents(kept, wm, dataset, device))
         save_landmarks(folder, graph, stats)
         return graph, (f"{stats['nodes']} frames; encode {stats['encode_s']:.0f} s, build {stats['build_s']:.0f} s; "
                        f"a neighbour is a median {stats['neighbour_decisions_median']:.2f} decisions away")
@@ -134,7 +148,8 @@ def landmarks_for(cfg, wm, weights: str, dataset_root: Path | None, device: torc
                           load_landmarks, fit, device)
 
 
-def decoder_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True):
+def decoder_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True,
+                kept: dict | None = None):
     """The pixel decoder for the videos' imagined panel, fitted once on the dataset the world
     model was trained on and cached under cache_root/decoders; None when no video is written."""
     if cfg.eval.videos == 0:
@@ -142,7 +157,8 @@ def decoder_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.
     dcfg = DecoderConfig(**plain(cfg.decoder))
 
     def fit(folder: Path, dataset: Dataset):
-        decoder, stats = train_decoder(wm, dataset, dcfg, device, progress)
+        decoder, stats = train_decoder(wm, dataset, dcfg, device, progress,
+                                       shared_latents(kept, wm, dataset, device))
         save_decoder(folder, decoder, stats, weights)
         per_step = ", ".join(f"{m:.4f}" for m in stats["prediction_mse"])
         copy = ", ".join(f"{m:.4f}" for m in stats["copy_last_mse"])
@@ -212,14 +228,15 @@ def run(cfg, out: Path) -> None:
     # every fitted module is keyed by the weights loaded here, read once: a training process may save
     # a newer checkpoint into the same folder meanwhile
     weights = manifest["files"][MODEL_WEIGHTS]["sha256"]
-    fitted = {}
+    fitted, kept = {}, {}  # kept: the training video's latents, encoded once for every module fitted below
     for name, fit in (("critic", critic_for), ("macro", macro_for), ("landmarks", landmarks_for)):
         if name in needed:  # fitted or loaded only where a goal source or cost declares it
             mark = time.perf_counter()
-            fitted[name] = fit(cfg, wm, weights, dataset_root, device)
+            fitted[name] = fit(cfg, wm, weights, dataset_root, device, kept=kept)
             timings[f"{name}_s"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    decoder = decoder_for(cfg, wm, weights, dataset_root, device)
+    decoder = decoder_for(cfg, wm, weights, dataset_root, device, kept=kept)
+    kept.clear()  # the latents are not needed while evaluating
     if decoder is not None:
         timings["decoder_s"] = time.perf_counter() - mark
     envs = [probe_env] + [envs_pkg.make(**settings) for _ in range(min(cfg.eval.batch, cfg.eval.episodes) - 1)]

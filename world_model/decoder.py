@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from world_model.encoder import GRID, stem_strides
 from world_model.fitted import check_at_least_one, load_fitted, read_fitted_manifest, save_fitted
-from world_model.latents import encode_episodes, episode_actions
+from world_model.latents import EpisodeLatents, episode_actions
 from world_model.windows import split_episodes
 
 WEIGHTS, MANIFEST = "decoder.safetensors", "decoder.json"
@@ -204,7 +204,8 @@ def score_decoder(decoder: Decoder, wm, z: Tensor, actions: Tensor, dataset, epi
     }
 
 
-def train_decoder(wm, dataset, cfg: DecoderConfig, device: torch.device, progress: bool = True) -> tuple[Decoder, dict]:
+def train_decoder(wm, dataset, cfg: DecoderConfig, device: torch.device, progress: bool = True,
+                  latents: EpisodeLatents | None = None) -> tuple[Decoder, dict]:
     """Encodes dataset episodes with the frozen world model `wm` (no gradient reaches it) and fits
     a Decoder on them (the world model's train / held-out episode split). Returns it in eval mode
     on `device` and statistics: held-out errors (score_decoder), the loss curve and timings."""
@@ -215,14 +216,15 @@ def train_decoder(wm, dataset, cfg: DecoderConfig, device: torch.device, progres
     train_eps, held_eps = split_episodes(dataset.num_episodes, cfg.held_out_fraction)
     train_eps = train_eps[: cfg.episodes]
     wm = wm.to(device).eval()
-    z_train = encode_episodes(wm, dataset, train_eps, device)  # [E, T, D], computed under no_grad
+    latents = latents or EpisodeLatents(wm, dataset, device)  # shared with the other fitted modules when given
+    z_train = latents(train_eps)  # [E, T, D], computed under no_grad
     encode_s = time.perf_counter() - start
     torch.manual_seed(cfg.seed)
     grid = (GRID, wm.cfg.token_dim) if wm.cfg.representation == "tokens" else None
     decoder = Decoder(wm.cfg.latent_dim, wm.cfg.image_size, grid, cfg).to(device)
     losses = fit_decoder(decoder, z_train, dataset, train_eps, cfg, progress)
     train_s = time.perf_counter() - start - encode_s
-    z_held = encode_episodes(wm, dataset, held_eps, device)
+    z_held = latents(held_eps)
     stats = score_decoder(decoder, wm, z_held, episode_actions(dataset, held_eps, device), dataset, held_eps, cfg)
     stats.update(train_loss=losses, encode_s=encode_s, train_s=train_s, frames=int(z_train.shape[0] * z_train.shape[1]))
     return decoder.eval(), stats

@@ -1,5 +1,5 @@
-"""The frozen encoder's latents of whole dataset episodes, for what is trained on top of them
-afterwards (the reach critic, the level-2 predictor)."""
+"""The frozen encoder's latents of whole dataset episodes, for what is fitted on top of them
+afterwards (the reach critic, the landmark graph, the level-2 predictor, the pixel decoder)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,29 @@ import torch
 from torch import Tensor
 
 
-@torch.no_grad()
+class EpisodeLatents:
+    """Every frame of a dataset's episodes encoded by the frozen world model, each episode once and
+    kept: agent.run makes one per (model, dataset) and hands it to everything it fits on top, so the
+    training video is encoded once, not once per fitted module. An episode is encoded alone (a batch
+    of its T frames), so its latents do not depend on which episodes were asked for with it."""
+
+    def __init__(self, wm, dataset, device: torch.device):
+        self.wm, self.dataset, self.device = wm.to(device).eval(), dataset, device
+        self._kept: dict[int, Tensor] = {}  # episode index -> [T, D]
+
+    @torch.no_grad()
+    def __call__(self, episodes: np.ndarray) -> Tensor:
+        """episodes [E] indices -> [E, T, D] (episodes of equal length)."""
+        for e in map(int, episodes):
+            if e not in self._kept:
+                frames = torch.from_numpy(np.array(self.dataset.episode(e).frames)).to(self.device)  # copy: memmaps are read-only
+                self._kept[e] = self.wm.encode(frames[:, None])[:, 0]  # [T, 1, H, W, 3] -> [T, D]
+        return torch.stack([self._kept[int(e)] for e in episodes])
+
+
 def encode_episodes(wm, dataset, episodes: np.ndarray, device: torch.device) -> Tensor:
-    """Every frame of the given episodes encoded: [E, T, D] (episodes of equal length)."""
-    out = []
-    for e in episodes:
-        frames = torch.from_numpy(np.array(dataset.episode(int(e)).frames)).to(device)  # copy: memmaps are read-only
-        out.append(wm.encode(frames[:, None])[:, 0])  # [T, 1, H, W, 3] -> [T, D]
-    return torch.stack(out)
+    """Every frame of the given episodes encoded: [E, T, D], nothing kept."""
+    return EpisodeLatents(wm, dataset, device)(episodes)
 
 
 def episode_actions(dataset, episodes: np.ndarray, device: torch.device) -> Tensor:

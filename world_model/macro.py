@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from world_model.fitted import check_at_least_one, load_fitted, save_fitted
-from world_model.latents import encode_episodes, episode_actions
+from world_model.latents import EpisodeLatents, episode_actions
 from world_model.predictor import Predictor
 from world_model.windows import split_episodes
 
@@ -125,13 +125,14 @@ def fit_macro(z_train: Tensor, a_train: Tensor, z_held: Tensor, a_held: Tensor, 
     return model, _errors(model, z_held, a_held, cfg, torch.Generator().manual_seed(1))
 
 
-def train_macro(wm, dataset, cfg: MacroConfig, device: torch.device, progress: bool = True) -> tuple[MacroModel, dict]:
+def train_macro(wm, dataset, cfg: MacroConfig, device: torch.device, progress: bool = True,
+                latents: EpisodeLatents | None = None) -> tuple[MacroModel, dict]:
     """Encodes the dataset with the frozen world model `wm` and fits the level-2 predictor on it
     (the world model's train / held-out episode split). Returns it on `device` and statistics."""
     start = time.perf_counter()
     train_eps, held_eps = split_episodes(dataset.num_episodes, cfg.held_out_fraction)
-    wm = wm.to(device).eval()
-    z_train, z_held = encode_episodes(wm, dataset, train_eps, device), encode_episodes(wm, dataset, held_eps, device)
+    latents = latents or EpisodeLatents(wm, dataset, device)  # shared with the other fitted modules when given
+    z_train, z_held = latents(train_eps), latents(held_eps)
     a_train, a_held = episode_actions(dataset, train_eps, device), episode_actions(dataset, held_eps, device)
     encode_s = time.perf_counter() - start
     model, stats = fit_macro(z_train, a_train, z_held, a_held, cfg, progress)
