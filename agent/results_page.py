@@ -1,13 +1,20 @@
 """The results of a benchmark folder (agent/grid.py): one table and plots, and the page.
 
-    python -m agent.results_page BENCH [BENCH ...] [--page docs/RESULTS.md]
+    python -m agent.results_page BENCH [BENCH ...] [--page docs/RESULTS.md] [--readme README.md]
+    python -m agent.results_page --page docs/RESULTS.md   # only its anchors block and the README's table, again
 
 Rows: per env, goal kind, planner (with any other axis of the grid, such as a search budget),
 training seed and evaluation seed, the success rate with its 95% Wilson interval, mean final distance, mean / p95 ms per decision and the cell's wall time; pooled rows add
 the seeds up (training seeds, evaluation seeds, or both). Random and do-nothing baselines ran on the same episodes in every cell and are
 listed once per env, goal kind and seed. Written to BENCH/results.{md,csv,json} and BENCH/*.png
 (success_vs_ms_<env>.png: success against ms per decision, a line per planner through its budgets);
---page also writes a results page (and copies the plots next to it) for docs/.
+--page also writes a results page (and copies the plots next to it) for docs/, with the anchors'
+published numbers (anchors.yaml beside the page) in a marked block of it.
+
+The page is the one source of the README's results table: a README block opened by
+`<!-- results from docs/RESULTS.md ... -->` is rewritten from that page's pooled rows whenever the page
+is written (readme_table), so the two cannot disagree; a page that no README block names (e.g.
+docs/BUDGETS.md) leaves the README alone.
 """
 
 from __future__ import annotations
@@ -15,11 +22,16 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+import re
 import time
 from collections import defaultdict
 from pathlib import Path
 
 from agent.eval_summary import wilson_interval
+from world_model.atomic import write_bytes_atomic
+
+ROOT = Path(__file__).resolve().parents[1]
 
 BASELINES = ("random", "zero")
 COLUMNS = ["env", "goal_kind", "planner", "seed", "eval_seed", "episodes", "successes", "success_rate", "ci_low", "ci_high",
@@ -301,10 +313,15 @@ def _command(bench: Path) -> str:
         grid.get("fixed", []) + [f"{k}={','.join(v)}" for k, v in grid.get("axes", [])] + [f"bench={bench}"])
 
 
-def write_page(benches: Path | list[Path], page: Path) -> Path:
+def write_page(benches: Path | list[Path], page: Path, anchors: Path | None = None, readme: Path | None = None) -> Path:
     """A results page at `page` from the cells of one or more benchmark folders (grids run
     separately: other envs, other budgets, other machines), with its plots in a folder named after
-    the page beside it (docs/RESULTS.md -> docs/results/), so two pages never share plots."""
+    the page beside it (docs/RESULTS.md -> docs/results/), so two pages never share plots.
+
+    anchors: the anchors' published numbers (default: anchors.yaml beside the page, if there is one).
+    readme: the README whose results block names this page is rewritten from it (default: README.md
+        in the folder above the page's, if there is one; see copy_to_readme).
+    """
     benches = [Path(b) for b in (benches if isinstance(benches, (list, tuple)) else [benches])]
     page = Path(page)
     for bench in benches:
@@ -323,9 +340,10 @@ def write_page(benches: Path | list[Path], page: Path) -> Path:
         "benchmark folders; do not edit by hand. The dated lab notebook with every experiment is docs/NOTEBOOK.md.",
         "",
         *[f"- command: `{_command(bench)}`" for bench in benches],
-        f"- machine: {results['machine']}; written {results['written']}; total cell wall time "
-        f"{sum(walls) / 60:.0f} min",
-        "- success rates with 95% Wilson intervals; baselines on the same episodes",
+        f"- machine: {results['machine']}; written {results['written']}; the grid took {sum(walls) / 60:.0f} min "
+        "(its cells' wall times added up)",
+        "- success rates with 95% Wilson intervals; baselines (random actions, doing nothing) on the same episodes",
+        f"- {SUCCESS_RULES}",
         "",
         markdown(results["rows"], results["pooled"], results["protocol"]),
         "## Plots",
@@ -337,21 +355,216 @@ def write_page(benches: Path | list[Path], page: Path) -> Path:
         f"![training curves]({figures.name}/training.png)",
         "",
     ]
-    page.write_text("\n".join(text))
+    anchors = page.parent / ANCHORS_FILE if anchors is None else Path(anchors)
+    text = "\n".join(text)
+    if anchors.exists():
+        text = with_anchors(text, anchors, page)
+    write_bytes_atomic(page, text.encode())
+    copy_to_readme(page, readme)
     return page
+
+
+# --- the anchors' published numbers, kept in one file (docs/anchors.yaml) and written onto the page
+
+ANCHORS_FILE = "anchors.yaml"
+ANCHORS_END = "<!-- anchors: end -->"
+SUCCESS_RULES = ("two success rules: **at the end** (the criterion holds after the budget's last control step; "
+                 "ours) and **at any step** (it held after some control step within the budget; the anchors')")
+
+
+def load_anchors(path: Path) -> dict:
+    """{"tables": [...], "protocols": [...]} from an anchors file, checked: each table states its
+    source, protocol and success rule and gives one value per column in every row."""
+    from omegaconf import OmegaConf
+
+    path = Path(path)
+    data = OmegaConf.to_container(OmegaConf.load(path))
+    for table in data.get("tables", []):
+        missing = [k for k in ("title", "source", "protocol", "success", "columns", "rows") if not table.get(k)]
+        if missing:
+            raise ValueError(f"{path}: table {table.get('title', '?')!r} has no {', '.join(missing)}; "
+                             "every published number needs its source, protocol and success rule")
+        for row in table["rows"]:
+            if len(row) != len(table["columns"]) + 1:
+                raise ValueError(f"{path}: table {table['title']!r}, row {row[0]!r} gives {len(row) - 1} values for "
+                                 f"{len(table['columns'])} columns ({', '.join(table['columns'])}); give one per "
+                                 "column (null where none was published)")
+    for entry in data.get("protocols", []):
+        missing = [k for k in ("theirs", "ours", "differences") if not entry.get(k)]
+        if missing:
+            raise ValueError(f"{path}: protocol entry {entry!r} has no {', '.join(missing)}")
+    return data
+
+
+def anchors_markdown(path: Path, page: Path) -> str:
+    """The page's section of the anchors' numbers, between its markers, from the anchors file."""
+    data = load_anchors(path)
+    source = Path(os.path.relpath(path, Path(page).parent)).as_posix()
+    lines = [f"<!-- anchors: written from {source} by python -m agent.results_page; edit that file, not this block -->",
+             "## The anchors' published numbers", "",
+             "As published, under each anchor's own protocol; none was rerun here. Each table says which success "
+             "rule it uses; ours are reported by both rules above (at the end of the budget and at any step).", ""]
+    for table in data["tables"]:
+        lines += [f"### {table['title']}", "",
+                  f"- source: {table['source']}", f"- protocol: {table['protocol']}",
+                  f"- success: {table['success']}", "",
+                  "| system | " + " | ".join(table["columns"]) + " |", "|---" * (len(table["columns"]) + 1) + "|"]
+        lines += ["| " + " | ".join("-" if v is None else str(v) for v in row) + " |" for row in table["rows"]]
+        lines.append("")
+    if data.get("protocols"):
+        lines += ["### Their protocols against ours", "", "| theirs | our goal kind | what differs |", "|---|---|---|"]
+        lines += [f"| {e['theirs']} | {e['ours']} | {e['differences']} |" for e in data["protocols"]]
+        lines.append("")
+    return "\n".join([*lines, ANCHORS_END])
+
+
+def with_anchors(text: str, anchors: Path, page: Path) -> str:
+    """A page's text with its anchors block written anew from `anchors` (replaced where the page
+    has one, else put before its plots, or at its end)."""
+    block = anchors_markdown(anchors, page)
+    found = re.search(r"<!-- anchors: written from .*?" + re.escape(ANCHORS_END), text, flags=re.DOTALL)
+    if found:
+        return text[:found.start()] + block + text[found.end():]
+    at = text.find("\n## Plots")
+    if at < 0:
+        return text.rstrip("\n") + "\n\n" + block + "\n"
+    return text[:at + 1] + block + "\n\n" + text[at + 1:]
+
+
+# --- the README's results table: copied from the page's pooled rows, never typed
+
+README_END = "<!-- results: end -->"
+_README_BLOCK = re.compile(r"<!-- results from (?P<page>\S+): copied by python -m agent\.results_page; do not edit -->\n"
+                           r".*?" + re.escape(README_END), flags=re.DOTALL)
+_PERCENT = re.compile(r"\**(\d+)%\**(?: \((\d+)/(\d+)\))?")
+
+
+def page_rows(text: str) -> list[dict]:
+    """The pooled rows of a results page as it prints them, in its order:
+    [{env, goal_kind, planner, end, ci, any, episodes}], each value the page's own text ("75%",
+    "53-89", "80% [58-92]" or None where the page has no any-step figure, "20")."""
+    rows, env, header, in_details = [], None, None, False
+    for line in text.splitlines():
+        if line.startswith("## "):  # the anchors and the plots: no row of ours after this
+            break
+        if line.startswith("### "):
+            env, header, in_details = line[4:].strip(), None, False
+        elif line.startswith("<details>"):
+            in_details = True  # per-seed rows, not pooled
+        elif env and not in_details and line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if header is None:
+                header = cells
+            elif not set(line) <= set("|-: "):
+                row = dict(zip(header, cells))
+                end = _PERCENT.fullmatch(row.get("success at the end", row.get("success", "")))
+                if not end:
+                    raise ValueError(f"results page row {line!r}: no success rate in it")
+                any_step = next((v for k, v in row.items() if k.startswith("success at any step")), None)
+                rows.append({"env": env, "goal_kind": row["goal kind"], "planner": row["planner"],
+                             "end": f"{end[1]}%", "ci": row["95% CI"].removesuffix("%"),
+                             "any": None if any_step in (None, "not recorded") else any_step, "episodes": end[3]})
+    return rows
+
+
+def default_planner() -> str:
+    """The planner a plain `python -m agent.run` uses (configs/run.yaml's defaults)."""
+    from omegaconf import OmegaConf
+
+    defaults = OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "run.yaml"))["defaults"]
+    return next(d["planner"] for d in defaults if isinstance(d, dict) and "planner" in d)
+
+
+def readme_table(text: str, link: str, default: str | None = None) -> str:
+    """The README's results block for a results page's text: per env and goal kind, the default
+    planner's success at the end [95% CI] and at any step, every other planner's, random's and
+    doing nothing's (at the end / at any step), and the episodes per row, all copied from the page's
+    pooled rows. `link` is the page's path as the README links it."""
+    default = default or default_planner()
+    rows = page_rows(text)
+    others = list(dict.fromkeys(r["planner"] for r in rows if r["planner"] not in (default, *BASELINES)))
+    cells: dict[tuple[str, str], dict[str, dict]] = defaultdict(dict)
+    for r in rows:
+        cells[(r["env"], r["goal_kind"])][r["planner"]] = r
+
+    def short(r: dict | None) -> str:  # "end / any" without intervals, for the columns beside the default's
+        if r is None:
+            return "-"
+        return f"{r['end']} / {r['any'].split(' ')[0]}" if r["any"] else f"{r['end']} / -"
+
+    machine = next((line.removeprefix("- machine: ") for line in text.splitlines() if line.startswith("- machine: ")), "")
+    lines = [f"Copied from [{link}]({link}), pooled over seeds ({machine}). `{default}` is the default planner. "
+             "Success **at the end** of the budget (ours) and **at any step** within it (the anchors' rule); "
+             "[95% Wilson interval]; - where the grid did not record it.", "",
+             f"| env | goal kind | {default}, at the end | {default}, at any step | "
+             + "".join(f"{name} (end / any) | " for name in others) + "random (end / any) | do nothing (end / any) | "
+             "episodes per row |",
+             "|---" * (7 + len(others)) + "|"]
+    for (env, kind), by in cells.items():
+        mine = by.get(default)
+        episodes = (mine or next(iter(by.values())))["episodes"]
+        lines.append(f"| {env} | {kind} | " + (f"{mine['end']} [{mine['ci']}] | {mine['any'] or '-'} | " if mine else "- | - | ")
+                     + "".join(f"{short(by.get(name))} | " for name in others)
+                     + f"{short(by.get('random'))} | {short(by.get('zero'))} | {episodes} |")
+    return "\n".join(lines)
+
+
+def copy_to_readme(page: Path, readme: Path | None = None) -> Path | None:
+    """Rewrites the README's results block that names `page` from the page's pooled rows; returns
+    the README, or None where there is none or no block of it names this page (readme: default
+    README.md in the folder above the page's)."""
+    page = Path(page)
+    readme = page.resolve().parent.parent / "README.md" if readme is None else Path(readme)
+    if not readme.exists():
+        return None
+    link = Path(os.path.relpath(page.resolve(), readme.resolve().parent)).as_posix()
+    old = readme.read_text()
+    if not any(m["page"] == link for m in _README_BLOCK.finditer(old)):
+        return None
+    table = readme_table(page.read_text(), link)
+    new = _README_BLOCK.sub(lambda m: m[0] if m["page"] != link else f"{m[0].splitlines()[0]}\n{table}\n{README_END}", old)
+    if new != old:
+        write_bytes_atomic(readme, new.encode())
+    return readme
+
+
+def refresh_page(page: Path, readme: Path | None = None) -> Path | None:
+    """Writes a page's generated blocks again from their sources without rereading any benchmark:
+    its anchors block from anchors.yaml beside it (where there is one), then the README's table
+    from the page. Returns the README written, or None (as copy_to_readme)."""
+    page = Path(page)
+    anchors = page.parent / ANCHORS_FILE
+    if anchors.exists():
+        text = page.read_text()
+        new = with_anchors(text, anchors, page)
+        if new != text:
+            write_bytes_atomic(page, new.encode())
+    return copy_to_readme(page, readme)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("bench", type=Path, nargs="+", help="one or more benchmark folders")
+    parser.add_argument("bench", type=Path, nargs="*", help="benchmark folders (none: write --page's anchors block "
+                        "and the README's table again from their sources)")
     parser.add_argument("--page", type=Path, help="also write this results page from all of them (e.g. docs/RESULTS.md)")
+    parser.add_argument("--readme", type=Path, help="the README whose results block names the page "
+                        "(default: README.md in the folder above the page's)")
     args = parser.parse_args()
     missing = [str(b) for b in args.bench if not b.is_dir()]
     if missing:
         parser.error(f"no folder {', '.join(missing)}; pass a folder written by python -m agent.grid")
+    if not args.bench and not args.page:
+        parser.error("pass benchmark folders, or --page to copy an existing page's table into the README")
+    if args.readme and not args.readme.exists():
+        parser.error(f"no README at {args.readme}")
     try:
-        if args.page:
-            print(f"page: {write_page(args.bench, args.page)}")
+        if args.page and not args.bench:
+            if not args.page.exists():
+                parser.error(f"no page at {args.page}; pass the benchmark folders to write it")
+            readme = refresh_page(args.page, args.readme)
+            print(f"page: {args.page}\n" + (f"readme: {readme}" if readme else f"no README block names {args.page}"))
+        elif args.page:
+            print(f"page: {write_page(args.bench, args.page, readme=args.readme)}")
         else:
             for bench in args.bench:
                 write_results(bench)

@@ -8,7 +8,7 @@ import pytest
 
 import agent.run
 from agent.grid import cell_name, parse_grid, run_grid
-from agent.results_page import pool, write_page
+from agent.results_page import load_anchors, pool, write_page
 
 TINY = [
     "env=reacher", "env.image_size=32", "data.episodes=4", "data.steps=12", "data.workers=1",
@@ -75,13 +75,16 @@ def test_a_killed_grid_continues_without_redoing_finished_cells(tmp_path, monkey
 
 
 def _fake_cell(bench: Path, planner: str, seed: int, successes: int, extra: dict | None = None,
-               ms: float = 100.0, eval_seed: int = 0) -> None:
+               ms: float = 100.0, eval_seed: int = 0, successes_any: int | None = None) -> None:
+    """A finished cell of a two-rooms `rooms` grid: 10 episodes each of the planner, random (1 success)
+    and doing nothing (none); successes_any, where given, records the any-step rule too (random: 2)."""
     folder = bench / "cells" / cell_name([("planner", planner), ("seed", str(seed)), *(extra or {}).items()])
     folder.mkdir(parents=True)
     rows = [{"protocol": "rooms", "env": "two-rooms", "policy": policy, "episodes": 10, "successes": s,
              "success_rate": s / 10, "ci95": [0.0, 1.0], "final_distance_mean": 0.1, "plan_ms_mean": ms * (policy == "planner"),
-             "plan_ms_p95": 150.0 * (policy == "planner"), "wall_s_per_episode": 1.0}
-            for policy, s in (("planner", successes), ("random", 1), ("zero", 0))]
+             "plan_ms_p95": 150.0 * (policy == "planner"), "wall_s_per_episode": 1.0,
+             **({} if successes_any is None else {"successes_any": a, "success_any_rate": a / 10})}
+            for policy, s, a in (("planner", successes, successes_any), ("random", 1, 2), ("zero", 0, 0))]
     (folder / "summary.json").write_text(json.dumps({"env": "two-rooms", "rows": rows, "checkpoint": None}))
     (folder / "records.jsonl").write_text(json.dumps({"goal_kind": "rooms", "budget": 215}) + "\n")
     (folder / "cell.json").write_text(json.dumps({"cell": {"planner": planner, "seed": seed, **(extra or {})}, "wall_s": 60.0,
@@ -175,3 +178,74 @@ def test_a_planners_budgets_stay_together_best_planner_first(tmp_path):
              for p, s in (("cem", "50"), ("cem", "300"), ("mppi", "50"), ("mppi", "300"))]
     assert order == sorted(order)  # cem (best 60%) before mppi (best 50%), cheapest budget first
     assert pooled_table.index("| rooms | random |") > order[-1]
+
+
+README = """# a project
+
+Intro that the generator must leave alone.
+
+<!-- results from docs/RESULTS.md: copied by python -m agent.results_page; do not edit -->
+| a table typed by hand | 99% |
+<!-- results: end -->
+
+<!-- results from docs/BUDGETS.md: copied by python -m agent.results_page; do not edit -->
+budgets block
+<!-- results: end -->
+
+The end.
+"""
+
+
+def test_writing_the_page_rewrites_the_readme_block_that_names_it(tmp_path):
+    """The README's table is the page's pooled rows, copied when the page is written: the default
+    planner's success by both rules with its interval, the other planner and the baselines at the
+    end / at any step, the episodes; the README's other text and a block naming another page stay."""
+    bench = tmp_path / "bench"
+    for planner, seed, wins, wins_any in (("cem", 0, 4, 5), ("cem", 1, 6, 7), ("mppi", 0, 3, 3), ("mppi", 1, 2, 4)):
+        _fake_cell(bench, planner, seed, wins, successes_any=wins_any)
+    (tmp_path / "README.md").write_text(README)
+    write_page(bench, tmp_path / "docs" / "RESULTS.md")
+    readme = (tmp_path / "README.md").read_text()
+    block = readme.split("docs/RESULTS.md: copied")[1].split("<!-- results: end -->")[0]
+    assert "typed by hand" not in block and "[docs/RESULTS.md](docs/RESULTS.md)" in block
+    # cem 10/20 at the end, 12/20 at any step; mppi 5/20 and 7/20; random 2/20 and 4/20; zero 0/20
+    assert "| two-rooms | rooms | 50% [30-70] | 60% [39-78] | 25% / 35% | 10% / 20% | 0% / 0% | 20 |" in block
+    assert "| cem, at the end | cem, at any step | mppi (end / any) | random (end / any) |" in block
+    assert readme.startswith("# a project\n\nIntro that the generator must leave alone.\n")
+    assert "budgets block" in readme and readme.endswith("The end.\n")
+    # a second page (success against compute) names no block of its own here: the table stays the first page's
+    before = (tmp_path / "README.md").read_text()
+    write_page(bench, tmp_path / "docs" / "OTHER.md")
+    assert (tmp_path / "README.md").read_text() == before
+
+
+def test_the_page_carries_the_anchors_numbers_from_one_file(tmp_path):
+    """docs/anchors.yaml beside the page is written onto it as one block, before the plots, with
+    each table's protocol and success rule; written again, the block is replaced, not repeated."""
+    _fake_cell(tmp_path / "bench", "cem", 0, 4)
+    (tmp_path / "docs").mkdir()
+    anchors = Path(__file__).parents[1] / "docs" / "anchors.yaml"
+    (tmp_path / "docs" / "anchors.yaml").write_text(anchors.read_text())
+    page = tmp_path / "docs" / "RESULTS.md"
+    write_page(tmp_path / "bench", page)
+    write_page(tmp_path / "bench", page)
+    text = page.read_text()
+    assert text.count("## The anchors' published numbers") == 1
+    assert text.index("| rooms | cem |") < text.index("## The anchors' published numbers") < text.index("## Plots")
+    for table in load_anchors(anchors)["tables"]:
+        assert f"- success: {table['success']}" in text and f"- protocol: {table['protocol']}" in text
+        for row in table["rows"]:
+            assert "| " + " | ".join("-" if v is None else str(v) for v in row) + " |" in text
+    assert "| LeWM | 87 | 96 | 86 | 74 |" in text  # stable-worldmodel's row: TwoRoom, Push-T, Reacher, Cube
+    assert "success at the end" in text and "success at any step (anchors' rule)" in text
+    assert "the grid took 1 min (its cells' wall times added up)" in text and "2 CPU cores" in text
+
+
+def test_an_anchors_table_without_its_success_rule_or_a_value_per_column_is_refused(tmp_path):
+    bad = tmp_path / "anchors.yaml"
+    bad.write_text("tables:\n  - {title: t, source: s, protocol: p, success: any step, columns: [a, b], rows: [[X, 1]]}\n")
+    with pytest.raises(ValueError, match=r"table 't', row 'X' gives 1 values for 2 columns \(a, b\)"):
+        load_anchors(bad)
+    bad.write_text("tables:\n  - {title: t, source: s, protocol: p, columns: [a], rows: [[X, 1]]}\n")
+    with pytest.raises(ValueError, match="table 't' has no success"):
+        load_anchors(bad)
