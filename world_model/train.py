@@ -57,7 +57,8 @@ class OptimConfig:
     batch_size: int = 64
     """Clips per step, over all processes (torchrun splits it evenly over the ranks)."""
     lr: float = 1e-3
-    """Peak learning rate."""
+    """Peak learning rate (a higher peak trained worse: docs/NOTEBOOK.md, "The longer configuration of the
+    token_dim-4 model")."""
     weight_decay: float = 0.05
     """AdamW decoupled weight decay (matrices only; norms and biases are not decayed)."""
     warmup_steps: int = 200
@@ -84,7 +85,8 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     """Optimiser and schedule."""
     steps: int = 2500
-    """Optimiser steps."""
+    """Optimiser steps (docs/NOTEBOOK.md, "The default now (2026-11-26, CPU): token_dim 12, held peak rate,
+    2,500 steps"); agent.run takes an env's own from configs/schedule/<env>.yaml where there is one."""
     seed: int = 0
     """Seeds the initial weights and the batch order."""
     held_out_fraction: float = 0.1
