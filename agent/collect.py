@@ -30,6 +30,7 @@ import numpy as np
 from agent.parts import merge, parse_shard_range, part_name, read_part, shard_count, shard_name
 from world_model.atomic import WRITE_HINTS, check_writable, fsync_dir
 from world_model.cache_lock import building
+from world_model.cli import SettingError
 from world_model.dataset import (
     EXTRA_PREFIX,
     MANIFEST,
@@ -83,6 +84,16 @@ class CollectConfig:
     """"A:B": collect only shards A to B (B excluded) as one part of a split collection; null: all."""
     merge: bool = False
     """Check the parts of a split collection in the dataset folder and write the manifest of the whole."""
+
+
+def check_data_settings(data) -> None:
+    """The sizes of `data` (DataConfig, or a config node with its keys), each refused in one line
+    (SettingError) before anything is collected; the behaviour's settings are its env family's to check."""
+    for name in ("episodes", "steps", "episodes_per_shard", "workers"):
+        if getattr(data, name) < 1:
+            raise SettingError(f"data.{name}={getattr(data, name)}: it must be at least 1")
+    if data.seed < 0:  # numpy's seed sequence takes no negative number: the first shard would fail
+        raise SettingError(f"data.seed={data.seed}: it must be at least 0")
 
 
 def identity(env, data) -> dict:
@@ -261,9 +272,7 @@ def collect(
     (DataConfig); returns its folder. shards=(A, B) collects only shards A to B (B excluded), one
     part of a split collection with its own manifest (agent/parts.py); merge the parts after.
     Processes collecting the same dataset (or part) take turns (world_model/cache_lock.py)."""
-    for name in ("episodes", "steps", "episodes_per_shard", "workers"):
-        if getattr(data, name) < 1:
-            raise ValueError(f"data.{name}={getattr(data, name)}: it must be at least 1")
+    check_data_settings(data)
     root = dataset_dir(env, data, cache_root)
     ident = identity(env, data)
     so_far = _finished(root, ident, shards)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from world_model.fitted import check_at_least_one, load_fitted, save_fitted
+from world_model.fitted import check_at_least_one, check_positive, load_fitted, save_fitted
 from world_model.latents import EpisodeLatents
 
 WEIGHTS, MANIFEST = "critic.safetensors", "critic.json"
@@ -53,6 +53,7 @@ class CriticConfig:
 
     def __post_init__(self):
         check_at_least_one(self, "critic", ("dim", "hidden", "steps", "batch_size"))
+        check_positive(self, "critic", ("lr", "cap"))
         if not 0.0 < self.held_out_fraction < 1.0:
             # 0 left no held-out episode to score (torch.stack of nothing), 1 nothing to train on
             raise ValueError(

@@ -27,7 +27,7 @@ from agent.evaluate import check_model_fits_env, evaluate
 from agent.goal_sources import needs
 from agent.landmarks import MANIFEST as LANDMARKS_MANIFEST
 from agent.landmarks import LandmarkConfig, fit_landmarks, landmarks_key, load_landmarks, save_landmarks
-from agent.run_checks import check_eval_settings, check_frame_size
+from agent.run_checks import check_eval_settings, check_frame_size, check_settings
 from world_model.atomic import check_writable
 from world_model.cache_lock import building
 from world_model.checkpoint import WEIGHTS as MODEL_WEIGHTS
@@ -204,7 +204,7 @@ def run(cfg, out: Path) -> None:
     if cfg.stage not in STAGES:
         raise ValueError(f"unknown stage {cfg.stage!r}; choose one of {', '.join(STAGES)}")
     use_threads(cfg.threads)  # once, for everything this process trains and fits: their bytes depend on it
-    CriticConfig(**plain(cfg.critic))  # refuses bad critic settings now, not after collecting and training
+    check_settings(cfg)  # every typed setting now, not after collecting and training
     start, timings = time.perf_counter(), {}
     settings = env_settings(cfg.env)
     check_frame_size(cfg)  # before an env allocates frames of that size

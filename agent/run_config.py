@@ -39,9 +39,12 @@ class EvalConfig:
 
 @dataclass
 class RunConfig(TrainConfig):
-    """`python -m agent.run` settings: the environment and its data, the training settings, plus
-    planning and evaluation. `steps` (the world model's training steps) is run.yaml's unless
-    configs/schedule/<env>.yaml sets the env's own."""
+    """`python -m agent.run` settings: the environment and its data, the training settings (TrainConfig's,
+    the one place they are written), plus planning and evaluation. `steps` (the world model's training
+    steps) is TrainConfig's unless configs/schedule/<env>.yaml sets the env's own."""
+
+    resume: bool = True
+    """An interrupted training continues where it stopped (world_model.train's own default is False)."""
 
     env: Any = field(default_factory=dict)
     """The environment (configs/env/<name>.yaml; any constructor argument of its class)."""

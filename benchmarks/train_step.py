@@ -24,7 +24,8 @@ from world_model.train import OptimConfig, _optimizer
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--token-dim", type=int, default=12, help="numbers per token (12: configs/world_model/tokens.yaml)")
+    parser.add_argument("--token-dim", type=int, default=WorldModelConfig.token_dim,
+                        help="numbers per token (default: WorldModelConfig's)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()

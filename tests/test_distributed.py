@@ -120,8 +120,8 @@ def test_the_ranks_shares_are_the_batch_of_one_process(tiny_data):
 
 
 def test_a_global_batch_that_does_not_split_over_the_processes_is_refused():
-    from world_model.train import TrainConfig, _check_sizes
+    from world_model.train import TrainConfig, check_train_settings
 
-    _check_sizes(TrainConfig(), ranks=4)  # 64 clips: 16 per process
+    check_train_settings(TrainConfig(), ranks=4)  # 64 clips: 16 per process
     with pytest.raises(ValueError, match=r"optim.batch_size=64 does not split evenly over 3 processes; choose"):
-        _check_sizes(TrainConfig(), ranks=3)
+        check_train_settings(TrainConfig(), ranks=3)

@@ -109,3 +109,48 @@ def test_threads_hold_for_everything_the_process_fits(tmp_path, monkeypatch):
         assert seen == [wanted, default]  # 0: the count the process started with, whatever ran before
     finally:
         torch.set_num_threads(default)
+
+
+@pytest.mark.parametrize("override, line", [
+    # each of these used to be found only after the dataset was collected (minutes), most after training too
+    ("steps=-1", r"steps=-1: it must be at least 1"),
+    ("optim.batch_size=0", r"optim.batch_size=0: it must be at least 1"),
+    ("optim.lr=0", r"optim.lr=0(\.0)?: it must be a finite number above 0"),
+    ("optim.lr=-1e-3", r"optim.lr=-0.001: it must be a finite number above 0"),
+    ("optim.lr=nan", r"optim.lr=nan: it must be a finite number above 0"),
+    ("optim.grad_clip=0", r"optim.grad_clip=0(\.0)?: it must be a finite number above 0"),
+    ("held_out_fraction=0", r"held_out_fraction=0(\.0)?: it must lie in \(0, 1\)"),
+    ("held_out_fraction=1.5", r"held_out_fraction=1.5: it must lie in \(0, 1\)"),
+    ("world_model.token_dim=0", r"world_model: token_dim must be >= 1, got 0"),
+    ("loss.rollout_steps=0", r"loss: rollout_steps must be >= 1, got 0"),
+    ("data.episodes=0", r"data.episodes=0: it must be at least 1"),
+    ("data.seed=-1", r"data.seed=-1: it must be at least 0"),
+    ("eval.episodes=0", r"eval.episodes=0: it must be at least 1"),
+    ("critic.steps=-1", r"critic.steps must be at least 1, got -1"),
+    ("critic.held_out_fraction=1", r"critic.held_out_fraction=1(\.0)?: it must lie in \(0, 1\)"),
+    ("macro.steps=-1", r"macro.steps must be at least 1, got -1"),
+    ("macro.lr=0", r"macro.lr must be a finite number above 0, got 0"),
+    ("decoder.steps=-5", r"decoder.steps must be at least 1, got -5"),
+    ("landmarks.stride=0", r"landmarks.stride must be at least 1, got 0"),
+    ("landmarks.held_out_fraction=1", r"landmarks.held_out_fraction=1(\.0)?: it must lie in \[0, 1\)"),
+])
+def test_every_typed_setting_is_refused_before_collection(tmp_path, monkeypatch, override, line):
+    """A bad training, data, fitted-module or evaluation setting is a SettingError (one line on the
+    command line) raised before the dataset is collected or the env even built."""
+    from world_model.cli import SettingError
+
+    def never(what: str):
+        def called(*args, **kwargs):
+            raise AssertionError(f"{override} reached {what}")
+        return called
+
+    for what in ("collect", "train"):
+        monkeypatch.setattr(run_module, what, never(what))
+    monkeypatch.setattr(run_module.envs_pkg, "make", never("envs.make"))
+    cfg = dot_cfg(tmp_path / "cache", override)
+    cfg.merge_with(OmegaConf.from_dotlist([override]))  # again: dot_cfg sets its own data sizes after the overrides
+    with pytest.raises(SettingError, match=f"^{line}"):
+        run_module.run(cfg, tmp_path / "out")
+    cfg = dot_cfg(tmp_path / "cache")  # the same run without it goes on to build the env
+    with pytest.raises(AssertionError, match="reached"):
+        run_module.run(cfg, tmp_path / "out")

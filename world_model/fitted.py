@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 from safetensors.torch import load as safetensors_load
@@ -22,6 +23,15 @@ def check_at_least_one(config, section: str, names: tuple[str, ...]) -> None:
     for name in names:
         if getattr(config, name) < 1:
             raise ValueError(f"{section}.{name} must be at least 1, got {getattr(config, name)}")
+
+
+def check_positive(config, section: str, names: tuple[str, ...]) -> None:
+    """A fitted module's config check: each of `names` (rates, scales) is a finite number above 0,
+    else one ValueError naming `section`.<name>; NaN is refused too."""
+    for name in names:
+        value = getattr(config, name)
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"{section}.{name} must be a finite number above 0, got {value}")
 
 
 def save_fitted(folder: Path, weights_name: str, manifest_name: str, module: nn.Module, manifest: dict,

@@ -18,24 +18,41 @@ REGULARIZERS = ("vicreg", "barlow")
 @dataclass
 class LossConfig:
     """Weights and settings of every loss term; a weight of 0 removes the term from the total
-    (it is still reported, detached, when it is cheap to compute)."""
+    (it is still reported, detached, when it is cheap to compute). The defaults are the shipped loss,
+    latent prediction (teacher-forced and a 3-step rollout) with VICReg (configs/loss/vicreg.yaml)."""
 
-    rollout_steps: int = 3  # R, autoregressive steps; a batch has L = history + R frames
-    prediction_weight: float = 1.0  # teacher-forced next-latent MSE over every window of the clip
-    rollout_weight: float = 1.0  # MSE of the R-step autoregressive rollout from the first `history` latents
-    ema_target: bool = False  # targets from an EMA copy of the encoder, not the online one (stop-gradient either way)
-    ema_momentum: float = 0.996  # EMA momentum; call JEPALoss.update_target after each optimizer step
-    regularizer: str = "vicreg"  # anti-collapse term: "vicreg" (variance + covariance) or "barlow"
-    variance_weight: float = 1.0  # VICReg hinge pushing each dimension's std over the batch up to variance_target
-    variance_target: float = 1.0  # std each dimension should reach
-    covariance_weight: float = 1.0  # VICReg off-diagonal covariance penalty (decorrelates dimensions)
-    barlow_weight: float = 1.0  # Barlow Twins: predicted vs target cross-correlation pushed to identity
-    barlow_off_diagonal: float = 0.005  # relative weight of the off-diagonal part of the Barlow term
-    motion_weight: float = 1.0  # hinge keeping each dimension's std of z_{t+1} - z_t above motion_floor
-    motion_floor: float = 0.1  # minimum per-dimension spread of frame-to-frame change
-    inverse_dynamics_weight: float = 2.0  # MSE of an MLP predicting a_t from (z_{t-1}, z_t, z_{t+1}); 0 builds no head
-    inverse_dynamics_hidden: int = 256  # hidden width of that MLP
-    smoothness_weight: float = 0.0  # mean squared z_{t+1} - z_t; works against motion spread, so off by default
+    rollout_steps: int = 3
+    """R, autoregressive steps; a batch has L = history + R frames."""
+    prediction_weight: float = 1.0
+    """Teacher-forced next-latent MSE over every window of the clip."""
+    rollout_weight: float = 1.0
+    """MSE of the R-step autoregressive rollout from the first `history` latents."""
+    ema_target: bool = False
+    """Targets from an EMA copy of the encoder, not the online one (stop-gradient either way)."""
+    ema_momentum: float = 0.996
+    """EMA momentum; call JEPALoss.update_target after each optimizer step."""
+    regularizer: str = "vicreg"
+    """Anti-collapse term: "vicreg" (variance + covariance) or "barlow"."""
+    variance_weight: float = 1.0
+    """VICReg hinge pushing each dimension's std over the batch up to variance_target."""
+    variance_target: float = 1.0
+    """Std each dimension should reach."""
+    covariance_weight: float = 1.0
+    """VICReg off-diagonal covariance penalty (decorrelates dimensions)."""
+    barlow_weight: float = 1.0
+    """Barlow Twins: predicted vs target cross-correlation pushed to identity."""
+    barlow_off_diagonal: float = 0.005
+    """Relative weight of the off-diagonal part of the Barlow term."""
+    motion_weight: float = 1.0
+    """Hinge keeping each dimension's std of z_{t+1} - z_t above motion_floor."""
+    motion_floor: float = 0.1
+    """Minimum per-dimension spread of frame-to-frame change."""
+    inverse_dynamics_weight: float = 2.0
+    """MSE of an MLP predicting a_t from (z_{t-1}, z_t, z_{t+1}); 0 builds no head."""
+    inverse_dynamics_hidden: int = 256
+    """Hidden width of that MLP."""
+    smoothness_weight: float = 0.0
+    """Mean squared z_{t+1} - z_t; works against motion spread, so off by default."""
 
     def __post_init__(self):
         if self.rollout_steps < 1:

@@ -16,22 +16,40 @@ METRICS = ("l2", "l1")
 
 @dataclass
 class WorldModelConfig:
-    """Every hyperparameter of WorldModel; WorldModel(cfg) builds from it and checkpoints store it."""
+    """Every hyperparameter of WorldModel; WorldModel(cfg) builds from it and checkpoints store it.
+    The defaults are the shipped architecture (configs/world_model/tokens.yaml adds nothing to them)."""
 
-    image_size: int | None = None  # square frame side in pixels: 32, 64, 96 or 128 (training takes the dataset's)
-    action_dim: int | None = None  # A, size of one action vector (training takes the dataset's)
-    representation: str = "tokens"  # "pooled": one attention-pooled vector; "tokens": 64 per-cell vectors, flattened
-    dim: int = 128  # D of the pooled representation (ignored by "tokens")
-    token_dim: int = 4  # per-cell size for "tokens"; then D = 64 * token_dim
-    stem_channels: int = 16  # channels of the first conv stage, doubling per stage up to encoder_width
-    encoder_width: int = 64  # transformer width over the 8x8 tokens
-    encoder_depth: int = 2  # transformer blocks in the encoder
-    encoder_heads: int = 4  # attention heads in the encoder
-    predictor_width: int = 128  # predictor transformer width
-    predictor_depth: int = 2  # predictor blocks
-    predictor_heads: int = 4  # predictor attention heads
-    history: int = 2  # K, latents the predictor sees to predict the next one
-    metric: str = "l2"  # default energy: "l2" (mean squared difference) or "l1" (mean absolute)
+    image_size: int | None = None
+    """Square frame side in pixels: 32, 64, 96 or 128 (training takes the dataset's when unset)."""
+    action_dim: int | None = None
+    """A, the size of one action vector (training takes the dataset's when unset)."""
+    representation: str = "tokens"
+    """"tokens": conv stem -> transformer over the 8x8 tokens -> each token projected to token_dim,
+    flattened (D = 64 * token_dim); "pooled": the same trunk, then one attention-pooled vector of size dim."""
+    dim: int = 128
+    """D of the pooled representation (ignored by "tokens")."""
+    token_dim: int = 12
+    """Per-cell size for "tokens", so D = 64 * token_dim (12: D = 768). The width that reads best with
+    a linear probe and plans best at the default schedule (docs/NOTEBOOK.md, "Twelve numbers per
+    token, and a held peak: the default now"); ignored by "pooled"."""
+    stem_channels: int = 16
+    """Channels of the first conv stage, doubling per stage up to encoder_width."""
+    encoder_width: int = 64
+    """Transformer width over the 8x8 tokens."""
+    encoder_depth: int = 2
+    """Transformer blocks in the encoder."""
+    encoder_heads: int = 4
+    """Attention heads in the encoder."""
+    predictor_width: int = 128
+    """Predictor transformer width."""
+    predictor_depth: int = 2
+    """Predictor blocks."""
+    predictor_heads: int = 4
+    """Predictor attention heads."""
+    history: int = 2
+    """K, the latents the predictor sees to predict the next one."""
+    metric: str = "l2"
+    """Default energy: "l2" (mean squared difference) or "l1" (mean absolute)."""
 
     def __post_init__(self):
         # image_size and action_dim may stay None in a config that training completes from its

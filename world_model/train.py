@@ -39,6 +39,7 @@ from world_model.atomic import WriteError, check_writable
 from world_model.cache_lock import building
 from world_model.checkpoint import checkpoint_exists, load, load_training_state, newest_verified, restore_newest, save
 from world_model.checkpoint import read_manifest as read_checkpoint_manifest
+from world_model.cli import SettingError
 from world_model.dataset import Dataset, read_manifest, write_json_atomic
 from world_model.losses import JEPALoss, LossConfig
 from world_model.metrics_log import MetricsLog
@@ -56,7 +57,8 @@ class OptimConfig:
     batch_size: int = 64
     """Clips per step, over all processes (torchrun splits it evenly over the ranks)."""
     lr: float = 1e-3
-    """Peak learning rate."""
+    """Peak learning rate (a higher peak trained worse: docs/NOTEBOOK.md, "The longer configuration of the
+    token_dim-4 model")."""
     weight_decay: float = 0.05
     """AdamW decoupled weight decay (matrices only; norms and biases are not decayed)."""
     warmup_steps: int = 200
@@ -83,7 +85,8 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     """Optimiser and schedule."""
     steps: int = 2500
-    """Optimiser steps."""
+    """Optimiser steps (docs/NOTEBOOK.md, "The default now (2026-11-26, CPU): token_dim 12, held peak rate,
+    2,500 steps"); agent.run takes an env's own from configs/schedule/<env>.yaml where there is one."""
     seed: int = 0
     """Seeds the initial weights and the batch order."""
     held_out_fraction: float = 0.1
@@ -181,7 +184,7 @@ def use_threads(threads: int) -> None:
     so that everything it trains or fits (world model, critic, decoder, ...) uses the same count: the
     floats, and so the bytes of what is fitted, depend on it. Called once at the start of an entry point."""
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
-        raise ValueError(f"threads={threads}: it must be a whole number of CPU threads, at least 0 "
+        raise SettingError(f"threads={threads}: it must be a whole number of CPU threads, at least 0 "
                          "(0 = torch's default)")
     torch.set_num_threads(threads or _DEFAULT_THREADS)
 
@@ -252,25 +255,55 @@ def monitor(model: WorldModel, loss_fn: JEPALoss, clips: dict, probe: dict, devi
     return report
 
 
-def _check_sizes(cfg, ranks: int = 1) -> None:
-    """Refuse sizes that would otherwise end in a raw IndexError or ZeroDivisionError, or in a
-    message about the wrong setting, after the dataset was read and the run folder made."""
+def check_train_settings(cfg, ranks: int = 1) -> None:
+    """Every training setting of `cfg` (a TrainConfig, or a config node with its keys) checked before
+    any dataset is read or run folder made (agent.run: before collecting): a bad one is refused in
+    one line naming it (SettingError), not in a raw IndexError or ZeroDivisionError, or a message
+    about another setting, minutes later. `ranks`: the processes the global batch is split over."""
     sizes = {"steps": cfg.steps, "optim.batch_size": cfg.optim.batch_size, "log_every": cfg.log_every,
-             "monitor_every": cfg.monitor_every, "checkpoint_every": cfg.checkpoint_every}
+             "monitor_every": cfg.monitor_every, "checkpoint_every": cfg.checkpoint_every,
+             "monitor_clips": cfg.monitor_clips}
     for name, value in sizes.items():
         if value < 1:
-            raise ValueError(f"{name}={value}: it must be at least 1")
+            raise SettingError(f"{name}={value}: it must be at least 1")
     if cfg.optim.batch_size % ranks != 0:
-        raise ValueError(
+        raise SettingError(
             f"optim.batch_size={cfg.optim.batch_size} does not split evenly over {ranks} processes; "
             "choose a global batch size divisible by the number of processes (torchrun's nnodes x nproc_per_node)"
         )
     if not 0.0 < cfg.held_out_fraction < 1.0:
         # 0 leaves the held-out sampler empty (it used to blame data.steps), 1 leaves nothing to train on
-        raise ValueError(
+        raise SettingError(
             f"held_out_fraction={cfg.held_out_fraction}: it must lie in (0, 1), because the monitors and the "
             "probe use held-out episodes (the last ones); 0.1 is the default"
         )
+    if cfg.probe_frames < 10 or cfg.probe_held_frames < 1:
+        # the probe's ridge is chosen by 5-fold cross-validation, which needs 2 rows per fold
+        raise SettingError(
+            f"probe_frames={cfg.probe_frames}, probe_held_frames={cfg.probe_held_frames}: "
+            "the linear probe needs probe_frames >= 10 and probe_held_frames >= 1"
+        )
+    optim = cfg.optim
+    # `not x > 0` rather than `x <= 0`: NaN fails every comparison and must be refused too
+    if not (optim.lr > 0 and math.isfinite(optim.lr)):
+        raise SettingError(f"optim.lr={optim.lr}: it must be a finite number above 0 (the peak learning rate)")
+    if not (optim.grad_clip > 0 and math.isfinite(optim.grad_clip)):
+        raise SettingError(f"optim.grad_clip={optim.grad_clip}: it must be a finite number above 0 (the largest "
+                           "gradient norm kept; 0 would zero every update)")
+    if not optim.weight_decay >= 0:
+        raise SettingError(f"optim.weight_decay={optim.weight_decay}: it must be at least 0")
+    if optim.warmup_steps < 0:
+        raise SettingError(f"optim.warmup_steps={optim.warmup_steps}: it must be at least 0 (0 = no warm-up)")
+    if not 0.0 <= optim.min_lr_ratio <= 1.0:
+        raise SettingError(f"optim.min_lr_ratio={optim.min_lr_ratio}: it must lie in [0, 1] (the final rate as a "
+                           "fraction of the peak)")
+    if not 0.0 < optim.decay_fraction <= 1.0:
+        raise SettingError(f"optim.decay_fraction={optim.decay_fraction}: it must lie in (0, 1] (1.0 = plain cosine)")
+    for section, schema in (("world_model", WorldModelConfig), ("loss", LossConfig)):
+        try:  # their own checks (__post_init__); the sizes training takes from the dataset may still be unset
+            schema(**plain(getattr(cfg, section)))
+        except ValueError as err:
+            raise SettingError(f"{section}: {err}") from None
 
 
 def train(cfg, dataset_root: str | Path, progress: bool = True) -> Path:
@@ -279,15 +312,7 @@ def train(cfg, dataset_root: str | Path, progress: bool = True) -> Path:
     trains its share of each batch; rank 0 alone writes the run folder. Processes training the same
     run folder take turns (world_model/cache_lock.py): the second reuses what the first trained."""
     ranks = distributed.current()
-    _check_sizes(cfg, ranks.world_size)
-    if cfg.probe_frames < 10 or cfg.probe_held_frames < 1:
-        # the probe's ridge is chosen by 5-fold cross-validation, which needs 2 rows per fold
-        raise ValueError(
-            f"probe_frames={cfg.probe_frames}, probe_held_frames={cfg.probe_held_frames}: "
-            "the linear probe needs probe_frames >= 10 and probe_held_frames >= 1"
-        )
-    if not 0.0 < cfg.optim.decay_fraction <= 1.0:
-        raise ValueError(f"optim.decay_fraction={cfg.optim.decay_fraction}: it must lie in (0, 1] (1.0 = plain cosine)")
+    check_train_settings(cfg, ranks.world_size)
     folder = run_dir(cfg, dataset_root)
     if (folder / "summary.json").exists():
         print(f"world model already trained at {folder}")
@@ -485,7 +510,8 @@ def main() -> None:
         if not cfg.dataset:
             raise SystemExit("error: pass dataset=PATH (a folder made by `python -m agent.collect env=<name>`)")
         expected = (DatasetError, CheckpointError, TrainingDiverged, TrainingStopped, EntryBusy)
-        use_threads(cfg.threads)
+        with one_line_errors():  # a refused thread count (SettingError) is one line
+            use_threads(cfg.threads)
         if not distributed.launched_by_torchrun():
             with one_line_errors(*expected):
                 folder = train(cfg, cfg.dataset)
