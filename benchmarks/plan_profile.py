@@ -5,7 +5,11 @@ planner's own sampling and bookkeeping, for B episodes planned together.
 
 Random frames and latents stand in for observations (the cost of a decision does not depend on
 their values). The cost is protocol (a)'s: goal energy with step weights, no critic. Prints one
-JSON line (median of --repeats decisions after one warm-up); --ops adds torch.profiler's top ops.
+JSON line (median of --repeats decisions after one warm-up). --ops profiles --repeats more decisions
+under torch.profiler and adds the 15 operators with the most self CPU time per decision to the JSON
+line ("ops": self seconds, share of all operators' self CPU time, calls) and as a table after it
+(benchmarks/profile_ops.py says what self CPU time counts); the profiler's overhead makes those
+decisions slower than the timed ones.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
+from profile_ops import ops_table, top_ops  # benchmarks/profile_ops.py, beside this script
 
 import world_model
 from agent.configurator import PlanSetup, build_planner
@@ -38,15 +43,15 @@ class Timer:
         return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--planner", default="cem", help="configs/planner/<name>.yaml")
     parser.add_argument("--horizon", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--ops", action="store_true", help="also print torch.profiler's top ops")
-    args = parser.parse_args()
+    parser.add_argument("--ops", action="store_true", help="also profile --repeats decisions: torch.profiler's top 15 ops")
+    args = parser.parse_args(argv)
     wm = world_model.load(args.checkpoint).eval()
     d, a, b = wm.cfg.latent_dim, wm.cfg.action_dim, args.episodes
     grid = (GRID, wm.cfg.token_dim) if wm.cfg.representation == "tokens" else None
@@ -85,13 +90,21 @@ def main() -> None:
             runs.append(parts)
     runs.sort(key=lambda p: sum(p.values()))
     median = runs[len(runs) // 2]
-    print(json.dumps({"episodes": b, "planner": args.planner, "latent_dim": d, "threads": torch.get_num_threads(),
-                      "cpus": os.cpu_count(), "ms": {k: round(1000 * v, 1) for k, v in median.items()},
-                      "ms_total": round(1000 * sum(median.values()), 1)}))
+    record = {"episodes": b, "planner": args.planner, "latent_dim": d, "threads": torch.get_num_threads(),
+              "cpus": os.cpu_count(), "ms": {k: round(1000 * v, 1) for k, v in median.items()},
+              "ms_total": round(1000 * sum(median.values()), 1)}
     if args.ops:
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-            decision(dict.fromkeys(("encode", "rollout", "cost", "planner_own"), 0.0))
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+            for _ in range(args.repeats):
+                decision(dict.fromkeys(("encode", "rollout", "cost", "planner_own"), 0.0))
+        ops, total = top_ops(prof, 15, per=args.repeats)
+        record.update(ops_decisions=args.repeats, ops_self_s=total, ops=ops)
+    print(json.dumps(record))
+    if args.ops:
+        print(f"\ntop 15 operators by self CPU time, over {args.repeats} profiled decisions "
+              "(share: of all operators' self CPU time)")
+        print(ops_table(ops, total, unit="decision"))
+    return record
 
 
 if __name__ == "__main__":

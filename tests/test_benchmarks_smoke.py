@@ -1,0 +1,76 @@
+"""The profiling scripts of benchmarks/ run on a tiny dataset and account for the time they measure."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import TINY_MODEL
+
+ROOT = Path(__file__).resolve().parents[1]
+
+COMMON = {"data.sample", "data.to_device", "data.frames_to_float", "encoder.stem[0]", "encoder.stem[1]",
+          "encoder.block.attention", "encoder.block.mlp", "encoder.block.rest", "encoder.head",
+          "predictor.teacher_forced", "predictor.rollout", "loss.motion", "loss.inverse_dynamics_head",
+          "loss.prediction_and_rest", "step.checks", "optimizer.zero_grad", "backward", "optimizer.clip_grad_norm",
+          "optimizer.step"}  # 32 px frames: two stem stages
+
+
+def script(name: str, monkeypatch):
+    """benchmarks/<name>.py as a module (its sibling modules importable, as when it runs as a script)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("loss, parts", [
+    ([], {"loss.vicreg_variance", "loss.vicreg_covariance"}),
+    (["loss=barlow", "loss.ema_target=true"], {"loss.barlow", "target_encoder", "optimizer.ema_update"}),
+])
+def test_train_profile_parts_add_up_to_the_step(tiny_data, monkeypatch, capsys, loss, parts):
+    from world_model import losses
+
+    originals = {fn: getattr(losses, fn) for fn in ("vicreg_variance", "vicreg_covariance", "barlow_twins",
+                                                     "motion_spread")}
+    record = script("train_profile", monkeypatch).main([
+        "--dataset", str(tiny_data[2]), "--steps", "2", "--warmup", "1", "--ops-steps", "1", "optim.batch_size=4",
+        "loss.inverse_dynamics_hidden=16", "world_model.token_dim=4", *loss,
+        *(f"world_model.{k}={v}" for k, v in TINY_MODEL.items())])
+    assert set(record["parts_s"]) == COMMON | parts  # every part of the step timed, no other
+    assert all(v > 0 for v in record["parts_s"].values()), record["parts_s"]
+    # the parts are timed inside the step, the step from outside: they must cover it, once
+    assert abs(sum(record["parts_s"].values()) - record["step_s"]) <= 0.2 * record["step_s"], record
+    # the backward split: every backward node traced to a forward part, within the backward part's time
+    backward = record["backward_parts_s"]
+    assert "backward.unmapped" not in backward, backward
+    assert backward["backward.engine_and_rest"] >= 0
+    assert {"encoder.stem[0]", "encoder.block.mlp", "predictor.rollout", "predictor.teacher_forced",
+            "loss.inverse_dynamics_head"} <= {k for k, v in backward.items() if v > 0}, backward
+    assert "target_encoder" not in backward  # it runs without gradients
+    assert sum(backward.values()) == pytest.approx(record["parts_s"]["backward"])
+    assert len(record["ops"]) == 15 and 0 < sum(op["share"] for op in record["ops"]) <= 1
+    assert not {op["op"] for op in record["ops"]} & set(record["parts_s"])  # parts are not operators
+    assert {getattr(losses, fn) for fn in originals} == set(originals.values())  # the wrappers are gone
+    out = capsys.readouterr().out
+    for name in record["parts_s"]:
+        assert f"\n{name} " in out
+
+
+def test_plan_profile_splits_a_decision_and_lists_its_operators(tmp_path, monkeypatch, capsys):
+    import torch
+
+    import world_model
+    from world_model.model import WorldModel, WorldModelConfig
+
+    torch.manual_seed(0)
+    world_model.save(tmp_path / "ckpt", WorldModel(WorldModelConfig(**TINY_MODEL, action_dim=2)), step=0)
+    record = script("plan_profile", monkeypatch).main([str(tmp_path / "ckpt"), "--episodes", "2", "--horizon", "2",
+                                                        "--repeats", "1", "--ops"])
+    assert set(record["ms"]) == {"encode", "rollout", "cost", "planner_own"}
+    assert record["ms"]["rollout"] > 0 and record["ms"]["encode"] > 0
+    assert record["ms_total"] == pytest.approx(sum(record["ms"].values()), abs=0.2)
+    assert len(record["ops"]) == 15 and any(op["op"] == "aten::addmm" for op in record["ops"])  # the predictor's layers
+    assert "self ms/decision" in capsys.readouterr().out
