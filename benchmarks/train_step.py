@@ -28,21 +28,29 @@ def main() -> None:
                         help="numbers per token (default: WorldModelConfig's)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast on whatever device (AMX on recent Xeons)")
+    parser.add_argument("--channels-last", action="store_true", help="the encoder's convolutions in channels-last layout")
+    parser.add_argument("--image-size", type=int, default=96)
     args = parser.parse_args()
     torch.manual_seed(0)
-    model_cfg = WorldModelConfig(image_size=96, action_dim=2, token_dim=args.token_dim)
+    size = args.image_size
+    model_cfg = WorldModelConfig(image_size=size, action_dim=2, token_dim=args.token_dim)
     model, loss_cfg = WorldModel(model_cfg), LossConfig()
     loss_fn = JEPALoss(loss_cfg, model)
     optimizer = _optimizer(OptimConfig(), [model, loss_fn])
     length = model_cfg.history + loss_cfg.rollout_steps
-    frames = torch.randint(0, 256, (64, length, 96, 96, 3), dtype=torch.uint8)  # [B, L, H, W, 3]
+    frames = torch.randint(0, 256, (64, length, size, size, 3), dtype=torch.uint8)  # [B, L, H, W, 3]
     actions = torch.rand(64, length - 1, model_cfg.action_dim) * 2 - 1  # [B, L-1, A]
     if args.compile:
         model.encoder.compile()
         model.predictor.compile()
+    if args.channels_last:
+        model.encoder.to(memory_format=torch.channels_last)
+    device_type = next(model.parameters()).device.type
 
     def step() -> None:
-        loss = loss_fn(model, frames, actions)["loss"]
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=args.bf16):
+            loss = loss_fn(model, frames, actions)["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -55,7 +63,8 @@ def main() -> None:
     for _ in range(args.steps):
         step()
     per_step = (time.perf_counter() - start) / args.steps
-    print(json.dumps({"token_dim": args.token_dim, "compile": args.compile, "first_two_steps_s": round(first, 1),
+    print(json.dumps({"token_dim": args.token_dim, "image_size": size, "compile": args.compile, "bf16": args.bf16,
+                      "channels_last": args.channels_last, "first_two_steps_s": round(first, 1),
                       "s_per_step": round(per_step, 3), "threads": torch.get_num_threads(), "cpus": os.cpu_count()}))
 
 
