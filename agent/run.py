@@ -32,6 +32,7 @@ from world_model.atomic import check_writable
 from world_model.cache_lock import building
 from world_model.checkpoint import WEIGHTS as MODEL_WEIGHTS
 from world_model.checkpoint import load_with_manifest, read_manifest
+from world_model.cli import SettingError
 from world_model.dataset import Dataset, DatasetError, write_json_atomic
 from world_model.dataset import read_manifest as read_dataset_manifest
 from world_model.decoder import MANIFEST as DECODER_MANIFEST
@@ -202,7 +203,7 @@ def _trained_model(cfg, timings: dict, start: float) -> tuple[Path, Path | None]
 
 def run(cfg, out: Path) -> None:
     if cfg.stage not in STAGES:
-        raise ValueError(f"unknown stage {cfg.stage!r}; choose one of {', '.join(STAGES)}")
+        raise SettingError(f"stage={cfg.stage!r}: choose one of {', '.join(STAGES)}")
     use_threads(cfg.threads)  # once, for everything this process trains and fits: their bytes depend on it
     check_settings(cfg)  # every typed setting now, not after collecting and training
     start, timings = time.perf_counter(), {}

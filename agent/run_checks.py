@@ -14,6 +14,7 @@ from world_model.macro import MacroConfig
 from world_model.plain import plain
 from world_model.train import check_train_settings
 
+BASELINES = ("random", "zero")  # agent/policies.py: the baselines an evaluation can run beside the planner
 VIDEO_SIZES = (8, 2048)  # eval.video_size: the envs render at least 8 px; a panel above 2048 px is no video
 # the modules fitted after the world model: config group -> the config whose own checks (__post_init__) hold
 FITTED = {"critic": CriticConfig, "macro": MacroConfig, "landmarks": LandmarkConfig, "decoder": DecoderConfig}
@@ -74,9 +75,19 @@ def check_eval_sizes(cfg) -> None:
     if cfg.eval.videos and not low <= cfg.eval.video_size <= high:
         raise SettingError(f"eval.video_size={cfg.eval.video_size}: it must lie in [{low}, {high}] pixels per panel "
                            "side (or set eval.videos=0)")
+    unknown = [b for b in cfg.eval.baselines if b not in BASELINES]
+    if unknown:
+        raise SettingError(f"eval.baselines={list(cfg.eval.baselines)}: unknown {unknown}; choose from {list(BASELINES)}")
 
 
 def check_eval_settings(cfg, env) -> list[str]:
-    """The evaluation's own sizes (check_eval_sizes) and its goal kinds (eval_goal_kinds), which it returns."""
+    """The evaluation's own sizes (check_eval_sizes) and its goal kinds (eval_goal_kinds), which it
+    returns; a goal kind's settings the configurator refuses (a goal source, a planner setting) are a
+    SettingError too, before any work."""
     check_eval_sizes(cfg)
-    return eval_goal_kinds(cfg, env)
+    try:
+        return eval_goal_kinds(cfg, env)
+    except SettingError:
+        raise
+    except ValueError as e:  # the configurator's and the planners' own refusals: one line each already
+        raise SettingError(str(e)) from None

@@ -17,6 +17,7 @@ import agent.run as run_module
 import envs
 import world_model
 from agent.run_config import RunConfig
+from world_model.cli import SettingError
 from world_model.dataset import DatasetError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,10 +62,14 @@ def dot_cfg(cache: Path, *overrides: str, image_size=32):
     (["threads=-1"], 32, r"threads=-1: it must be a whole number of CPU threads, at least 0"),
     ([], 10000, r"env.image_size=10000: image_size 10000 is not supported; use 32, 64, 96 or 128"),
     ([], 1000, r"env.image_size=1000: image_size 1000 is not supported; use 32, 64, 96 or 128"),
+    # before: a traceback (stage, goal source), or refused only after training (baselines)
+    (["stage=everything"], 32, r"stage='everything': choose one of collect, train, eval, all"),
+    (["eval.baselines=[random,greedy]"], 32, r"eval.baselines=\['random', 'greedy'\]: unknown \['greedy'\]"),
+    (["configurator.state.goal_source=nearest"], 32, r"configurator.reach.goal_source='nearest': choose from"),
 ])
 def test_a_bad_setting_is_one_line_naming_it_before_any_work(tmp_path, overrides, image_size, line):
     cfg = dot_cfg(tmp_path / "cache", *overrides, image_size=image_size)
-    with pytest.raises(ValueError, match=f"^{line}"):
+    with pytest.raises(SettingError, match=f"^{line}"):  # SettingError: printed as one line by the command
         run_module.run(cfg, tmp_path / "out")
     assert not (tmp_path / "cache").exists()  # nothing collected, trained or fitted
 
