@@ -101,7 +101,7 @@ def run_grid(args: list[str], bench: Path | None = None, progress: bool = True) 
             run(cfg, folder)
             # written last: its presence means the cell is finished
             write_json_atomic(folder / "cell.json", {
-                "cell": dict(cell), "overrides": fixed, "wall_s": time.perf_counter() - start,
+                "cell": dict(cell), "overrides": fixed, "wall_s": time.perf_counter() - start, "finished": time.time(),
                 "planner": cfg.planner.get("name"), "seed": cfg.seed,
                 "eval": {"episodes": cfg.eval.episodes, "seed": cfg.eval.seed}, "machine": machine(),
             })

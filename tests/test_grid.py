@@ -238,7 +238,19 @@ def test_the_page_carries_the_anchors_numbers_from_one_file(tmp_path):
             assert "| " + " | ".join("-" if v is None else str(v) for v in row) + " |" in text
     assert "| LeWM | 87 | 96 | 86 | 74 |" in text  # stable-worldmodel's row: TwoRoom, Push-T, Reacher, Cube
     assert "success at the end" in text and "success at any step (anchors' rule)" in text
-    assert "the grid took 1 min (its cells' wall times added up)" in text and "2 CPU cores" in text
+    assert "(1 min elapsed; their wall times add up to 1 min" in text and "2 CPU cores" in text
+    assert "bench` (finished cells: two-rooms)" in text
+
+
+def test_the_page_states_the_grids_elapsed_time_apart_from_its_cells_added_up(tmp_path):
+    """Cells that ran side by side (two grid processes) overlap: the page gives the span from the
+    first cell's start to the last one's end, and the cells' wall times added up beside it."""
+    for planner, finished in (("cem", 1_000_000_000.0), ("mppi", 1_000_000_000.0 + 30 * 60)):
+        _fake_cell(tmp_path / "bench", planner, 0, 4)
+        cell = tmp_path / "bench" / "cells" / cell_name([("planner", planner), ("seed", "0")]) / "cell.json"
+        cell.write_text(json.dumps({**json.loads(cell.read_text()), "wall_s": 60.0 * 60, "finished": finished}))
+    text = write_page(tmp_path / "bench", tmp_path / "docs" / "RESULTS.md").read_text()
+    assert "(90 min elapsed; their wall times add up to 120 min" in text
 
 
 def test_an_anchors_table_without_its_success_rule_or_a_value_per_column_is_refused(tmp_path):
