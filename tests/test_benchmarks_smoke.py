@@ -74,3 +74,22 @@ def test_plan_profile_splits_a_decision_and_lists_its_operators(tmp_path, monkey
     assert record["ms_total"] == pytest.approx(sum(record["ms"].values()), abs=0.2)
     assert len(record["ops"]) == 15 and any(op["op"] == "aten::addmm" for op in record["ops"])  # the predictor's layers
     assert "self ms/decision" in capsys.readouterr().out
+
+
+def test_plan_latency_times_the_policys_rollout_for_one_and_fifty_episodes(tmp_path, monkeypatch, capsys):
+    """One JSON line per batch size, each a positive median; the CEM it times calls the candidate
+    rollout the planning policy calls (a wrong shape there would raise)."""
+    import json
+
+    import torch
+
+    import world_model
+    from world_model.model import WorldModel, WorldModelConfig
+
+    torch.manual_seed(0)
+    world_model.save(tmp_path / "ckpt", WorldModel(WorldModelConfig(**TINY_MODEL, action_dim=2)), step=0)
+    script("plan_latency", monkeypatch).main([str(tmp_path / "ckpt"), "--samples", "8", "--iterations", "2",
+                                             "--horizon", "2", "--repeats", "1"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["episodes"] for line in lines] == [1, 50]
+    assert all(line["ms_per_decision_median"] > 0 and line["compile"] is False for line in lines)
