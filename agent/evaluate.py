@@ -46,11 +46,17 @@ def trained_envs(manifest: dict) -> list[str] | None:
 
 def check_model_fits_env(wm, env, checkpoint: Path, manifest: dict) -> None:
     """One clear line when a checkpoint (its manifest: `manifest`) was trained on another env's
-    video, or for other frames or actions than env's."""
+    video, or for other frames or actions than env's. A shared model (trained on several envs'
+    video, world_model/mixture.py) fits exactly the envs it was trained on, with each env's own
+    actions (WorldModel.for_env)."""
     known = trained_envs(manifest)
-    if known is not None and env.name not in known:
+    if known is not None and env.name not in known and len(known) == 1:
         raise ValueError(f"checkpoint {checkpoint} was trained on the video of env {', '.join(known)}, not {env.name}; "
                          f"pass env={known[0]}, or a checkpoint trained on {env.name}")
+    if known is not None and env.name not in known:
+        raise ValueError(f"checkpoint {checkpoint} is a world model shared by envs {', '.join(known)}, not {env.name}; "
+                         f"pass env=<one of them>, or a checkpoint trained on {env.name}")
+    wm = wm.for_env(env.name)  # a single-env model as it is; a shared one refuses an env it does not know
     if wm.cfg.image_size != env.image_size:
         raise ValueError(
             f"checkpoint {checkpoint} was trained on {wm.cfg.image_size}px frames but env {env.name} renders "

@@ -173,13 +173,24 @@ def decoder_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.
                           device)
 
 
+def recorded_dataset(manifest: dict, env_name: str) -> Path | None:
+    """The dataset a checkpoint (its manifest) was trained on, which the fitted modules are fitted on;
+    for a shared model, the dataset of env `env_name` (train_config.dataset lists one per env, in the
+    order of model_config.envs). None when the manifest does not say, or names no dataset of that env
+    (check_model_fits_env then refuses the env)."""
+    recorded = (manifest.get("train_config") or {}).get("dataset")
+    if isinstance(recorded, list):  # a shared model's datasets
+        envs = manifest["model_config"].get("envs") or []
+        return Path(recorded[envs.index(env_name)]) if env_name in envs and len(recorded) == len(envs) else None
+    return Path(recorded) if recorded else None
+
+
 def _trained_model(cfg, timings: dict, start: float) -> tuple[Path, Path | None]:
     """(checkpoint folder, dataset folder) for this config, collecting and training as the stage
     asks; (None, None) once a collect or train stage is done."""
     if cfg.checkpoint:
         checkpoint = Path(cfg.checkpoint)
-        recorded = (read_manifest(checkpoint).get("train_config") or {}).get("dataset")
-        return checkpoint, Path(recorded) if recorded else None
+        return checkpoint, recorded_dataset(read_manifest(checkpoint), cfg.env["name"])
     if cfg.stage == "eval":
         dataset_root = dataset_dir(cfg.env, cfg.data, cfg.cache_root)
         folder = run_dir(cfg, dataset_root)
@@ -226,6 +237,7 @@ def run(cfg, out: Path) -> None:
     wm, manifest = load_with_manifest(checkpoint)
     wm = wm.to(device)
     check_model_fits_env(wm, probe_env, checkpoint, manifest)
+    wm = wm.for_env(probe_env.name)  # a shared model's view in this env's own actions; a single-env model as it is
     # every fitted module is keyed by the weights loaded here, read once: a training process may save
     # a newer checkpoint into the same folder meanwhile
     weights = manifest["files"][MODEL_WEIGHTS]["sha256"]

@@ -192,17 +192,19 @@ def decode_trace(decoder, trace: list[dict]) -> np.ndarray | None:
     return decoder.decode_uint8(torch.stack([step["imagined"] for step in trace]).to(device))  # [decisions, D] in
 
 
-def find_decoder(checkpoint: Path, cache_root: Path) -> Path:
-    """The newest decoder folder under cache_root/decoders made for this checkpoint's weights."""
+def find_decoder(checkpoint: Path, cache_root: Path, env: str) -> Path:
+    """The newest decoder folder under cache_root/decoders made for this checkpoint's weights and env
+    `env` (cache_root/decoders/<env>-<key>: a world model shared by several envs has one per env)."""
     from world_model.checkpoint import WEIGHTS, read_manifest
     from world_model.decoder import MANIFEST
 
     weights = read_manifest(checkpoint)["files"][WEIGHTS]["sha256"]
     manifests = sorted((Path(cache_root) / "decoders").glob(f"*/{MANIFEST}"), key=lambda m: m.stat().st_mtime)
-    found = [m.parent for m in manifests if json.loads(m.read_text()).get("world_model_sha256") == weights]
+    found = [m.parent for m in manifests if json.loads(m.read_text()).get("world_model_sha256") == weights
+             and m.parent.name.rsplit("-", 1)[0] == env]
     if not found:
         raise FileNotFoundError(
-            f"no decoder for {checkpoint} under {Path(cache_root) / 'decoders'}; pass --decoder FOLDER or "
+            f"no decoder for {checkpoint} and env {env} under {Path(cache_root) / 'decoders'}; pass --decoder FOLDER or "
             f"--cache-root, or evaluate it once with `python -m agent.run checkpoint={checkpoint} "
             f"cache_root={cache_root}` (it trains one)")
     return found[-1]
@@ -262,8 +264,8 @@ def main(argv: list[str] | None = None) -> Path:
         from world_model.decoder import load_decoder
 
         device = torch.device(args.device)
-        wm = world_model.load(args.checkpoint).to(device)
-        decoder = load_decoder(args.decoder or find_decoder(args.checkpoint, args.cache_root)).to(device)
+        wm = world_model.load(args.checkpoint).to(device).for_env(record["env"])  # a shared model: the record's env
+        decoder = load_decoder(args.decoder or find_decoder(args.checkpoint, args.cache_root, record["env"])).to(device)
         if (decoder.latent_dim, decoder.image_size) != (wm.cfg.latent_dim, wm.cfg.image_size):
             raise ValueError(f"the decoder decodes {decoder.latent_dim}-d latents to {decoder.image_size} px, the "
                              f"world model makes {wm.cfg.latent_dim}-d latents of {wm.cfg.image_size} px frames; "

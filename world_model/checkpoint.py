@@ -40,7 +40,7 @@ from torch import nn
 
 from world_model.atomic import WriteError, fsync_dir, replace_dir_atomic, write_bytes_atomic
 from world_model.losses import JEPALoss, LossConfig
-from world_model.model import WorldModel, WorldModelConfig
+from world_model.model import WorldModel, WorldModelConfig, single_env_record
 
 FORMAT = "world_model.checkpoint/1"
 WEIGHTS = "model.safetensors"
@@ -136,7 +136,7 @@ def save(
         "format": FORMAT,
         "step": int(step),
         "torch_version": torch.__version__,
-        "model_config": dataclasses.asdict(model.cfg),
+        "model_config": single_env_record(dataclasses.asdict(model.cfg)),
         "loss_config": dataclasses.asdict(loss_cfg) if loss_cfg is not None else None,
         "train_config": dict(train_cfg) if train_cfg is not None else None,
         "files": {},

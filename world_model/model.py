@@ -8,10 +8,20 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from world_model.action_code import shared_action_dim
 from world_model.encoder import GRID, REPRESENTATIONS, Encoder, stem_strides
+from world_model.env_view import EnvView
 from world_model.predictor import Predictor
 
 METRICS = ("l2", "l1")
+SHARED_FIELDS = ("envs", "env_action_dims")  # WorldModelConfig's fields of a shared model only
+
+
+def single_env_record(values: dict) -> dict:
+    """A WorldModelConfig's values (a dict) without the shared-model fields where they are unset: a
+    single-env model's records (the run identity that names its run folder, the checkpoint manifest)
+    read as they did before shared models existed."""
+    return {k: v for k, v in values.items() if not (k in SHARED_FIELDS and v is None)}
 
 
 @dataclass
@@ -50,6 +60,12 @@ class WorldModelConfig:
     """K, the latents the predictor sees to predict the next one."""
     metric: str = "l2"
     """Default energy: "l2" (mean squared difference) or "l1" (mean absolute)."""
+    envs: list[str] | None = None
+    """A shared model's envs, in the order of their one-hot codes (world_model/action_code.py);
+    None: a single-env model. Training fills it from its datasets."""
+    env_action_dims: list[int] | None = None
+    """A shared model's per-env own action sizes, in the order of `envs`; action_dim is then
+    max(env_action_dims) + len(envs). None: a single-env model."""
 
     def __post_init__(self):
         # image_size and action_dim may stay None in a config that training completes from its
@@ -63,11 +79,29 @@ class WorldModelConfig:
         for name in ("dim", "token_dim", "stem_channels", "history", "encoder_depth", "predictor_depth"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        self._check_envs()
         for width, heads in (("encoder_width", "encoder_heads"), ("predictor_width", "predictor_heads")):
             if getattr(self, width) % getattr(self, heads) != 0:
                 raise ValueError(
                     f"{width}={getattr(self, width)} is not divisible by {heads}={getattr(self, heads)}; change one"
                 )
+
+    def _check_envs(self) -> None:
+        """A shared model's env list and action sizes agree with each other and with action_dim."""
+        if (self.envs is None) != (self.env_action_dims is None):
+            raise ValueError(f"envs={self.envs} and env_action_dims={self.env_action_dims}: set both (a shared "
+                             "model) or neither (a single-env model)")
+        if self.envs is None:
+            return
+        if not self.envs or len(self.envs) != len(self.env_action_dims) or len(set(self.envs)) != len(self.envs):
+            raise ValueError(f"envs={self.envs} and env_action_dims={self.env_action_dims}: name each env once, "
+                             "with one action size per env")
+        if min(self.env_action_dims) < 1:
+            raise ValueError(f"env_action_dims={self.env_action_dims}: every action size must be at least 1")
+        wanted = shared_action_dim(list(self.env_action_dims))
+        if self.action_dim is not None and self.action_dim != wanted:
+            raise ValueError(f"action_dim={self.action_dim} but a shared model over env_action_dims="
+                             f"{self.env_action_dims} takes {wanted} (the widest action + one code per env)")
 
     @property
     def latent_dim(self) -> int:
@@ -248,6 +282,19 @@ class WorldModel(nn.Module):
             raise ValueError(f"past_actions must be [B, K-1, A] = {(b, k - 1, a)}, got {tuple(past_actions.shape)}")
         self._check_finite(actions=actions, past_actions=past_actions)
         return self.predictor.rollout_candidates(z_hist, past_actions, actions)  # [B, N, H, D]
+
+    def for_env(self, name: str) -> WorldModel | EnvView:
+        """What planning and the fitted modules use for env `name`: a shared model's view for that
+        env (world_model/env_view.py: its cfg has the env's own action_dim and it pads and codes the
+        actions itself); a single-env model as it is (which env's video it was trained on is
+        in its checkpoint's manifest, checked by agent.run). An env a shared model was not trained
+        on is refused in one line."""
+        if self.cfg.envs is None:
+            return self
+        if name not in self.cfg.envs:
+            raise ValueError(f"this shared world model was trained on envs {', '.join(self.cfg.envs)}, not {name}; "
+                             f"pass one of them, or train a model on {name}'s video too")
+        return EnvView(self, self.cfg.envs.index(name))
 
     def energy(self, z_a: Tensor, z_b: Tensor, metric: str | None = None) -> Tensor:
         """Distance between representations, averaged over D so typical values are O(1)

@@ -7,6 +7,12 @@ checkpoints, `metrics.jsonl` / `metrics.csv`, and `summary.json` once training h
 `resume=true` continues from `latest/` and ends exactly where an uninterrupted run would: batches
 are drawn from the torch RNG, whose state is saved with every checkpoint.
 
+Several envs at once: `python -m world_model.train dataset=[A,B] dataset_weights=[0.7,0.3]` trains one
+shared world model on datasets of different envs (one frame size), each clip of a batch drawn from a
+dataset by the weights (world_model/mixture.py), the actions padded and coded by env
+(world_model/action_code.py); its run folder is <cache_root>/models/<env>+<env>-<hash>, its monitors
+run per env, and `python -m agent.run env=<one of them> checkpoint=...` plans with it.
+
 Across processes: `torchrun --nproc_per_node N -m world_model.train dataset=PATH` (more machines:
 torchrun's --nnodes and --rdzv-endpoint; the dataset and the run folder must be on a filesystem
 every rank reads). optim.batch_size stays the global batch, split evenly over the N ranks; each
@@ -30,11 +36,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from world_model import distributed
+from world_model.action_code import encode_actions, shared_action_dim
 from world_model.atomic import WriteError, check_writable
 from world_model.cache_lock import building
 from world_model.checkpoint import checkpoint_exists, load, load_training_state, newest_verified, restore_newest, save
@@ -43,7 +51,8 @@ from world_model.cli import SettingError
 from world_model.dataset import Dataset, read_manifest, write_json_atomic
 from world_model.losses import JEPALoss, LossConfig
 from world_model.metrics_log import MetricsLog
-from world_model.model import WorldModel, WorldModelConfig
+from world_model.mixture import MixtureSampler, check_mixture, dataset_roots, mixing_weights
+from world_model.model import WorldModel, WorldModelConfig, single_env_record
 from world_model.monitors import dimension_std, effective_rank, rollout_error
 from world_model.plain import plain
 from world_model.probe import probe_report, probe_rows
@@ -76,8 +85,14 @@ class OptimConfig:
 class TrainConfig:
     """`python -m world_model.train` settings."""
 
-    dataset: str | None = None
-    """Dataset folder to train on (`python -m world_model.train` needs it; agent.run passes its own)."""
+    dataset: Any = None
+    """Dataset folder to train on (`python -m world_model.train` needs it; agent.run passes its own), or a
+    list of folders, one per env (dataset=[A,B]): a shared world model over their envs, whose actions
+    are padded to the widest and coded by env (world_model/mixture.py, world_model/action_code.py)."""
+    dataset_weights: list[float] | None = None
+    """Mixing weights of a list of datasets, one per dataset, in its order (any positive scale: they
+    are normalised): each clip of a batch comes from a dataset drawn by them. None: equal weights.
+    Set only with several datasets."""
     world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
     """Architecture; image_size and action_dim left null are taken from the dataset."""
     loss: LossConfig = field(default_factory=LossConfig)
@@ -138,39 +153,61 @@ def _resumes_from(folder: Path) -> str:
     return f"it continues from {newest} at step {read_checkpoint_manifest(newest)['step']}"
 
 
-def run_identity(cfg, data_identity: dict) -> dict:
+def run_identity(cfg, data_identity: dict | list[dict], weights: list[float] | None = None) -> dict:
     """Everything that changes the trained weights (not logging, device or paths); data_identity
-    is the dataset manifest's "identity"."""
-    keys = ("world_model", "loss", "optim")
-    return {
+    is the dataset manifest's "identity", or a list of them for a shared model, whose normalised
+    mixing weights are `weights`. A single dataset's identity is as it was before shared models
+    (no weights, no unset shared-model fields), so its run folder keeps its name."""
+    identity = {
         "data": data_identity,
-        **{k: plain(getattr(cfg, k)) for k in keys},
+        "world_model": single_env_record(plain(cfg.world_model)),
+        **{k: plain(getattr(cfg, k)) for k in ("loss", "optim")},
         "steps": int(cfg.steps),
         "seed": int(cfg.seed),
         "held_out_fraction": float(cfg.held_out_fraction),
     }
+    if weights is not None:
+        identity["dataset_weights"] = weights
+    return identity
 
 
-def run_dir(cfg, dataset_root: str | Path) -> Path:
-    """The run folder of `cfg` trained on the dataset at dataset_root (its manifest is read, not
-    its shards)."""
+def run_dir(cfg, dataset_root) -> Path:
+    """The run folder of `cfg` trained on the dataset at dataset_root, or on the list of datasets
+    (a shared model: <cache_root>/models/<env>+<env>...-<hash>); their manifests are read, not their
+    shards. Mixing weights that do not fit the datasets, and datasets that cannot be mixed, are refused."""
+    roots = dataset_roots(dataset_root)
+    weights = mixing_weights(cfg.dataset_weights, len(roots))  # refuses weights given with one dataset
     if cfg.out:
         return Path(cfg.out)
-    manifest = read_manifest(Path(dataset_root))
-    key = hashlib.sha256(json.dumps(run_identity(cfg, manifest["identity"]), sort_keys=True).encode()).hexdigest()[:10]
-    return Path(cfg.cache_root) / "models" / f"{manifest['env']['name']}-{key}"
+    manifests = [read_manifest(root) for root in roots]
+    if len(roots) == 1:
+        data, weights = manifests[0]["identity"], None
+    else:
+        check_mixture(roots, manifests)
+        data = [m["identity"] for m in manifests]
+    key = hashlib.sha256(json.dumps(run_identity(cfg, data, weights), sort_keys=True).encode()).hexdigest()[:10]
+    return Path(cfg.cache_root) / "models" / f"{'+'.join(m['env']['name'] for m in manifests)}-{key}"
 
 
-def model_config(cfg_world_model, ds: Dataset) -> WorldModelConfig:
-    """The architecture with the dataset's frame and action sizes filled in; a configured size
-    that differs from the dataset's is refused."""
+def model_config(cfg_world_model, ds: Dataset | list[Dataset]) -> WorldModelConfig:
+    """The architecture with the dataset's frame and action sizes filled in (a list of datasets: a
+    shared model's, with its env list and their action sizes, world_model/action_code.py); a
+    configured size that differs from the dataset's is refused."""
     values = plain(cfg_world_model)
-    for name, actual in (("image_size", ds.image_size), ("action_dim", ds.action_dim)):
+    if isinstance(ds, list) and len(ds) > 1:
+        dims = [d.action_dim for d in ds]
+        sizes = {"image_size": ds[0].image_size, "action_dim": shared_action_dim(dims),
+                 "envs": [d.env_name for d in ds], "env_action_dims": dims}
+        where = f"datasets {', '.join(str(d.root) for d in ds)} have"
+    else:
+        ds = ds[0] if isinstance(ds, list) else ds
+        sizes, where = {"image_size": ds.image_size, "action_dim": ds.action_dim}, f"dataset {ds.root} has"
+    for name, actual in sizes.items():
         if values.get(name) is None:
             values[name] = actual
         elif values[name] != actual:
             raise ValueError(
-                f"world_model.{name}={values[name]} but dataset {ds.root} has {actual}; "
+                f"world_model.{name}={values[name]} but {where} {actual}; "
                 f"leave world_model.{name} unset (null) to take the dataset's"
             )
     return WorldModelConfig(**values)
@@ -253,6 +290,40 @@ def monitor(model: WorldModel, loss_fn: JEPALoss, clips: dict, probe: dict, devi
     report.update(probe_report(z_train, probe["train_targets"], z, probe["held_targets"], probe["groups"]))
     model.train()
     return report
+
+
+def monitor_data(cfg, ds: Dataset, train_eps: np.ndarray, held_eps: np.ndarray, held: WindowSampler,
+                 env: int | None, action_dims: list[int] | None) -> tuple[dict, dict]:
+    """(held-out clips, probe rows) of one dataset for monitor(), drawn from numpy RNGs of their own
+    (the torch RNG is untouched); env: the dataset's env index in a shared model, whose clips' actions
+    are then coded (world_model/action_code.py), None for a single-env model."""
+    clips = held.fixed(cfg.monitor_clips, seed=1)
+    if env is not None:
+        clips["actions"] = encode_actions(clips["actions"].float(), env, action_dims)
+    train_frames, train_targets = probe_rows(ds, train_eps, cfg.probe_frames, seed=2)
+    held_frames, held_targets = probe_rows(ds, held_eps, cfg.probe_held_frames, seed=3)
+    return clips, {"train_frames": train_frames, "train_targets": train_targets, "held_frames": held_frames,
+                   "held_targets": held_targets, "groups": ds.probe_groups}
+
+
+def monitor_envs(model: WorldModel, loss_fn: JEPALoss, monitored: dict, weights: list[float],
+                 device: torch.device) -> tuple[dict, list[str]]:
+    """monitor() on each env's held-out clips and probe rows (monitored: env name -> (clips, probe)),
+    and the console lines. One env: its report as it is. Several (a shared model): every key as
+    "<env>/<key>", one line per env, and held_loss, the envs' held losses weighed by the mixing
+    weights (it picks the best checkpoint)."""
+    report, lines = {}, []
+    for name, (clips, probe) in monitored.items():
+        one = monitor(model, loss_fn, clips, probe, device)
+        groups = " ".join(f"{g} {one[f'probe_r2_{g}']:.3f}" for g in probe["groups"])
+        line = (f"held loss {one['held_loss']:.3f}, rollout err {one['rollout_err_1']:.3f} "
+                f"(copy-last {one['copy_last_err_1']:.3f}), rank {one['effective_rank']:.1f}, probe R2 {groups}")
+        if len(monitored) == 1:
+            return one, [line]
+        report.update({f"{name}/{k}": v for k, v in one.items()})
+        lines.append(f"{name}: {line}")
+    report["held_loss"] = sum(w * report[f"{name}/held_loss"] for name, w in zip(monitored, weights))
+    return report, lines
 
 
 def check_train_settings(cfg, ranks: int = 1) -> None:
@@ -342,19 +413,25 @@ def _train(cfg, dataset_root: str | Path, folder: Path, ranks, progress: bool) -
     device = pick_device(cfg.device)
     if ranks.distributed:
         device = distributed.rank_device(device)
-    ds = Dataset(dataset_root)
-    model_cfg = model_config(cfg.world_model, ds)
+    roots = dataset_roots(dataset_root)
+    datasets = [Dataset(root) for root in roots]
+    shared = len(datasets) > 1  # a shared model over the datasets' envs
+    weights = mixing_weights(cfg.dataset_weights, len(datasets))
+    if shared:
+        check_mixture(roots, [ds.manifest for ds in datasets])
+    model_cfg = model_config(cfg.world_model, datasets)
     loss_cfg = LossConfig(**plain(cfg.loss))
-    train_eps, held_eps = split_episodes(ds.num_episodes, cfg.held_out_fraction)
     length = model_cfg.history + loss_cfg.rollout_steps
-    sampler = WindowSampler(ds, train_eps, length)
-    held = WindowSampler(ds, held_eps, length)
-    if ranks.is_main:  # only rank 0 runs the monitors; the others need not hold their frames
-        clips = held.fixed(cfg.monitor_clips, seed=1)  # numpy RNGs of their own: the torch RNG is untouched
-        train_frames, train_targets = probe_rows(ds, train_eps, cfg.probe_frames, seed=2)
-        held_frames, held_targets = probe_rows(ds, held_eps, cfg.probe_held_frames, seed=3)
-        probe = {"train_frames": train_frames, "train_targets": train_targets, "held_frames": held_frames,
-                 "held_targets": held_targets, "groups": ds.probe_groups}
+    samplers, monitored, episodes = [], {}, 0  # monitored: env name -> (held-out clips, probe rows), rank 0 only
+    for index, ds in enumerate(datasets):
+        train_eps, held_eps = split_episodes(ds.num_episodes, cfg.held_out_fraction)
+        samplers.append(WindowSampler(ds, train_eps, length))
+        held = WindowSampler(ds, held_eps, length)
+        episodes += len(train_eps)
+        if ranks.is_main:  # only rank 0 runs the monitors; the others need not hold their frames
+            monitored[ds.env_name] = monitor_data(cfg, ds, train_eps, held_eps, held,
+                                                  index if shared else None, model_cfg.env_action_dims)
+    sampler = MixtureSampler(samplers, weights, model_cfg.env_action_dims) if shared else samplers[0]
 
     torch.manual_seed(cfg.seed)
     # Training draws from no other generator, but every checkpoint saves the python and numpy
@@ -370,7 +447,11 @@ def _train(cfg, dataset_root: str | Path, folder: Path, ranks, progress: bool) -
     )
     step = 0
     best = math.inf
-    identity = run_identity(cfg, ds.manifest["identity"])
+    if shared:
+        identity = run_identity(cfg, [ds.manifest["identity"] for ds in datasets], weights)
+        recorded = [str(ds.root.resolve()) for ds in datasets]  # in the order of model_cfg.envs
+    else:
+        identity, recorded = run_identity(cfg, datasets[0].manifest["identity"]), str(datasets[0].root.resolve())
     resuming = cfg.resume and checkpoint_exists(folder / "latest")
     distributed.barrier()  # every rank has looked at the run folder before rank 0 changes it
     if ranks.is_main:
@@ -379,7 +460,8 @@ def _train(cfg, dataset_root: str | Path, folder: Path, ranks, progress: bool) -
             if note:
                 print(note)
         folder.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(folder / "config.json", {"identity": identity, "dataset": str(ds.root)})
+        write_json_atomic(folder / "config.json", {"identity": identity,
+                                                   "dataset": [str(r) for r in roots] if shared else str(roots[0])})
     distributed.barrier()  # the other ranks read latest/ once rank 0 has restored it
     if resuming:
         model.load_state_dict(load(folder / "latest").state_dict())
@@ -403,7 +485,8 @@ def _train(cfg, dataset_root: str | Path, folder: Path, ranks, progress: bool) -
     # rows a killed run logged after its checkpoint (or, with no checkpoint, at all) are logged again below
     log = MetricsLog(folder, tensorboard=cfg.tensorboard, resume_step=step) if ranks.is_main else None
     # the dataset is recorded so that whatever is fitted later on this model (a critic) uses its data
-    train_cfg = {"identity": identity, "dataset": str(ds.root.resolve())}
+    # (a shared model: each env's dataset, in the order of its envs, for the modules fitted per env)
+    train_cfg = {"identity": identity, "dataset": recorded}
 
     def checkpoint(name: str) -> None:
         save(folder / name, model, step, loss_fn=loss_fn, train_cfg=train_cfg, optimizer=optimizer, scheduler=scheduler)
@@ -414,7 +497,11 @@ def _train(cfg, dataset_root: str | Path, folder: Path, ranks, progress: bool) -
         if ranks.distributed:
             where = f"{ranks.world_size} processes on {device.type} ({cfg.optim.batch_size // ranks.world_size} clips each)"
         print(f"training {n_params / 1e6:.2f}M parameters on {where}, {len(sampler)} clips of {length} frames "
-              f"from {len(train_eps)} episodes; run folder {folder}")
+              f"from {episodes} episodes; run folder {folder}")
+        if shared:
+            print(f"a shared model over envs {', '.join(model_cfg.envs)} (mixing weights "
+                  f"{', '.join(f'{w:.3g}' for w in weights)}); the monitors and the probe run per env "
+                  "(<env>/<name>), held_loss is the envs' held losses weighed by the mixing weights")
     bar = tqdm(total=cfg.steps, initial=step, unit="step", desc="train", disable=not (progress and ranks.is_main))
     model.train()
     tic, seen = time.perf_counter(), 0
@@ -459,13 +546,10 @@ def _train(cfg, dataset_root: str | Path, folder: Path, ranks, progress: bool) -
             monitoring = step % cfg.monitor_every == 0 or step == cfg.steps
             saving = step % cfg.checkpoint_every == 0 or step == cfg.steps
             if ranks.is_main and monitoring:
-                report = monitor(model, loss_fn, clips, probe, device)
+                report, lines = monitor_envs(model, loss_fn, monitored, weights, device)
                 log.log(step, report)
-                groups = " ".join(f"{g} {report[f'probe_r2_{g}']:.3f}" for g in probe["groups"])
-                bar.write(
-                    f"step {step}: held loss {report['held_loss']:.3f}, rollout err {report['rollout_err_1']:.3f} "
-                    f"(copy-last {report['copy_last_err_1']:.3f}), rank {report['effective_rank']:.1f}, probe R2 {groups}"
-                )
+                for line in lines:
+                    bar.write(f"step {step}: {line}")
                 if report["held_loss"] < best:
                     best = report["held_loss"]
                     checkpoint("best")
@@ -508,7 +592,8 @@ def main() -> None:
     @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
     def run(cfg) -> None:
         if not cfg.dataset:
-            raise SystemExit("error: pass dataset=PATH (a folder made by `python -m agent.collect env=<name>`)")
+            raise SystemExit("error: pass dataset=PATH (a folder made by `python -m agent.collect env=<name>`), "
+                             "or dataset=[PATH,PATH] for one world model shared by several envs")
         expected = (DatasetError, CheckpointError, TrainingDiverged, TrainingStopped, EntryBusy)
         with one_line_errors():  # a refused thread count (SettingError) is one line
             use_threads(cfg.threads)
