@@ -248,3 +248,26 @@ def test_the_train_command_takes_a_list_of_datasets_and_their_weights():
     assert dataset_roots(cfg.dataset) == [Path("/data/a"), Path("/data/b")]
     assert mixing_weights(cfg.dataset_weights, 2) == pytest.approx([2 / 3, 1 / 3])
     assert dataset_roots(one.dataset) == [Path("/data/a")] and one.dataset_weights is None
+
+
+def test_an_interrupted_shared_run_resumes_to_the_uninterrupted_ones_weights(tiny_data, dot_data, tmp_path, monkeypatch):
+    roots = [tiny_data[2], dot_data]
+    cfg = cached_config(tiny_data, tmp_path / "whole", steps=4, monitor_every=2, checkpoint_every=2)
+    whole = train(cfg, roots, progress=False)
+    real = MixtureSampler.sample
+    calls = {"n": 0}
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # after the step-2 checkpoint and one more step that is lost
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(MixtureSampler, "sample", interrupted)
+    cut = replace(cfg, cache_root=str(tmp_path / "cut"))
+    with pytest.raises(KeyboardInterrupt):
+        train(cut, roots, progress=False)
+    monkeypatch.setattr(MixtureSampler, "sample", real)
+    resumed = train(replace(cut, resume=True), roots, progress=False)
+    a, b = (world_model.load(f / "latest").state_dict() for f in (whole, resumed))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -5,7 +5,8 @@ The predictor's action MLP (world_model/predictor.py) then receives [A_max + E] 
 first linear layer maps them to W_a @ a_padded + W_e[:, env] + b: the columns it applies to the
 one-hot code are a learned env embedding added to the embedding of every action. The predictor
 and the planners stay as they are; a planner sees only the env's own A numbers
-(world_model/env_view.py pads them on the way in).
+(world_model/env_view.py pads them on the way in). The loss's inverse-dynamics head
+(world_model/losses.py) predicts the whole coded action, padding and code included: no mask yet.
 """
 
 from __future__ import annotations
