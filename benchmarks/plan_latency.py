@@ -24,6 +24,7 @@ from agent.costs import aim, build_cost
 from planners.cem import CEM
 
 
+@torch.no_grad()  # not torch.set_grad_enabled(False): called as a function (the smoke test), it left gradients off
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
@@ -35,7 +36,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the predictor's candidate rollout")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    torch.set_grad_enabled(False)
     wm = world_model.load(args.checkpoint).to(device).eval()
     d, a = wm.cfg.latent_dim, wm.cfg.action_dim
     if args.compile:
