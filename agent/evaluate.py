@@ -44,11 +44,12 @@ def trained_envs(manifest: dict) -> list[str] | None:
     return sorted(set(names)) or None
 
 
-def check_model_fits_env(wm, env, checkpoint: Path, manifest: dict) -> None:
-    """One clear line when a checkpoint (its manifest: `manifest`) was trained on another env's
-    video, or for other frames or actions than env's. A shared model (trained on several envs'
-    video, world_model/mixture.py) fits exactly the envs it was trained on, with each env's own
-    actions (WorldModel.for_env)."""
+def model_for_env(wm, env, checkpoint: Path, manifest: dict):
+    """The world model as env uses it (`wm.for_env(env.name)`: a shared model's view in env's own
+    actions, a single-env model as it is), or one clear line when a checkpoint (its manifest:
+    `manifest`) was trained on another env's video, or for other frames or actions than env's. A
+    shared model (trained on several envs' video, world_model/mixture.py) fits exactly the envs it
+    was trained on."""
     known = trained_envs(manifest)
     if known is not None and env.name not in known and len(known) == 1:
         raise ValueError(f"checkpoint {checkpoint} was trained on the video of env {', '.join(known)}, not {env.name}; "
@@ -65,6 +66,7 @@ def check_model_fits_env(wm, env, checkpoint: Path, manifest: dict) -> None:
     if (wm.cfg.action_dim,) != env.action_space.shape:
         raise ValueError(f"checkpoint {checkpoint} takes {wm.cfg.action_dim}-d actions but env {env.name} has "
                          f"action shape {env.action_space.shape}; it was trained for another env")
+    return wm
 
 
 def identity(cfg, checkpoint: Path, device, batch: int, goal_kinds: list[str], critic, macro=None,

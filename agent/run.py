@@ -23,7 +23,7 @@ from agent.collect import collect, dataset_dir, env_settings
 from agent.configurator import Configurator, TaskSettings
 from agent.critic import MANIFEST as CRITIC_MANIFEST
 from agent.critic import CriticConfig, critic_key, load_critic, save_critic, train_critic
-from agent.evaluate import check_model_fits_env, evaluate
+from agent.evaluate import evaluate, model_for_env
 from agent.goal_sources import needs
 from agent.landmarks import MANIFEST as LANDMARKS_MANIFEST
 from agent.landmarks import LandmarkConfig, fit_landmarks, landmarks_key, load_landmarks, save_landmarks
@@ -177,7 +177,7 @@ def recorded_dataset(manifest: dict, env_name: str) -> Path | None:
     """The dataset a checkpoint (its manifest) was trained on, which the fitted modules are fitted on;
     for a shared model, the dataset of env `env_name` (train_config.dataset lists one per env, in the
     order of model_config.envs). None when the manifest does not say, or names no dataset of that env
-    (check_model_fits_env then refuses the env)."""
+    (model_for_env then refuses the env)."""
     recorded = (manifest.get("train_config") or {}).get("dataset")
     if isinstance(recorded, list):  # a shared model's datasets
         envs = manifest["model_config"].get("envs") or []
@@ -236,8 +236,7 @@ def run(cfg, out: Path) -> None:
     device = pick_device(cfg.device)
     wm, manifest = load_with_manifest(checkpoint)
     wm = wm.to(device)
-    check_model_fits_env(wm, probe_env, checkpoint, manifest)
-    wm = wm.for_env(probe_env.name)  # a shared model's view in this env's own actions; a single-env model as it is
+    wm = model_for_env(wm, probe_env, checkpoint, manifest)  # a shared model: its view in this env's own actions
     # every fitted module is keyed by the weights loaded here, read once: a training process may save
     # a newer checkpoint into the same folder meanwhile
     weights = manifest["files"][MODEL_WEIGHTS]["sha256"]

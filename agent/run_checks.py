@@ -37,7 +37,7 @@ def check_settings(cfg) -> None:
 
 def check_frame_size(cfg) -> None:
     """The env's frames must be a size the world model takes, before a dataset of them is collected
-    (a checkpoint's own size is compared with the env's once it is loaded: check_model_fits_env)."""
+    (a checkpoint's own size is compared with the env's once it is loaded: agent.evaluate.model_for_env)."""
     size = cfg.env.get("image_size")
     if cfg.checkpoint or size is None:
         return

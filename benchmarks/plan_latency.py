@@ -24,6 +24,17 @@ from agent.costs import aim, build_cost
 from planners.cem import CEM
 
 
+def timed_ms(call, device: torch.device) -> float:
+    """Milliseconds of call() (on CUDA: until its kernels have finished)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    call()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 1000 * (time.perf_counter() - start)
+
+
 @torch.no_grad()  # not torch.set_grad_enabled(False): called as a function (the smoke test), it left gradients off
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -54,19 +65,11 @@ def main(argv: list[str] | None = None) -> None:
 
         init = torch.zeros(batch, args.horizon, a, device=device)
         low, high = torch.full((a,), -1.0, device=device), torch.full((a,), 1.0, device=device)
-        start = time.perf_counter()
-        cem.plan(rollout_fn, cost_fn, init, low, high)  # warms up; under --compile, compiles
-        first_ms = 1000 * (time.perf_counter() - start)
-        times = []
-        for _ in range(args.repeats):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
+        def decide(cem=cem, rollout_fn=rollout_fn, cost_fn=cost_fn, init=init, low=low, high=high):
             cem.plan(rollout_fn, cost_fn, init, low, high)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(1000 * (time.perf_counter() - start))
-        times = sorted(times)
+
+        first_ms = timed_ms(decide, device)  # warms up; under --compile, compiles
+        times = sorted(timed_ms(decide, device) for _ in range(args.repeats))
         print(json.dumps({"episodes": batch, "device": str(device), "compile": args.compile,
                           "first_call_ms": round(first_ms, 1), "threads": torch.get_num_threads(),
                           "cpus": os.cpu_count(), "samples": args.samples, "iterations": args.iterations,

@@ -156,8 +156,10 @@ def _resumes_from(folder: Path) -> str:
 def run_identity(cfg, data_identity: dict | list[dict], weights: list[float] | None = None) -> dict:
     """Everything that changes the trained weights (not logging, device or paths); data_identity
     is the dataset manifest's "identity", or a list of them for a shared model, whose normalised
-    mixing weights are `weights`. A single dataset's identity is as it was before shared models
-    (no weights, no unset shared-model fields), so its run folder keeps its name."""
+    mixing weights are `weights`. A single dataset's identity (a list of one included) is as it was
+    before shared models (no weights, no unset shared-model fields), so its run folder keeps its name."""
+    if isinstance(data_identity, list) and len(data_identity) == 1:
+        data_identity, weights = data_identity[0], None
     identity = {
         "data": data_identity,
         "world_model": single_env_record(plain(cfg.world_model)),
@@ -180,12 +182,10 @@ def run_dir(cfg, dataset_root) -> Path:
     if cfg.out:
         return Path(cfg.out)
     manifests = [read_manifest(root) for root in roots]
-    if len(roots) == 1:
-        data, weights = manifests[0]["identity"], None
-    else:
+    if len(roots) > 1:
         check_mixture(roots, manifests)
-        data = [m["identity"] for m in manifests]
-    key = hashlib.sha256(json.dumps(run_identity(cfg, data, weights), sort_keys=True).encode()).hexdigest()[:10]
+    identity = run_identity(cfg, [m["identity"] for m in manifests], weights)
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     return Path(cfg.cache_root) / "models" / f"{'+'.join(m['env']['name'] for m in manifests)}-{key}"
 
 
@@ -447,11 +447,9 @@ def _train(cfg, dataset_root: str | Path, folder: Path, ranks, progress: bool) -
     )
     step = 0
     best = math.inf
-    if shared:
-        identity = run_identity(cfg, [ds.manifest["identity"] for ds in datasets], weights)
-        recorded = [str(ds.root.resolve()) for ds in datasets]  # in the order of model_cfg.envs
-    else:
-        identity, recorded = run_identity(cfg, datasets[0].manifest["identity"]), str(datasets[0].root.resolve())
+    identity = run_identity(cfg, [ds.manifest["identity"] for ds in datasets], weights)
+    recorded = [str(ds.root.resolve()) for ds in datasets]  # a shared model's: in the order of model_cfg.envs
+    recorded = recorded if shared else recorded[0]
     resuming = cfg.resume and checkpoint_exists(folder / "latest")
     distributed.barrier()  # every rank has looked at the run folder before rank 0 changes it
     if ranks.is_main:
