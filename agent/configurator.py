@@ -63,6 +63,10 @@ class TaskSettings:
     energy_scales: list[int] = field(default_factory=lambda: [1])
     """Token-grid poolings the goal energy sums over (spatial representations only): [1, 2] adds
     a 2x2-pooled copy, which keeps the energy informative when the arm is far from the goal."""
+    disagreement_weight: float = 0.0
+    """Weight of the model disagreement (agent/costs.py ModelDisagreement): the predictor ensemble's
+    (configs/ensemble) mean squared distance from the world model's rollout of a plan, averaged
+    over its steps, so plans the model is unsure of cost more; 0 = no ensemble is fitted."""
     action_magnitude: float = 0.0
     """Weight of the mean squared action."""
     action_smoothness: float = 0.0
@@ -126,7 +130,8 @@ class Configurator:
             replan_every=s.replan_every,
             shrink_horizon=s.shrink_horizon,
             cost_weights={"goal": s.goal_weight, "critic": s.critic_weight, "critic_reduce": s.critic_reduce,
-                          "subgoal_critic": s.subgoal_critic_weight, "action_magnitude": s.action_magnitude,
+                          "subgoal_critic": s.subgoal_critic_weight, "disagreement": s.disagreement_weight,
+                          "action_magnitude": s.action_magnitude,
                           "action_smoothness": s.action_smoothness},
             goal_energy={"metric": s.metric, "last_weight": s.last_weight, "step_weight": s.step_weight,
                          "scales": tuple(s.energy_scales)},

@@ -1,8 +1,10 @@
 """Cost modules: what the planner minimises. Each is a pure function of (representations
 [B, N, H, D], actions [B, N, H, A], goal [B, D]) -> [B, N]: the goal is an argument, never state,
-so one cost scores plans toward the final goal and toward a subgoal alike. `CompositeCost` adds
-them with weights; `aim(cost, goal)` binds a goal, giving the (z, actions) -> [B, N] function a
-planner takes."""
+so one cost scores plans toward the final goal and toward a subgoal alike. A module that also
+needs where the plans start (`uses_start = True`: the model disagreement) takes a fourth argument,
+start = (history latents [B, K, D], past actions [B, K-1, A]). `CompositeCost` adds them with
+weights; `aim(cost, goal, start)` binds goal and start, giving the (z, actions) -> [B, N] function
+a planner takes."""
 
 from __future__ import annotations
 
@@ -97,6 +99,25 @@ class ActionSmoothness:
         return (actions[:, :, 1:] - actions[:, :, :-1]).square().mean(dim=(-1, -2))
 
 
+class ModelDisagreement:
+    """How far an ensemble of predictors (world_model/ensemble.py), each rolling the plan out on its
+    own from the plan's start, lands from the world model's predicted representations, averaged over
+    the plan's steps: an estimate of the world model's squared error along the plan, in the goal
+    energy's units. Weighted, it makes the planner risk-averse: it prefers plans whose outcome the
+    model is sure of (away from contacts and walls it has seen little of)."""
+
+    uses_start = True
+
+    def __init__(self, ensemble):
+        self.ensemble = ensemble
+
+    def __call__(self, z: Tensor, actions: Tensor, goal: Tensor, start: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """z [B, N, H, D], actions [B, N, H, A], start (latents [B, K, D], past actions [B, K-1, A]) -> [B, N]."""
+        if start is None:
+            raise ValueError("the model-disagreement cost needs the plans' start: bind it with aim(cost, goal, start)")
+        return self.ensemble.disagreement(*start, z, actions).mean(-1)  # [B, N, H] -> [B, N]
+
+
 class CompositeCost:
     """Weighted sum of cost modules; terms with weight 0 are skipped."""
 
@@ -104,29 +125,35 @@ class CompositeCost:
         self.terms = {name: (w, fn) for name, (w, fn) in terms.items() if w != 0}
         if not self.terms:
             raise ValueError("every cost weight is 0; give at least the goal energy a weight")
+        self.uses_start = any(getattr(fn, "uses_start", False) for _, fn in self.terms.values())
 
-    def __call__(self, z: Tensor, actions: Tensor, goal: Tensor) -> Tensor:
-        return sum(w * fn(z, actions, goal) for w, fn in self.terms.values())
+    def __call__(self, z: Tensor, actions: Tensor, goal: Tensor, start: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        return sum(self.breakdown(z, actions, goal, start).values())
 
-    def breakdown(self, z: Tensor, actions: Tensor, goal: Tensor) -> dict[str, Tensor]:
+    def breakdown(self, z: Tensor, actions: Tensor, goal: Tensor,
+                  start: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
         """Each weighted term separately, [B, N] each (for videos and diagnostics)."""
-        return {name: w * fn(z, actions, goal) for name, (w, fn) in self.terms.items()}
+        return {name: w * (fn(z, actions, goal, start) if getattr(fn, "uses_start", False) else fn(z, actions, goal))
+                for name, (w, fn) in self.terms.items()}
 
 
-def aim(cost, goal: Tensor):
+def aim(cost, goal: Tensor, start: tuple[Tensor, Tensor] | None = None):
     """The planner's cost_fn: (z [B, N, H, D], actions [B, N, H, A]) -> cost(z, actions, goal) [B, N],
-    goal [B, D] bound."""
+    goal [B, D] bound, and `start` (latents [B, K, D], past actions [B, K-1, A]) for a cost that
+    reads where the plans start."""
     def cost_fn(z: Tensor, actions: Tensor) -> Tensor:
-        return cost(z, actions, goal)
+        return cost(z, actions, goal, start) if getattr(cost, "uses_start", False) else cost(z, actions, goal)
 
     return cost_fn
 
 
-def build_cost(weights: dict, goal_energy: dict, grid: tuple[int, int] | None = None, critic=None) -> CompositeCost:
+def build_cost(weights: dict, goal_energy: dict, grid: tuple[int, int] | None = None, critic=None,
+               ensemble=None) -> CompositeCost:
     """The composite cost from the configurator's weights {goal, critic, action_magnitude,
-    action_smoothness} and goal-energy settings {metric, last_weight, step_weight, scales};
-    `grid` describes a spatial representation (cells per side, numbers per cell); `critic` is a
-    trained ReachCritic, required when the critic weight is not 0."""
+    action_smoothness, disagreement} and goal-energy settings {metric, last_weight, step_weight,
+    scales}; `grid` describes a spatial representation (cells per side, numbers per cell); `critic`
+    is a trained ReachCritic, required when the critic weight is not 0; `ensemble` a fitted
+    PredictorEnsemble, required when the disagreement weight is not 0."""
     terms = {
         "goal": (weights["goal"], GoalEnergy(**goal_energy, grid=grid)),
         "action_magnitude": (weights["action_magnitude"], ActionMagnitude()),
@@ -137,4 +164,9 @@ def build_cost(weights: dict, goal_energy: dict, grid: tuple[int, int] | None = 
             raise ValueError("the configurator gives the critic a weight but no critic was passed; pass the one "
                              "agent.run trains, or set configurator.<goal kind>.critic_weight=0")
         terms["critic"] = (weights["critic"], CriticDistance(critic, weights.get("critic_reduce", "last")))
+    if weights.get("disagreement", 0.0):
+        if ensemble is None:
+            raise ValueError("the configurator gives the model disagreement a weight but no ensemble was passed; pass "
+                             "the one agent.run fits, or set configurator.<goal kind>.disagreement_weight=0")
+        terms["disagreement"] = (weights["disagreement"], ModelDisagreement(ensemble))
     return CompositeCost(terms)

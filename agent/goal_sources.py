@@ -151,9 +151,9 @@ def is_hierarchical(planner_cfg) -> bool:
 
 
 def needs(setup, planner_cfg) -> set[str]:
-    """The fitted modules (among MODULES and "critic") a goal kind's plans need: what its source
-    declares, the level-2 predictor for a hierarchical planner, and the critic when a cost that
-    applies gives it a weight."""
+    """The fitted modules (among MODULES, "critic" and "ensemble") a goal kind's plans need: what its
+    source declares, the level-2 predictor for a hierarchical planner, the critic when a cost that
+    applies gives it a weight, and the predictor ensemble when the disagreement has a weight."""
     cls = source_class(setup.goal_source)
     out = set(cls.needs)
     hierarchical = is_hierarchical(planner_cfg)
@@ -162,6 +162,8 @@ def needs(setup, planner_cfg) -> set[str]:
     low_critic = setup.cost_weights["subgoal_critic" if (cls.subgoal or hierarchical) else "critic"]
     if low_critic or (hierarchical and setup.cost_weights["critic"]):
         out.add("critic")
+    if setup.cost_weights["disagreement"]:
+        out.add("ensemble")
     return out
 
 

@@ -86,8 +86,8 @@ class PlanningPolicy:
                 return self.wm.rollout_candidates(z_hist, actions, past_actions=past)
 
             goal = self.source.goal(z_now, decision)  # [B, D]
-            result = self.planner.plan(rollout_fn, aim(self.cost, goal), self._warm_start(b, horizon), self.low,
-                                       self.high)
+            result = self.planner.plan(rollout_fn, aim(self.cost, goal, (z_hist, past)), self._warm_start(b, horizon),
+                                       self.low, self.high)
             self.plan, self.steps_since_plan, planned = result.actions, 0, True
             self.plan_cost = result.cost.cpu().numpy()  # [B]
             if self.imagine:

@@ -37,6 +37,8 @@ from world_model.dataset import Dataset, DatasetError, write_json_atomic
 from world_model.dataset import read_manifest as read_dataset_manifest
 from world_model.decoder import MANIFEST as DECODER_MANIFEST
 from world_model.decoder import DecoderConfig, decoder_key, load_decoder, save_decoder, train_decoder
+from world_model.ensemble import MANIFEST as ENSEMBLE_MANIFEST
+from world_model.ensemble import EnsembleConfig, ensemble_key, load_ensemble, save_ensemble, train_ensemble
 from world_model.latents import EpisodeLatents
 from world_model.macro import MANIFEST as MACRO_MANIFEST
 from world_model.macro import MacroConfig, load_macro, macro_key, save_macro, train_macro
@@ -89,7 +91,7 @@ def shared_latents(kept: dict | None, wm, dataset: Dataset, device: torch.device
 
 
 def needed_modules(cfg, env) -> set[str]:
-    """The fitted modules ("critic", "landmarks", "macro") the evaluated goal kinds' goal sources
+    """The fitted modules ("critic", "landmarks", "macro", "ensemble") the evaluated goal kinds' goal sources
     and costs declare they need (agent/goal_sources.py: needs), with the configurator's settings
     for env and the run's planner; the evaluation checks it was handed each of them."""
     configurator = Configurator({k: TaskSettings(**v) for k, v in plain(cfg.configurator).items()}, env)
@@ -130,6 +132,24 @@ def macro_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.de
 
     return _cached_fitted(cfg, "macros", "the level-2 predictor", "choose a flat planner", dataset_root,
                           lambda root: macro_key(weights, root.name, mcfg), MACRO_MANIFEST, load_macro, fit, device)
+
+
+def ensemble_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True,
+                 kept: dict | None = None):
+    """The predictor ensemble the model-disagreement cost reads, fitted once on the dataset the world
+    model was trained on and cached under cache_root/ensembles."""
+    ecfg = EnsembleConfig(**plain(cfg.ensemble))
+
+    def fit(folder: Path, dataset: Dataset):
+        ensemble, stats = train_ensemble(wm, dataset, ecfg, device, progress, shared_latents(kept, wm, dataset, device))
+        save_ensemble(folder, ensemble, stats)
+        errors = ", ".join(f"{e:.4f}" for e in stats["held_out_error"])
+        return ensemble, (f"encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s, held-out one-step error "
+                          f"per member {errors} (copy-last {stats['held_out_copy_last']:.4f})")
+
+    return _cached_fitted(cfg, "ensembles", "the predictor ensemble", "set configurator.<goal kind>.disagreement_weight=0",
+                          dataset_root, lambda root: ensemble_key(weights, root.name, ecfg), ENSEMBLE_MANIFEST,
+                          load_ensemble, fit, device)
 
 
 def landmarks_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True,
@@ -241,7 +261,8 @@ def run(cfg, out: Path) -> None:
     # a newer checkpoint into the same folder meanwhile
     weights = manifest["files"][MODEL_WEIGHTS]["sha256"]
     fitted, kept = {}, {}  # kept: the training video's latents, encoded once for every module fitted below
-    for name, fit in (("critic", critic_for), ("macro", macro_for), ("landmarks", landmarks_for)):
+    for name, fit in (("critic", critic_for), ("macro", macro_for), ("landmarks", landmarks_for),
+                      ("ensemble", ensemble_for)):
         if name in needed:  # fitted or loaded only where a goal source or cost declares it
             mark = time.perf_counter()
             fitted[name] = fit(cfg, wm, weights, dataset_root, device, kept=kept)

@@ -10,6 +10,7 @@ from agent.landmarks import LandmarkConfig
 from world_model.cli import SettingError
 from world_model.decoder import DecoderConfig
 from world_model.encoder import stem_strides
+from world_model.ensemble import EnsembleConfig
 from world_model.macro import MacroConfig
 from world_model.plain import plain
 from world_model.train import check_train_settings
@@ -17,7 +18,8 @@ from world_model.train import check_train_settings
 BASELINES = ("random", "zero")  # agent/policies.py: the baselines an evaluation can run beside the planner
 VIDEO_SIZES = (8, 2048)  # eval.video_size: the envs render at least 8 px; a panel above 2048 px is no video
 # the modules fitted after the world model: config group -> the config whose own checks (__post_init__) hold
-FITTED = {"critic": CriticConfig, "macro": MacroConfig, "landmarks": LandmarkConfig, "decoder": DecoderConfig}
+FITTED = {"critic": CriticConfig, "macro": MacroConfig, "landmarks": LandmarkConfig, "decoder": DecoderConfig,
+          "ensemble": EnsembleConfig}
 
 
 def check_settings(cfg) -> None:

@@ -10,6 +10,7 @@ from agent.configurator import TaskSettings
 from agent.critic import CriticConfig
 from agent.landmarks import LandmarkConfig
 from world_model.decoder import DecoderConfig
+from world_model.ensemble import EnsembleConfig
 from world_model.macro import MacroConfig
 from world_model.train import TrainConfig
 
@@ -65,6 +66,9 @@ class RunConfig(TrainConfig):
     macro: MacroConfig = field(default_factory=MacroConfig)
     """The level-2 predictor (configs/macro), trained on the world model's latents when the
     planner is hierarchical."""
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    """The predictor ensemble (configs/ensemble), trained on the world model's latents when a goal
+    kind gives the model disagreement a weight (configurator: disagreement_weight)."""
     landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
     """The graph of the training video's frames (configs/landmarks), built from the world model's
     latents when a goal kind's goal source needs it (configurator: goal_source=graph)."""

@@ -146,6 +146,9 @@ def test_agent_run_smoke(tmp_path):
         "configurator.task.budget=20", "critic.steps=20", "critic.batch_size=16",
         "critic.hidden=16", "critic.dim=4", "decoder.width=8", "decoder.steps=5", "decoder.episodes=2",
         "decoder.eval_windows=4", "decoder.horizon=2", "eval.video_size=64", f"hydra.run.dir={out}",
+        # risk-averse planning on one goal kind: the predictor ensemble is fitted and read by its cost
+        "configurator.state.disagreement_weight=1.0", "ensemble.steps=5", "ensemble.width=16", "ensemble.heads=2",
+        "ensemble.depth=1",
     ]
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -157,6 +160,8 @@ def test_agent_run_smoke(tmp_path):
     assert {(r["goal_kind"], r["budget"]) for r in records} == {("state", 50), ("task", 20)}
     summary = json.loads((out / "summary.json").read_text())
     assert "critic_s" in summary["timings"]  # protocol (b) plans with the reach critic by default
+    assert "ensemble_s" in summary["timings"]
+    assert len(list((tmp_path / "cache" / "ensembles").glob("reacher-*/ensemble.json"))) == 1
     # the critic was fitted on the dataset the model was trained on, the one this run collected
     assert Path(summary["dataset"]).parent == tmp_path / "cache" / "datasets"
     assert json.loads((Path(summary["checkpoint"]) / "checkpoint.json").read_text())["train_config"]["dataset"] == \

@@ -36,6 +36,7 @@ from agent.critic import CriticConfig
 from agent.landmarks import LandmarkConfig
 from agent.run_config import RunConfig
 from world_model.decoder import DecoderConfig
+from world_model.ensemble import EnsembleConfig
 from world_model.losses import LossConfig
 from world_model.macro import MacroConfig
 from world_model.model import WorldModelConfig
@@ -157,6 +158,7 @@ GROUPS = [
     ("configurator/*.yaml", each(TaskSettings)),
     ("critic/*.yaml", dataclass_schema(CriticConfig)),
     ("macro/*.yaml", dataclass_schema(MacroConfig)),
+    ("ensemble/*.yaml", dataclass_schema(EnsembleConfig)),
     ("landmarks/*.yaml", dataclass_schema(LandmarkConfig)),
     ("decoder/*.yaml", dataclass_schema(DecoderConfig)),
 ]
