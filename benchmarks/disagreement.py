@@ -54,10 +54,8 @@ def groups(env_name: str, proprio: np.ndarray) -> tuple[str, np.ndarray] | None:
         return "contact", ((np.linalg.norm(step[..., 2:4], axis=-1) > 1.0) | (np.abs(step[..., 4]) > 0.02)).any(1)
     if env_name in ("two-rooms", "four-rooms"):  # the agent within 1 cm of a wall's surface at some frame
         env = envs.make(env_name)
-        walls = env.obstacles  # [K, 4] centre x, y, half sizes grown by the agent radius
+        gap = env.wall_gaps(proprio[..., :2]).min(-1)  # [W, L, walls] -> [W, L]
         env.close()
-        pos = proprio[..., None, :2]  # [W, L, 1, 2]
-        gap = np.linalg.norm(np.maximum(np.abs(pos - walls[:, :2]) - walls[:, 2:], 0.0), axis=-1).min(-1)  # [W, L]
         return "at_wall", (gap < 0.01).any(1)
     return None
 

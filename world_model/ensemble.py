@@ -23,9 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from world_model.fitted import check_at_least_one, check_positive, load_fitted, save_fitted
-from world_model.latents import EpisodeLatents, episode_actions
+from world_model.latents import EpisodeLatents, split_latents
 from world_model.predictor import Predictor
-from world_model.windows import split_episodes
 
 WEIGHTS, MANIFEST = "ensemble.safetensors", "ensemble.json"
 
@@ -66,7 +65,8 @@ class EnsembleConfig:
 
 
 class PredictorEnsemble(nn.Module):
-    """M one-step predictors: a window (z [L, K, D], actions [L, K, A]) -> M predictions [M, L, D]."""
+    """M predictors of the world model's shape, each rolling plans out on its own (`rollouts`), and
+    their mean squared distance from the world model's rollout of the same plans (`disagreement`)."""
 
     def __init__(self, latent_dim: int, action_dim: int, history: int, cfg: EnsembleConfig):
         super().__init__()
@@ -147,10 +147,8 @@ def train_ensemble(wm, dataset, cfg: EnsembleConfig, device: torch.device, progr
     """Encodes the dataset with the frozen world model `wm` and fits the ensemble on it (the world
     model's train / held-out episode split). Returns it on `device` and statistics."""
     start = time.perf_counter()
-    train_eps, held_eps = split_episodes(dataset.num_episodes, cfg.held_out_fraction)
     latents = latents or EpisodeLatents(wm, dataset, device)  # shared with the other fitted modules when given
-    z_train, z_held = latents(train_eps), latents(held_eps)
-    a_train, a_held = episode_actions(dataset, train_eps, device), episode_actions(dataset, held_eps, device)
+    z_train, a_train, z_held, a_held = split_latents(latents, dataset, cfg.held_out_fraction, device)
     encode_s = time.perf_counter() - start
     model, stats = fit_ensemble(z_train, a_train, z_held, a_held, wm.cfg.history, cfg, progress)
     stats.update(encode_s=encode_s, train_s=time.perf_counter() - start - encode_s)

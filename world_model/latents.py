@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from world_model.windows import split_episodes
+
 
 class EpisodeLatents:
     """Every frame of a dataset's episodes encoded by the frozen world model, each episode once and
@@ -31,6 +33,15 @@ class EpisodeLatents:
 def encode_episodes(wm, dataset, episodes: np.ndarray, device: torch.device) -> Tensor:
     """Every frame of the given episodes encoded: [E, T, D], nothing kept."""
     return EpisodeLatents(wm, dataset, device)(episodes)
+
+
+def split_latents(latents: EpisodeLatents, dataset, held_out_fraction: float,
+                  device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(z_train [E, T, D], a_train [E, T, A], z_held, a_held): latents and actions of the world
+    model's train / held-out episode split (the last `held_out_fraction` of episodes held out)."""
+    train_eps, held_eps = split_episodes(dataset.num_episodes, held_out_fraction)
+    return (latents(train_eps), episode_actions(dataset, train_eps, device), latents(held_eps),
+            episode_actions(dataset, held_eps, device))
 
 
 def episode_actions(dataset, episodes: np.ndarray, device: torch.device) -> Tensor:

@@ -19,9 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from world_model.fitted import check_at_least_one, check_positive, load_fitted, save_fitted
-from world_model.latents import EpisodeLatents, episode_actions
+from world_model.latents import EpisodeLatents, split_latents
 from world_model.predictor import Predictor
-from world_model.windows import split_episodes
 
 WEIGHTS, MANIFEST = "macro.safetensors", "macro.json"
 
@@ -131,10 +130,8 @@ def train_macro(wm, dataset, cfg: MacroConfig, device: torch.device, progress: b
     """Encodes the dataset with the frozen world model `wm` and fits the level-2 predictor on it
     (the world model's train / held-out episode split). Returns it on `device` and statistics."""
     start = time.perf_counter()
-    train_eps, held_eps = split_episodes(dataset.num_episodes, cfg.held_out_fraction)
     latents = latents or EpisodeLatents(wm, dataset, device)  # shared with the other fitted modules when given
-    z_train, z_held = latents(train_eps), latents(held_eps)
-    a_train, a_held = episode_actions(dataset, train_eps, device), episode_actions(dataset, held_eps, device)
+    z_train, a_train, z_held, a_held = split_latents(latents, dataset, cfg.held_out_fraction, device)
     encode_s = time.perf_counter() - start
     model, stats = fit_macro(z_train, a_train, z_held, a_held, cfg, progress)
     stats.update(encode_s=encode_s, train_s=time.perf_counter() - start - encode_s)

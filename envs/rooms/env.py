@@ -155,8 +155,13 @@ class TwoRoomsEnv(GoalEnv):
         """Whether an agent centred at pos [2] is inside the arena and at least `margin` metres
         from every wall."""
         pos = np.asarray(pos, np.float64)
-        gaps = np.linalg.norm(np.maximum(np.abs(pos - self.obstacles[:, :2]) - self.obstacles[:, 2:], 0.0), axis=1)
-        return bool(np.all(np.abs(pos) <= ARENA_HALF) and np.all(gaps >= margin))
+        return bool(np.all(np.abs(pos) <= ARENA_HALF) and np.all(self.wall_gaps(pos) >= margin))
+
+    def wall_gaps(self, pos: np.ndarray) -> np.ndarray:
+        """Metres between an agent centred at pos [..., 2] and each wall's surface: [..., walls]
+        (0 where it touches or overlaps one)."""
+        pos = np.asarray(pos, np.float64)[..., None, :]  # [..., 1, 2] against the walls' [walls, 2]
+        return np.linalg.norm(np.maximum(np.abs(pos - self.obstacles[:, :2]) - self.obstacles[:, 2:], 0.0), axis=-1)
 
     def in_room(self, pos: np.ndarray, room: tuple[int, ...]) -> bool:
         """Whether a centre at pos [2] is inside `room` (one sign per split axis), clear of the
