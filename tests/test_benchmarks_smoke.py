@@ -93,3 +93,31 @@ def test_plan_latency_times_the_policys_rollout_for_one_and_fifty_episodes(tmp_p
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["episodes"] for line in lines] == [1, 50]
     assert all(line["ms_per_decision_median"] > 0 and line["compile"] is False for line in lines)
+
+
+def test_pusht_oracle_plays_candidates_as_the_env_steps_and_scores_in_tolerances(monkeypatch):
+    import math
+
+    import numpy as np
+    import torch
+
+    from envs.pusht.env import PushTEnv
+    from envs.pusht.replay import make_sim, pose
+
+    oracle = script("pusht_oracle", monkeypatch)
+    env = PushTEnv()
+    env.reset(seed=3)
+    start = env.get_sim_state()
+    actions = torch.rand(1, 2, 3, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1  # [1, N, H, 2]
+    poses = oracle.simulate(make_sim(), start, env.action_repeat, actions)  # [1, N, H, 5]
+    for n in range(2):
+        env.set_sim_state(start)
+        for h in range(3):
+            env.step(actions[0, n, h].numpy())
+            assert np.array_equal(poses[0, n, h].numpy(), pose(env.sim))
+    assert not torch.equal(poses[0, 0], poses[0, 1])
+    goal = np.array([100.0, 200.0, 300.0, 250.0, 0.5])
+    moved = torch.from_numpy(np.stack([goal, goal + [0, 0, 20, 0, 0], goal + [0, 0, 0, 0, math.pi / 9],
+                                        goal + [0, 0, 0, 0, 2 * math.pi]]))[None]  # [1, 4, 5]
+    assert torch.allclose(oracle.state_cost(moved, goal), torch.tensor([[0.0, 1.0, 1.0, 0.0]], dtype=torch.float64),
+                          atol=1e-9)
