@@ -4,8 +4,8 @@
         [--episodes 40 --seed 1 --samples 100 --iterations 5 --workers 2 --metric l2 --scales 1
          --only 3,7 --out episodes.jsonl]
 
-The agent's CEM loop (same horizon, step weights and bounds as configs/planner/cem.yaml and
-configs/configurator/pusht.yaml), but every candidate is played out in the true simulator
+The agent's CEM loop (horizon, step weights and bounds as configs/configurator/pusht.yaml sets
+them for `push`), but every candidate is played out in the true simulator
 (gym-pusht's physics from the episode's current state) instead of the world model, so the model's
 prediction error is taken out. The candidates are then scored by either
   state   the success rule's own numbers: L2 over (agent x, y, block x, y) / 20 px
@@ -29,12 +29,16 @@ import math
 import time
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 import world_model
+from agent.configurator import TaskSettings
 from agent.costs import GoalEnergy
+from agent.eval_summary import wilson_interval
 from agent.protocols import make_episodes
 from envs.pusht.draw import draw
 from envs.pusht.env import PushTEnv
@@ -42,8 +46,12 @@ from envs.pusht.replay import ANGLE_TOLERANCE, POSITION_TOLERANCE, control_step,
 from planners.cem import CEM
 from world_model.encoder import GRID
 
-STEP_WEIGHT = 0.5  # configs/configurator/pusht.yaml, push
-HORIZON = 5  # configs/planner/cem.yaml
+CONFIGURATOR = Path(__file__).resolve().parents[1] / "configs" / "configurator" / "pusht.yaml"
+
+
+def push_settings() -> TaskSettings:
+    """The configurator's settings for `push` (horizon, step and last weights), as the agent plans with them."""
+    return TaskSettings(**OmegaConf.to_container(OmegaConf.load(CONFIGURATOR))["push"])
 
 
 def state_cost(poses: torch.Tensor, goal: np.ndarray) -> torch.Tensor:
@@ -77,16 +85,17 @@ def play(job: dict) -> dict:
     env.reset(seed=spec.seed, options=spec.options)
     goal = np.asarray(spec.options["goal"], np.float64)
     sim, repeat = make_sim(), env.action_repeat
-    planner = CEM(horizon=HORIZON, samples=args["samples"], iterations=args["iterations"],
+    task = push_settings()
+    planner = CEM(horizon=task.horizon, samples=args["samples"], iterations=args["iterations"],
                   elites=max(2, args["samples"] // 10), seed=job["index"])
     scales = tuple(int(x) for x in args["scales"].split(","))
-    energy = GoalEnergy(metric=args["metric"], step_weight=STEP_WEIGHT, scales=scales,
+    energy = GoalEnergy(metric=args["metric"], last_weight=task.last_weight, step_weight=task.step_weight, scales=scales,
                         grid=(GRID, model.cfg.token_dim) if model and scales != (1,) else None)
-    weights = torch.full((HORIZON,), STEP_WEIGHT, dtype=torch.float64)
-    weights[-1] = 1.0
+    weights = torch.full((task.horizon,), task.step_weight, dtype=torch.float64)
+    weights[-1] = task.last_weight
     z_goal = model.encode(env.render_pose(goal)[None, None])[0] if model else None  # [1, D]
     low, high = torch.full((2,), -1.0), torch.full((2,), 1.0)
-    plan = torch.zeros(1, HORIZON, 2)
+    plan = torch.zeros(1, task.horizon, 2)
 
     def cost(poses: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """poses [1, N, H, 5] -> [1, N]"""
@@ -106,9 +115,8 @@ def play(job: dict) -> dict:
             "angle_error": float(info["angle_error"]), "block_error": float(info["block_error"])}
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    centre, half = (k + z * z / 2) / (n + z * z), z * math.sqrt(k * (n - k) / n + z * z / 4) / (n + z * z)
-    return round(centre - half, 3), round(centre + half, 3)
+def rounded(interval: tuple[float, float]) -> list[float]:
+    return [round(x, 3) for x in interval]
 
 
 def main() -> None:
@@ -138,8 +146,8 @@ def main() -> None:
     end, anytime = sum(r["success"] for r in results), sum(r["success_any"] for r in results)
     print(json.dumps({
         "cost": args.cost, "metric": args.metric, "scales": args.scales, "episodes": n, "seed": args.seed, "samples": args.samples, "iterations": args.iterations,
-        "success_end": end / n, "wilson_end": wilson(end, n), "success_any": anytime / n,
-        "wilson_any": wilson(anytime, n),
+        "success_end": end / n, "wilson_end": rounded(wilson_interval(end, n)), "success_any": anytime / n,
+        "wilson_any": rounded(wilson_interval(anytime, n)),
         "median_block_px": float(np.median([r["block_error"] for r in results])),
         "median_angle_deg": float(np.degrees(np.median([r["angle_error"] for r in results]))),
         "minutes": round((time.perf_counter() - began) / 60, 1),
