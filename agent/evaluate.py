@@ -23,9 +23,10 @@ from agent.episode_record import replay_matches
 from agent.eval_folder import RecordStore, claim
 from agent.eval_summary import summarize, table
 from agent.goal_sources import build_source, needs
+from agent.imagined import imagine_record
 from agent.policies import PlanningPolicy, RandomPolicy, ZeroPolicy
 from agent.protocols import chunk_seed, make_episodes
-from agent.video import decode_trace, write_episode_video
+from agent.video import decode_trace, spread_frames, write_episode_video
 from world_model.checkpoint import WEIGHTS, read_manifest
 from world_model.dataset import write_json_atomic
 from world_model.encoder import GRID
@@ -122,6 +123,17 @@ def plan_parts(setup, grid, modules: dict, search=None, low=None, high=None) -> 
     return source, full({**setup.cost_weights, "critic": setup.cost_weights["subgoal_critic"]})
 
 
+def _with_spread(record: dict, trace: list[dict], wm, decoder, ensemble, device) -> tuple[list[dict], object]:
+    """A planner video's trace with each decision's ensemble disagreement, and its spread panel
+    (agent/video.py spread_frames, uint8 [decisions, h, w, 3]); as given and None without an
+    ensemble or a decoder. The members' rollouts are rebuilt from the record (agent/imagined.py)."""
+    if ensemble is None or decoder is None:
+        return trace, None
+    predicted = imagine_record(record, wm, device, ensemble)
+    spread, disagreement = spread_frames(decoder, predicted["imagined"], predicted["members"])
+    return [{**step, "disagreement": float(x)} for step, x in zip(trace, disagreement)], spread
+
+
 def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=None, macro=None,
              progress: bool = True, decoder=None, landmarks=None, ensemble=None) -> dict:
     """Runs each goal kind with the planner and the baselines on `envs` (one per batched
@@ -130,7 +142,8 @@ def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=No
     `critic`, `macro` (the level-2 predictor), `landmarks` (the graph of the training video's
     frames), `ensemble` (the predictor ensemble of the model-disagreement cost): the fitted modules
     the goal kinds' sources and costs need (agent/goal_sources.py: needs); `decoder` (world_model/decoder.py)
-    draws the imagined panel of the videos (none without it)."""
+    draws the imagined panel of the videos (none without it), and beside it, where the goal kind's
+    cost has the ensemble, its spread panel."""
     env0 = envs[0]
     configurator = Configurator({k: TaskSettings(**v) for k, v in plain(cfg.configurator).items()}, env0)
     goal_kinds = list(cfg.eval.goal_kinds or env0.goal_kinds)
@@ -174,8 +187,9 @@ def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=No
                             record["replay_matches"] = replay_matches(record)
                     # videos first: once the chunk is recorded it never runs again to write them
                     for i, trace in enumerate(videos):  # the kept episodes are the chunk's first ones
+                        trace, spread = _with_spread(chunk[i], trace, wm, decoder, ensemble, device)
                         write_episode_video(out / "videos" / f"{goal_kind}-{i:02d}.mp4", chunk[i],
-                                            cfg.eval.video_size, decode_trace(decoder, trace), trace)
+                                            cfg.eval.video_size, decode_trace(decoder, trace), trace, spread)
                     store.append(goal_kind, name, first, chunk)
                 bar.close()
                 records = [r for first in firsts for r in store.get(goal_kind, name, first)]

@@ -26,10 +26,12 @@ def decision_actions(record: dict) -> np.ndarray:
 
 
 @torch.no_grad()
-def imagine_record(record: dict, wm, device: torch.device) -> dict[str, np.ndarray]:
+def imagine_record(record: dict, wm, device: torch.device, ensemble=None) -> dict[str, np.ndarray]:
     """Re-simulates `record` at the world model's frame size and returns, per decision d,
     "imagined" [decisions, D]: the latent predicted for the frame after decision d's action, and
-    "energy" [decisions]: the goal energy of the frame observed at decision d."""
+    "energy" [decisions]: the goal energy of the frame observed at decision d; with a predictor
+    `ensemble` (world_model/ensemble.py) also "members" [M, decisions, D]: each member's own rollout
+    of the same actions from the same start (what ModelDisagreement compares with "imagined")."""
     if "action_repeat" not in record:
         raise ValueError("this record has no action_repeat (it predates imagined videos); evaluate the episode again "
                          "to get a record that has it, or render it without --checkpoint")
@@ -50,6 +52,8 @@ def imagine_record(record: dict, wm, device: torch.device) -> dict[str, np.ndarr
         z_prev = encode(env.render_sim_state(np.asarray(previous)) if previous is not None else obs["pixels"])
         last = np.asarray(record.get("previous_action") or np.zeros(actions.shape[1]), np.float32)  # [A]
         imagined = torch.zeros(decisions, wm.cfg.latent_dim, device=device)
+        members = torch.zeros(len(ensemble.members) if ensemble is not None else 0, decisions, wm.cfg.latent_dim,
+                              device=device)  # [M, decisions, D]
         energy = np.zeros(decisions)
         for d in range(decisions):
             z_now = encode(obs["pixels"])
@@ -58,9 +62,15 @@ def imagine_record(record: dict, wm, device: torch.device) -> dict[str, np.ndarr
                 until = planned[planned.index(d) + 1]
                 plan = torch.from_numpy(actions[d:until])[None].to(device)  # [1, n, A]
                 past = torch.from_numpy(last)[None, None].to(device)  # [1, 1, A]
-                imagined[d:until] = wm.rollout(torch.stack([z_prev, z_now], 1), plan, past_actions=past)[0]
+                start = torch.stack([z_prev, z_now], 1)  # [1, 2, D]
+                imagined[d:until] = wm.rollout(start, plan, past_actions=past)[0]
+                if ensemble is not None:
+                    members[:, d:until] = ensemble.rollouts(start, past, plan[:, None])[:, 0, 0]  # [M, 1, 1, n, D] in
             obs = env.step(actions[d])[0]
             z_prev, last = z_now, actions[d]
     finally:
         env.close()
-    return {"imagined": imagined.cpu().numpy(), "energy": energy}
+    out = {"imagined": imagined.cpu().numpy(), "energy": energy}
+    if ensemble is not None:
+        out["members"] = members.cpu().numpy()
+    return out

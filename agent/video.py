@@ -8,8 +8,11 @@ is the decoded prediction the planner made for the end of the decision in progre
 real panel reaches the predicted moment at each decision's last control step, and the prediction
 is held over the decision's control steps in between.
 
+With a predictor ensemble (world_model/ensemble.py) a spread panel follows the imagined one: the
+members' predictions of the same decision decoded, their mean in grey and where they differ in red.
+
 Render any record afterwards (the imagined panel needs the world model and its decoder):
-    python -m agent.video outputs/<run>/records.jsonl --index 3 [--checkpoint CKPT [--decoder DIR]]
+    python -m agent.video outputs/<run>/records.jsonl --index 3 [--checkpoint CKPT [--decoder DIR] [--ensemble DIR]]
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from world_model.atomic import fsync_dir
 
 CAPTION = 40  # pixels above the panels: a line of panel labels and a line of numbers
 BLOCK = 16  # the codec's macroblock: frame sides are rounded up to a multiple of it
+SPREAD_FULL = 0.25  # a fixed scale, so panels compare across decisions and episodes: a per-pixel spread
+                    # (std over the decoded predictions, intensities in [0, 1]) of a quarter of the range is full red
 
 
 def _round_up(n: int) -> int:
@@ -74,14 +79,44 @@ def action_repeat(record: dict) -> int:
     return record.get("action_repeat") or len(record["actions"]) // len(record["plan_ms"])
 
 
-def episode_frames(env, record: dict, imagined: np.ndarray | None = None, trace: list[dict] | None = None
-                   ) -> Iterator[np.ndarray]:
+def spread_frames(decoder, imagined: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The spread panel: where a predictor ensemble (world_model/ensemble.py) disagrees with the
+    world model about each decision's outcome.
+
+    Args:
+        decoder: world_model/decoder.py Decoder of the world model's latents
+        imagined: [decisions, D], the world model's prediction for the end of each decision
+        members: [M, decisions, D], each ensemble member's rollout of the same actions (imagine_record)
+    Returns:
+        uint8 [decisions, h, w, 3]: the mean of the M + 1 decoded predictions in grey, their per-pixel
+            spread over it in red (full at SPREAD_FULL);
+        [decisions]: the members' mean squared latent distance from the world model's prediction
+            (the model-disagreement cost's units)
+    """
+    import torch
+
+    device = decoder.mean.device
+    z = torch.cat([torch.as_tensor(imagined)[None], torch.as_tensor(members)]).to(device)  # [M + 1, decisions, D]
+    with torch.no_grad():
+        pixels = decoder(z)  # [M + 1, decisions, h, w, 3] in [0, 1]
+    grey = pixels.mean(0).mean(-1, keepdim=True)  # [decisions, h, w, 1]
+    heat = (pixels.std(0, unbiased=False).mean(-1, keepdim=True) / SPREAD_FULL).clamp(0, 1)  # [decisions, h, w, 1]
+    red = torch.tensor([1.0, 0.0, 0.0], device=device)
+    panel = grey * (1 - heat) + heat * red  # [decisions, h, w, 3]
+    disagreement = (z[1:] - z[0]).square().mean(-1).mean(0)  # [M, decisions, D] -> [decisions]
+    return (panel * 255).round().to(torch.uint8).cpu().numpy(), disagreement.cpu().numpy()
+
+
+def episode_frames(env, record: dict, imagined: np.ndarray | None = None, trace: list[dict] | None = None,
+                   spread: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """Re-simulates `record` in `env` (its family, action_repeat 1, rendered at the video's size)
     and yields one composed frame per control step, the start included (budget + 1 frames).
 
     imagined: uint8 [decisions, h, w, 3], the decoded prediction for the end of each decision
         (None: real | goal only)
-    trace: per decision {"energy", "plan_cost"} as far as known, written in the caption
+    trace: per decision {"energy", "plan_cost", "disagreement"} as far as known, written in the caption
+    spread: uint8 [decisions, h, w, 3], the ensemble's spread panel (spread_frames), shown after the
+        imagined one (None: no such panel)
     """
     if env.action_repeat != 1:
         raise ValueError(f"a video steps every control step; build its env with action_repeat=1, "
@@ -89,8 +124,9 @@ def episode_frames(env, record: dict, imagined: np.ndarray | None = None, trace:
     actions = np.asarray(record["actions"], np.float64)  # [budget, A]
     repeat = action_repeat(record)
     decisions = len(actions) // repeat
-    if imagined is not None and len(imagined) != decisions:
-        raise ValueError(f"{len(imagined)} imagined frames for an episode of {decisions} decisions")
+    for name, given in (("imagined", imagined), ("spread", spread)):
+        if given is not None and len(given) != decisions:
+            raise ValueError(f"{len(given)} {name} frames for an episode of {decisions} decisions")
     size = env.image_size
     obs, info = env.reset(seed=record["seed"], options=record["options"])
     for c in range(len(actions) + 1):
@@ -100,11 +136,13 @@ def episode_frames(env, record: dict, imagined: np.ndarray | None = None, trace:
         panels = [("real", obs["pixels"])]
         if imagined is not None:
             panels.append((f"imagined (end of decision {d + 1})", resize(imagined[d], size)))
+        if spread is not None:
+            panels.append(("ensemble spread", resize(spread[d], size)))
         panels.append(("goal", obs["goal"]))
         known = trace[d] if trace is not None else {}
         numbers = [f"step {c}/{len(actions)}", f"decision {d + 1}/{decisions}"]
-        numbers += [f"{name} {known[key]:.4f}" for key, name in (("energy", "energy"), ("plan_cost", "plan cost"))
-                    if key in known]
+        numbers += [f"{name} {known[key]:.4f}" for key, name in (("energy", "energy"), ("plan_cost", "plan cost"),
+                                                                 ("disagreement", "spread")) if key in known]
         numbers.append("success " + ("yes" if info["success"] else "no"))
         yield compose_frame(panels, "   ".join(numbers))
     differ = [name for name, again, recorded in (("final state", env.get_sim_state().tolist(), record["final_state"]),
@@ -171,12 +209,12 @@ def _put_in_place(partial: Path, path: Path) -> Path:
 
 
 def write_episode_video(path: str | Path, record: dict, size: int, imagined: np.ndarray | None = None,
-                        trace: list[dict] | None = None) -> Path:
+                        trace: list[dict] | None = None, spread: np.ndarray | None = None) -> Path:
     """Re-simulates `record` at `size` px and writes its video (episode_frames) at the simulator's
     real-time rate; returns the path written (mp4, or GIF without ffmpeg)."""
     env = envs.make(record["env"], image_size=size, action_repeat=1)
     try:
-        return write_video(path, episode_frames(env, record, imagined, trace), fps=1.0 / env.control_timestep)
+        return write_video(path, episode_frames(env, record, imagined, trace, spread), fps=1.0 / env.control_timestep)
     finally:
         env.close()  # explicitly: a renderer left to the garbage collector breaks later EGL renders
 
@@ -237,6 +275,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--index", type=int, default=0, help="which line of the file (0-based)")
     parser.add_argument("--checkpoint", type=Path, help="world-model checkpoint folder, for the imagined panel")
     parser.add_argument("--decoder", type=Path, help="its decoder folder (default: found under --cache-root)")
+    parser.add_argument("--ensemble", type=Path, help="a predictor ensemble folder of this checkpoint "
+                        "(<cache root>/ensembles/<env>-<key>): adds its spread panel (needs --checkpoint)")
     parser.add_argument("--cache-root", type=Path, default=Path("cache"), help="where agent.run cached the decoder")
     parser.add_argument("--size", type=int, default=256, help="pixels per panel side")
     parser.add_argument("--device", default="cpu")
@@ -248,6 +288,8 @@ def main(argv: list[str] | None = None) -> Path:
     except OSError as e:
         raise SystemExit(f"error: cannot read {args.records} ({e.strerror}); pass a records.jsonl written by "
                          "python -m agent.run") from None
+    if args.ensemble is not None and args.checkpoint is None:
+        parser.error("--ensemble needs --checkpoint (the spread is around the world model's own prediction)")
     if not 0 <= args.index < len(lines):
         parser.error(f"{args.records} holds {len(lines)} records; --index must be in [0, {len(lines)})")
     try:
@@ -255,13 +297,14 @@ def main(argv: list[str] | None = None) -> Path:
     except (json.JSONDecodeError, ValueError, TypeError) as e:
         raise SystemExit(f"error: line {args.index + 1} of {args.records} is not an episode record ({e}); the file was "
                          "altered, render another record") from None
-    imagined, trace = None, None
+    imagined, trace, spread = None, None, None
     if args.checkpoint is not None:
         import torch
 
         import world_model
         from agent.imagined import imagine_record
         from world_model.decoder import load_decoder
+        from world_model.ensemble import load_ensemble
 
         device = torch.device(args.device)
         wm = world_model.load(args.checkpoint).to(device).for_env(record["env"])  # a shared model: the record's env
@@ -270,11 +313,18 @@ def main(argv: list[str] | None = None) -> Path:
             raise ValueError(f"the decoder decodes {decoder.latent_dim}-d latents to {decoder.image_size} px, the "
                              f"world model makes {wm.cfg.latent_dim}-d latents of {wm.cfg.image_size} px frames; "
                              "pass its own --decoder")
-        predicted = imagine_record(record, wm, device)
+        ensemble = load_ensemble(args.ensemble).to(device) if args.ensemble is not None else None
+        if ensemble is not None and (ensemble.latent_dim, ensemble.history) != (wm.cfg.latent_dim, wm.cfg.history):
+            raise ValueError(f"the ensemble predicts {ensemble.latent_dim}-d latents from {ensemble.history} frames, the "
+                             f"world model {wm.cfg.latent_dim}-d from {wm.cfg.history}; pass this checkpoint's own ensemble")
+        predicted = imagine_record(record, wm, device, ensemble)
         imagined = decoder.decode_uint8(torch.from_numpy(predicted["imagined"]).to(device))
         trace = [{"energy": e} for e in predicted["energy"]]
+        if ensemble is not None:
+            spread, disagreement = spread_frames(decoder, predicted["imagined"], predicted["members"])
+            trace = [{**step, "disagreement": float(x)} for step, x in zip(trace, disagreement)]
     out = args.out or args.records.parent / "videos" / f"{record['goal_kind']}-{record['policy']}-{args.index:03d}.mp4"
-    written = write_episode_video(out, record, args.size, imagined, trace)
+    written = write_episode_video(out, record, args.size, imagined, trace, spread)
     print(f"video: {written}")
     return written
 

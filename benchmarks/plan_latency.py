@@ -1,7 +1,10 @@
 """Planning latency of one CEM decision with a trained world model, for 1 and for 50 episodes at once.
 
-    python benchmarks/plan_latency.py CHECKPOINT [--samples 150 --iterations 6 --horizon 5] [--device cpu]
-        [--compile]
+    python benchmarks/plan_latency.py CHECKPOINT [--samples 50 --iterations 4 --elites 8 --horizon 5]
+        [--device cpu] [--compile]
+
+Search settings default to planners.cem.CEM's (configs/planner/cem.yaml); `--samples 150 --iterations 6
+--elites 15` is the default before 2026-12-05.
 
 Times `CEM.plan` with the rollout the planning policy uses (`WorldModel.rollout_candidates`: the
 candidates of an episode share its history) and the goal energy; random latents stand in for
@@ -13,6 +16,7 @@ compilation, which is reported apart. Prints JSON lines.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import time
@@ -39,8 +43,10 @@ def timed_ms(call, device: torch.device) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
-    parser.add_argument("--samples", type=int, default=150)
-    parser.add_argument("--iterations", type=int, default=6)
+    defaults = {k: p.default for k, p in inspect.signature(CEM).parameters.items()}
+    parser.add_argument("--samples", type=int, default=defaults["samples"])
+    parser.add_argument("--iterations", type=int, default=defaults["iterations"])
+    parser.add_argument("--elites", type=int, default=defaults["elites"])
     parser.add_argument("--horizon", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
@@ -57,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         cost = build_cost({"goal": 1.0, "action_magnitude": 0.0, "action_smoothness": 0.0},
                           {"metric": "l2", "last_weight": 1.0, "step_weight": 0.1, "scales": (1,)})
         cost_fn = aim(cost, torch.randn(batch, d, device=device))  # [B, D] goal bound
-        cem = CEM(args.horizon, args.samples, args.iterations, max(1, args.samples // 10))
+        cem = CEM(args.horizon, args.samples, args.iterations, args.elites)
 
         def rollout_fn(actions, z_hist=z_hist):
             """actions [B, N, H, A] -> z [B, N, H, D]"""
@@ -72,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         times = sorted(timed_ms(decide, device) for _ in range(args.repeats))
         print(json.dumps({"episodes": batch, "device": str(device), "compile": args.compile,
                           "first_call_ms": round(first_ms, 1), "threads": torch.get_num_threads(),
-                          "cpus": os.cpu_count(), "samples": args.samples, "iterations": args.iterations,
+                          "cpus": os.cpu_count(), "samples": args.samples, "iterations": args.iterations, "elites": args.elites,
                           "horizon": args.horizon, "ms_per_decision_median": round(times[len(times) // 2], 1),
                           "ms_per_episode_decision": round(times[len(times) // 2] / batch, 1)}))
 

@@ -20,9 +20,9 @@ class CEM(SeededPlanner):
     def __init__(
         self,
         horizon: int = 5,
-        samples: int = 150,
-        iterations: int = 6,
-        elites: int = 15,
+        samples: int = 50,
+        iterations: int = 4,
+        elites: int = 8,
         init_std: float = 0.5,
         min_std: float = 0.05,
         seed: int | None = 0,

@@ -177,8 +177,8 @@ def test_agent_run_smoke(tmp_path):
     assert [v.name for v in videos] == ["state-00.mp4", "task-00.mp4"] and videos[0].stat().st_size > 1000
     import imageio.v2 as imageio
 
-    reader = imageio.get_reader(videos[0])  # real | imagined | goal of 64 px, every control step at 50 fps
-    assert reader.count_frames() == 51 and reader.get_data(0).shape == (112, 192, 3)
+    reader = imageio.get_reader(videos[0])  # real | imagined | ensemble spread | goal of 64 px, every control step at 50 fps
+    assert reader.count_frames() == 51 and reader.get_data(0).shape == (112, 256, 3)
     assert reader.get_meta_data()["fps"] == pytest.approx(50)
     reader.close()
 

@@ -237,7 +237,7 @@ def test_env_and_planner_settings_of_the_wrong_type_are_one_line():
         build_env(cfg.env)
     setup = PlanSetup(budget=20, decisions=4, horizon=3, planner_overrides={}, replan_every=1, shrink_horizon=True,
                       cost_weights={}, goal_energy={})
-    with pytest.raises(ValueError, match=r"^planner cem: samples='many' is a str, not an int \(default 150\)$"):
+    with pytest.raises(ValueError, match=r"^planner cem: samples='many' is a str, not an int \(default 50\)$"):
         build_planner(OmegaConf.to_container(cfg.planner), setup)
     # what the YAML types give is taken: an int for a float, None for an optional seed
     planner = {**OmegaConf.to_container(cfg.planner), "samples": 20, "init_std": 1}

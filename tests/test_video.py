@@ -20,11 +20,12 @@ from agent.goal_sources import FinalGoal
 from agent.imagined import imagine_record
 from agent.policies import PlanningPolicy, RandomPolicy
 from agent.protocols import make_episodes
-from agent.video import compose_frame, episode_frames, main, write_episode_video, write_video
+from agent.video import compose_frame, episode_frames, main, spread_frames, write_episode_video, write_video
 from world_model.checkpoint import CheckpointError
 from world_model.dataset import Dataset
 from world_model.decoder import Decoder, DecoderConfig, load_decoder, save_decoder, score_decoder, train_decoder
 from world_model.encoder import GRID
+from world_model.ensemble import EnsembleConfig, PredictorEnsemble, save_ensemble
 from world_model.latents import encode_episodes, episode_actions
 from world_model.model import WorldModel, WorldModelConfig
 from world_model.windows import split_episodes
@@ -150,6 +151,38 @@ def test_planner_predictions_are_exposed_and_rebuilt_from_the_record(tiny_wm, re
     assert np.allclose(rebuilt["energy"], [step["energy"] for step in traces[0]], atol=1e-5)
 
 
+def _ensemble_with_a_copy_of(wm) -> PredictorEnsemble:
+    """Two members of the world model's predictor shape: the first a copy of it, the second its own."""
+    cfg = EnsembleConfig(members=2, width=wm.cfg.predictor_width, depth=wm.cfg.predictor_depth,
+                         heads=wm.cfg.predictor_heads)
+    ensemble = PredictorEnsemble(wm.cfg.latent_dim, wm.cfg.action_dim, wm.cfg.history, cfg).eval()
+    ensemble.members[0].load_state_dict(wm.predictor.state_dict())
+    torch.nn.init.normal_(ensemble.members[1].out.weight, std=1.0)  # far from the world model: a visible spread
+    return ensemble
+
+
+def test_the_spread_panel_is_grey_where_members_agree_and_red_where_they_differ(tiny_wm, trained, reacher_records):
+    """A member that is the world model's own predictor imagines exactly what it does (no spread);
+    one of its own does not, and the panel shows where, in the cost's units."""
+    decoder = trained[0]
+    ensemble = _ensemble_with_a_copy_of(tiny_wm)
+    predicted = imagine_record(json.loads(json.dumps(reacher_records[1])), tiny_wm, CPU, ensemble)
+    decisions = len(predicted["imagined"])
+    assert predicted["members"].shape == (2, decisions, tiny_wm.cfg.latent_dim)
+    assert np.allclose(predicted["members"][0], predicted["imagined"], atol=1e-5)
+    assert not np.allclose(predicted["members"][1], predicted["imagined"], atol=1e-3)
+
+    agree, none = spread_frames(decoder, predicted["imagined"], predicted["members"][:1])
+    assert agree.shape == (decisions, 32, 32, 3) and agree.dtype == np.uint8
+    assert np.allclose(none, 0, atol=1e-8)
+    assert np.abs(agree.astype(int) - agree[..., :1]).max() <= 1  # grey: R = G = B
+    differ, spread = spread_frames(decoder, predicted["imagined"], predicted["members"])
+    expected = np.square(predicted["members"][1] - predicted["imagined"]).mean(-1) / 2  # member 0 adds nothing
+    assert np.allclose(spread, expected, rtol=1e-4)
+    redness = differ[..., 0].astype(int) - differ[..., 1]  # [decisions, h, w]
+    assert redness.max() > 20 and redness.min() >= -1
+
+
 def test_the_command_renders_any_record_from_the_record_alone(tmp_path, tiny_wm, trained, reacher_records, capsys):
     decoder, stats, _ = trained
     records = tmp_path / "run" / "records.jsonl"
@@ -169,6 +202,15 @@ def test_the_command_renders_any_record_from_the_record_alone(tmp_path, tiny_wm,
         assert reader.count_frames() == 21 and reader.get_data(0).shape == (80, width, 3)
         reader.close()
     assert "video: " in capsys.readouterr().out
+    save_ensemble(tmp_path / "ens", _ensemble_with_a_copy_of(tiny_wm), {})
+    spread = main([str(records), "--index", "1", "--size", "32", "--checkpoint", str(tmp_path / "ckpt"),
+                   "--cache-root", str(tmp_path / "cache"), "--ensemble", str(tmp_path / "ens"),
+                   "--out", str(tmp_path / "spread.mp4")])
+    reader = imageio.get_reader(spread)  # real | imagined | spread | goal
+    assert reader.count_frames() == 21 and reader.get_data(0).shape == (80, 128, 3)
+    reader.close()
+    with pytest.raises(SystemExit):
+        main([str(records), "--index", "1", "--ensemble", str(tmp_path / "ens")])  # no --checkpoint to spread around
     with pytest.raises(SystemExit):
         main([str(records), "--index", "2"])
     with pytest.raises(FileNotFoundError, match="no decoder"):
