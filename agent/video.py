@@ -95,6 +95,8 @@ def spread_frames(decoder, imagined: np.ndarray, members: np.ndarray) -> tuple[n
     """
     import torch
 
+    from world_model.ensemble import spread_from
+
     device = decoder.mean.device
     z = torch.cat([torch.as_tensor(imagined)[None], torch.as_tensor(members)]).to(device)  # [M + 1, decisions, D]
     with torch.no_grad():
@@ -103,7 +105,7 @@ def spread_frames(decoder, imagined: np.ndarray, members: np.ndarray) -> tuple[n
     heat = (pixels.std(0, unbiased=False).mean(-1, keepdim=True) / SPREAD_FULL).clamp(0, 1)  # [decisions, h, w, 1]
     red = torch.tensor([1.0, 0.0, 0.0], device=device)
     panel = grey * (1 - heat) + heat * red  # [decisions, h, w, 3]
-    disagreement = (z[1:] - z[0]).square().mean(-1).mean(0)  # [M, decisions, D] -> [decisions]
+    disagreement = spread_from(z[1:], z[0])  # [M, decisions, D] -> [decisions]
     return (panel * 255).round().to(torch.uint8).cpu().numpy(), disagreement.cpu().numpy()
 
 

@@ -64,6 +64,13 @@ class EnsembleConfig:
             raise ValueError(f"ensemble.held_out_fraction must be in (0, 1), got {self.held_out_fraction}")
 
 
+def spread_from(members: Tensor, z: Tensor) -> Tensor:
+    """The members' mean squared distance (averaged over D, the goal energy's units) from the world
+    model's prediction: members [M, ..., D], z [..., D] -> [...]. What ModelDisagreement charges and
+    what a video's spread panel writes in its caption."""
+    return (members - z).square().mean(-1).mean(0)
+
+
 class PredictorEnsemble(nn.Module):
     """M predictors of the world model's shape, each rolling plans out on its own (`rollouts`), and
     their mean squared distance from the world model's rollout of the same plans (`disagreement`)."""
@@ -90,7 +97,7 @@ class PredictorEnsemble(nn.Module):
     def disagreement(self, start: Tensor, past: Tensor, z: Tensor, actions: Tensor) -> Tensor:
         """The world model's predicted latents z [B, N, H, D] of N plans (actions [B, N, H, A] from
         start [B, K, D], past [B, K-1, A]) -> [B, N, H]: the members' mean squared distance from z."""
-        return (self.rollouts(start, past, actions) - z).square().mean(-1).mean(0)
+        return spread_from(self.rollouts(start, past, actions), z)
 
 
 def _batch(z: Tensor, actions: Tensor, k: int, size: int, g: torch.Generator, rollout: int = 1):
