@@ -271,3 +271,48 @@ def test_an_interrupted_shared_run_resumes_to_the_uninterrupted_ones_weights(tin
     resumed = train(replace(cut, resume=True), roots, progress=False)
     a, b = (world_model.load(f / "latest").state_dict() for f in (whole, resumed))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_model_warm_started_from_a_shared_one_predicts_as_it_did_for_its_env(shared, tiny_data, dot_data, tmp_path):
+    from world_model.checkpoint import CheckpointError
+    from world_model.warm_start import warm_start
+
+    source = world_model.load(shared[0] / "latest")
+    dot_cfg_ = replace(source.cfg, action_dim=3, envs=None, env_action_dims=None)
+    target = WorldModel(dot_cfg_)
+    note = warm_start(target, shared[0] / "latest", ["dot"])
+    assert "dot: its own embedding" in note
+    z = torch.randn(4, 2, source.cfg.latent_dim)  # [B, K, D]
+    actions = torch.rand(4, 2, 3) - 0.5  # [B, K, A_dot]
+    # a single-env model of the dot: the shared model's predictions for the dot, its code folded in
+    assert torch.allclose(target.predictor(z, actions), source.predictor(z, encode_actions(actions, 1, [2, 3])), atol=1e-5)
+    frames = torch.randint(0, 255, (2, 2, 32, 32, 3), dtype=torch.uint8)
+    assert torch.equal(target.encode(frames), source.encode(frames))
+    # an env the source never saw starts from the mean of its env embeddings
+    unseen = WorldModel(replace(source.cfg, action_dim=2 + 1, envs=["pusht"], env_action_dims=[2]))
+    assert "pusht: the mean embedding" in warm_start(unseen, shared[0] / "latest", ["pusht"])
+    w = source.predictor.action[0].weight
+    assert torch.equal(unseen.predictor.action[0].weight[:, 2], (w[:, 3] + w[:, 4]) / 2)
+    assert torch.equal(unseen.predictor.action[0].weight[:, :2], w[:, :2])
+    # another architecture is refused in one line that names the setting
+    assert source.cfg.token_dim == 12
+    with pytest.raises(CheckpointError, match=r"another architecture \(token_dim=12 there, 4 here\)"):
+        warm_start(WorldModel(replace(dot_cfg_, token_dim=4)), shared[0] / "latest", ["dot"])
+
+
+def test_a_fine_tuning_run_starts_from_its_init_and_is_its_own_run(shared, tiny_data, dot_data, tmp_path, capsys):
+    init = shared[0] / "latest"
+    # seed 1: a fresh start differs from the init, a seed-0 run (the same seed would start alike)
+    cfg = cached_config(tiny_data, tmp_path, steps=1, monitor_every=1, checkpoint_every=1, seed=1)
+    tuned = train(replace(cfg, init=str(init)), dot_data, progress=False)
+    assert "weights from" in capsys.readouterr().out
+    scratch_dir = run_dir(cfg, dot_data)
+    assert tuned != scratch_dir  # the init's weights are in the run identity
+    identity = world_model.read_manifest(tuned / "latest")["train_config"]["identity"]
+    assert identity["init"]["weights_sha256"] == world_model.read_manifest(init)["files"]["model.safetensors"]["sha256"]
+    # one step (a half-warm-up rate) away from the init's encoder, unlike a fresh start
+    tuned_w, init_w = world_model.load(tuned / "latest").state_dict(), world_model.load(init).state_dict()
+    scratch_w = world_model.load(train(cfg, dot_data, progress=False) / "latest").state_dict()
+    encoder = [k for k in init_w if k.startswith("encoder.") and init_w[k].numel() > 1]
+    assert max((tuned_w[k] - init_w[k]).abs().max().item() for k in encoder) < 2e-3
+    assert max((scratch_w[k] - init_w[k]).abs().max().item() for k in encoder) > 0.05

@@ -56,6 +56,7 @@ from world_model.model import WorldModel, WorldModelConfig, single_env_record
 from world_model.monitors import dimension_std, effective_rank, rollout_error
 from world_model.plain import plain
 from world_model.probe import probe_report, probe_rows
+from world_model.warm_start import source_identity, warm_start
 from world_model.windows import WindowSampler, split_episodes
 
 
@@ -128,6 +129,11 @@ class TrainConfig:
     torch's default (OMP_NUM_THREADS, else the cores)."""
     resume: bool = False
     """Continue an unfinished run from its latest/ checkpoint."""
+    init: str | None = None
+    """Start from the weights of this world model checkpoint (a latest/ or best/ folder of the same
+    architecture and frame size) instead of a random initialisation: fine-tuning, e.g. a shared model
+    on an env it was not trained on (world_model/warm_start.py says what is copied). Its weights'
+    sha256 is part of the run identity. None: from scratch."""
     cache_root: str = "cache"
     """Root of the dataset and model caches."""
     out: str | None = None
@@ -170,6 +176,8 @@ def run_identity(cfg, data_identity: dict | list[dict], weights: list[float] | N
     }
     if weights is not None:
         identity["dataset_weights"] = weights
+    if getattr(cfg, "init", None):
+        identity["init"] = source_identity(cfg.init)
     return identity
 
 
@@ -440,6 +448,11 @@ def _train(cfg, dataset_root: str | Path, folder: Path, ranks, progress: bool) -
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     model = WorldModel(model_cfg).to(device)
+    if cfg.init and not (cfg.resume and checkpoint_exists(folder / "latest")):
+        # before the loss is built: its EMA target encoder (if any) starts as a copy of this encoder
+        note = warm_start(model, cfg.init, model_cfg.envs or [datasets[0].env_name])
+        if ranks.is_main:
+            print(note)
     loss_fn = JEPALoss(loss_cfg, model).to(device)
     optimizer = _optimizer(cfg.optim, [model, loss_fn])
     scheduler = torch.optim.lr_scheduler.LambdaLR(
