@@ -19,6 +19,11 @@ def shared_action_dim(action_dims: list[int]) -> int:
     return max(action_dims) + len(action_dims)
 
 
+def code_column(env: int, action_dims: list[int]) -> int:
+    """The column of env `env`'s one-hot code in a shared model's action, A_max + env."""
+    return max(action_dims) + env
+
+
 def encode_actions(actions: Tensor, env: int, action_dims: list[int]) -> Tensor:
     """One env's actions in the shared model's action space.
 
@@ -29,11 +34,11 @@ def encode_actions(actions: Tensor, env: int, action_dims: list[int]) -> Tensor:
     Returns:
         [..., A_max + E]: the actions, zeros up to A_max, then the one-hot code of `env`
     """
-    own, widest = action_dims[env], max(action_dims)
+    own = action_dims[env]
     if actions.shape[-1] != own:
         raise ValueError(f"actions must be [..., {own}] (env {env}'s own action size), got {tuple(actions.shape)}")
     out = actions.new_zeros(*actions.shape[:-1], shared_action_dim(action_dims))
     out[..., :own] = actions
-    out[..., widest + env] = 1
+    out[..., code_column(env, action_dims)] = 1
     return out
 

@@ -176,7 +176,7 @@ def run_identity(cfg, data_identity: dict | list[dict], weights: list[float] | N
     }
     if weights is not None:
         identity["dataset_weights"] = weights
-    if getattr(cfg, "init", None):
+    if cfg.init:
         identity["init"] = source_identity(cfg.init)
     return identity
 
@@ -448,7 +448,8 @@ def _train(cfg, dataset_root: str | Path, folder: Path, ranks, progress: bool) -
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     model = WorldModel(model_cfg).to(device)
-    if cfg.init and not (cfg.resume and checkpoint_exists(folder / "latest")):
+    resuming = cfg.resume and checkpoint_exists(folder / "latest")
+    if cfg.init and not resuming:  # a resumed run's weights come from its own checkpoint below
         # before the loss is built: its EMA target encoder (if any) starts as a copy of this encoder
         note = warm_start(model, cfg.init, model_cfg.envs or [datasets[0].env_name])
         if ranks.is_main:
@@ -463,7 +464,6 @@ def _train(cfg, dataset_root: str | Path, folder: Path, ranks, progress: bool) -
     identity = run_identity(cfg, [ds.manifest["identity"] for ds in datasets], weights)
     recorded = [str(ds.root.resolve()) for ds in datasets]  # a shared model's: in the order of model_cfg.envs
     recorded = recorded if shared else recorded[0]
-    resuming = cfg.resume and checkpoint_exists(folder / "latest")
     distributed.barrier()  # every rank has looked at the run folder before rank 0 changes it
     if ranks.is_main:
         if resuming:

@@ -13,14 +13,18 @@ The loss's inverse-dynamics head starts fresh: it predicts the coded action, who
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import torch
 
+from world_model.action_code import code_column
 from world_model.checkpoint import WEIGHTS, CheckpointError, load, read_manifest
-from world_model.model import WorldModel
+from world_model.model import SHARED_FIELDS, WorldModel, WorldModelConfig
 
 ACTION_LAYER = "predictor.action.0"  # nn.Linear(action_dim, width): the layer that reads the action code
+# the settings that shape the weights other than the action layer's: WorldModelConfig's, less the action code's
+ARCHITECTURE = tuple(f.name for f in fields(WorldModelConfig) if f.name not in ("action_dim", *SHARED_FIELDS))
 
 
 def _env_columns(cfg) -> tuple[int, dict[str, int]]:
@@ -28,15 +32,15 @@ def _env_columns(cfg) -> tuple[int, dict[str, int]]:
     no code columns."""
     if cfg.envs is None:
         return cfg.action_dim, {}
-    widest = max(cfg.env_action_dims)
-    return widest, {name: widest + i for i, name in enumerate(cfg.envs)}
+    dims = list(cfg.env_action_dims)
+    return max(dims), {name: code_column(i, dims) for i, name in enumerate(cfg.envs)}
 
 
 @torch.no_grad()
 def _map_action_layer(target: WorldModel, source: WorldModel, target_envs: list[str]) -> str:
     """Sets the target's action layer from the source's as the module docstring says; returns how
     each target env's code was started, in words."""
-    src_w, src_b = source.state_dict()[f"{ACTION_LAYER}.weight"], source.state_dict()[f"{ACTION_LAYER}.bias"]
+    src_w, src_b = source.predictor.action[0].weight, source.predictor.action[0].bias  # [width, A_src], [width]
     layer = target.predictor.action[0]
     src_widest, src_codes = _env_columns(source.cfg)
     tgt_widest, tgt_codes = _env_columns(target.cfg)
@@ -82,10 +86,8 @@ def warm_start(target: WorldModel, path: str | Path, target_envs: list[str]) -> 
     skip = {f"{ACTION_LAYER}.weight", f"{ACTION_LAYER}.bias"}
     differ = [k for k in tgt_state if k not in skip and (k not in src_state or src_state[k].shape != tgt_state[k].shape)]
     if differ or set(src_state) != set(tgt_state):
-        fields = [f for f in ("image_size", "representation", "dim", "token_dim", "stem_channels", "encoder_width",
-                              "encoder_depth", "encoder_heads", "predictor_width", "predictor_depth", "history")
-                  if getattr(source.cfg, f) != getattr(target.cfg, f)]
-        which = ", ".join(f"{f}={getattr(source.cfg, f)} there, {getattr(target.cfg, f)} here" for f in fields)
+        which = ", ".join(f"{f}={getattr(source.cfg, f)} there, {getattr(target.cfg, f)} here"
+                          for f in ARCHITECTURE if getattr(source.cfg, f) != getattr(target.cfg, f))
         raise CheckpointError(f"init={path} is a world model of another architecture ({which or differ[:3]}); "
                               "train with its world_model settings (and frames of its size) or start from scratch")
     device = next(target.parameters()).device
