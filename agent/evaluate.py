@@ -26,7 +26,7 @@ from agent.goal_sources import build_source, needs
 from agent.imagined import imagine_record
 from agent.policies import PlanningPolicy, RandomPolicy, ZeroPolicy
 from agent.protocols import chunk_seed, make_episodes
-from agent.video import decode_trace, spread_frames, write_episode_video
+from agent.video import decode_trace, with_spread, write_episode_video
 from world_model.checkpoint import WEIGHTS, read_manifest
 from world_model.dataset import write_json_atomic
 from world_model.encoder import GRID
@@ -129,9 +129,7 @@ def _with_spread(record: dict, trace: list[dict], wm, decoder, ensemble, device)
     ensemble or a decoder. The members' rollouts are rebuilt from the record (agent/imagined.py)."""
     if ensemble is None or decoder is None:
         return trace, None
-    predicted = imagine_record(record, wm, device, ensemble)
-    spread, disagreement = spread_frames(decoder, predicted["imagined"], predicted["members"])
-    return [{**step, "disagreement": float(x)} for step, x in zip(trace, disagreement)], spread
+    return with_spread(decoder, imagine_record(record, wm, device, ensemble), trace)
 
 
 def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=None, macro=None,

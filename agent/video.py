@@ -109,6 +109,13 @@ def spread_frames(decoder, imagined: np.ndarray, members: np.ndarray) -> tuple[n
     return (panel * 255).round().to(torch.uint8).cpu().numpy(), disagreement.cpu().numpy()
 
 
+def with_spread(decoder, predicted: dict, trace: list[dict]) -> tuple[list[dict], np.ndarray]:
+    """`trace` with each decision's "disagreement", and the spread panel (spread_frames), from
+    imagine_record's output with an ensemble (its "imagined" and "members")."""
+    spread, disagreement = spread_frames(decoder, predicted["imagined"], predicted["members"])
+    return [{**step, "disagreement": float(x)} for step, x in zip(trace, disagreement)], spread
+
+
 def episode_frames(env, record: dict, imagined: np.ndarray | None = None, trace: list[dict] | None = None,
                    spread: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """Re-simulates `record` in `env` (its family, action_repeat 1, rendered at the video's size)
@@ -323,8 +330,7 @@ def main(argv: list[str] | None = None) -> Path:
         imagined = decoder.decode_uint8(torch.from_numpy(predicted["imagined"]).to(device))
         trace = [{"energy": e} for e in predicted["energy"]]
         if ensemble is not None:
-            spread, disagreement = spread_frames(decoder, predicted["imagined"], predicted["members"])
-            trace = [{**step, "disagreement": float(x)} for step, x in zip(trace, disagreement)]
+            trace, spread = with_spread(decoder, predicted, trace)
     out = args.out or args.records.parent / "videos" / f"{record['goal_kind']}-{record['policy']}-{args.index:03d}.mp4"
     written = write_episode_video(out, record, args.size, imagined, trace, spread)
     print(f"video: {written}")
