@@ -26,8 +26,6 @@ from tqdm import tqdm
 
 from world_model.dataset import write_json_atomic
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
 
 def parse_grid(args: list[str]) -> tuple[list[str], list[tuple[str, list[str]]]]:
     """Command-line overrides -> (fixed overrides, [(key, values)] axes), by hydra's own parser."""
@@ -50,14 +48,9 @@ def cell_name(cell: list[tuple[str, str]]) -> str:
 
 def compose_cell(overrides: list[str]):
     """The run config of one cell, as `python -m agent.run <overrides>` would build it."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.config_store import ConfigStore
+    from agent.run_config import compose_run
 
-    from agent.run_config import RunConfig
-
-    ConfigStore.instance().store(name="run_schema", node=RunConfig)
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return compose("run", overrides=overrides)
+    return compose_run(overrides)
 
 
 def machine() -> str:

@@ -28,6 +28,7 @@ from agent.goal_sources import needs
 from agent.landmarks import MANIFEST as LANDMARKS_MANIFEST
 from agent.landmarks import LandmarkConfig, fit_landmarks, landmarks_key, load_landmarks, save_landmarks
 from agent.run_checks import check_eval_settings, check_frame_size, check_settings
+from agent.shared_envs import check_shared_envs, env_data_configs
 from world_model.atomic import check_writable
 from world_model.cache_lock import building
 from world_model.checkpoint import WEIGHTS as MODEL_WEIGHTS
@@ -211,25 +212,28 @@ def _trained_model(cfg, timings: dict, start: float) -> tuple[Path, Path | None]
     if cfg.checkpoint:
         checkpoint = Path(cfg.checkpoint)
         return checkpoint, recorded_dataset(read_manifest(checkpoint), cfg.env["name"])
+    # one (env node, data node) per env the model is trained on: env alone, or a shared model's envs
+    videos = env_data_configs(cfg) if cfg.envs else [(cfg.env, cfg.data)]
+    own = [env_settings(env)["name"] for env, _ in videos].index(cfg.env["name"])
     if cfg.stage == "eval":
-        dataset_root = dataset_dir(cfg.env, cfg.data, cfg.cache_root)
-        folder = run_dir(cfg, dataset_root)
+        roots = [dataset_dir(env, data, cfg.cache_root) for env, data in videos]
+        folder = run_dir(cfg, roots if cfg.envs else roots[0])
         if not (folder / "summary.json").exists():
             raise FileNotFoundError(
                 f"no trained world model for this config at {folder}; run stage=train first or pass checkpoint=PATH"
             )
-        return folder / "latest", dataset_root
-    dataset_root = collect(cfg.env, cfg.data, cfg.cache_root)
+        return folder / "latest", roots[own]
+    roots = [collect(env, data, cfg.cache_root) for env, data in videos]
     timings["collect_s"] = time.perf_counter() - start
-    print(f"dataset: {dataset_root}")
+    print(f"dataset{'s' if cfg.envs else ''}: {', '.join(map(str, roots))}")
     if cfg.stage == "collect":
         return None, None
-    checkpoint = train(cfg, dataset_root) / "latest"
+    checkpoint = train(cfg, roots if cfg.envs else roots[0]) / "latest"
     timings["train_s"] = time.perf_counter() - start - timings["collect_s"]
     if cfg.stage == "train":
         print(f"world model: {checkpoint}")
         return None, None
-    return checkpoint, dataset_root
+    return checkpoint, roots[own]
 
 
 def run(cfg, out: Path) -> None:
@@ -237,6 +241,7 @@ def run(cfg, out: Path) -> None:
         raise SettingError(f"stage={cfg.stage!r}: choose one of {', '.join(STAGES)}")
     use_threads(cfg.threads)  # once, for everything this process trains and fits: their bytes depend on it
     check_settings(cfg)  # every typed setting now, not after collecting and training
+    check_shared_envs(cfg)
     start, timings = time.perf_counter(), {}
     settings = env_settings(cfg.env)
     check_frame_size(cfg)  # before an env allocates frames of that size

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from agent.collect import DataConfig
@@ -51,6 +52,10 @@ class RunConfig(TrainConfig):
     """The environment (configs/env/<name>.yaml; any constructor argument of its class)."""
     data: DataConfig = field(default_factory=DataConfig)
     """The offline video (configs/data/<env>.yaml); collected first if it is not cached."""
+    envs: list[str] | None = None
+    """Train one world model shared by these envs (e.g. [<env A>,<env B>], `env` among them)
+    instead of a model of `env` alone: each env's video is collected with its own data settings at
+    this run's env.image_size, and `steps` and `dataset_weights` are the shared model's (agent/shared_envs.py)."""
     stage: str = "all"
     """collect, train, eval, or all."""
     checkpoint: str | None = None
@@ -77,3 +82,17 @@ class RunConfig(TrainConfig):
     written, for their imagined panel."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Evaluation settings."""
+
+
+def compose_run(overrides: list[str]):
+    """The run config `python -m agent.run <overrides>` builds (a DictConfig), from inside a running
+    hydra app (agent.run's own, whose config path is configs/) or from outside one."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return compose("run", overrides=overrides)
+    ConfigStore.instance().store(name="run_schema", node=RunConfig)
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "configs"), version_base="1.3"):
+        return compose("run", overrides=overrides)

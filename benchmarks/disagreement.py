@@ -2,7 +2,7 @@
 actual rollout error on held-out clips, and where it is highest.
 
     python benchmarks/disagreement.py --checkpoint RUN/latest [--windows 2000 --horizon 5]
-        [--cache-root cache] [ensemble.<setting>=...]
+        [--cache-root cache] [ensemble.<setting>=...] [--others OTHER/latest ...]
 
 The ensemble (world_model/ensemble.py) is the one agent.run fits for this checkpoint and config: it
 is loaded from cache_root/ensembles/<env>-<key> when there, else fitted and saved there (so a later
@@ -17,7 +17,11 @@ world model left out), and a naive predictor of error, how far the recorded late
 clip (copy-last error), which anything that tracks "the agent moves fast" would match. Where: windows are split by what the env's
 low-dimensional state says (Push-T: the block moves, i.e. contact; rooms: the agent within 1 cm of a
 wall or door post); the share of each group among the 10% of windows with the highest disagreement.
-Prints one JSON line.
+`--others` adds members that do not share the encoder: world models of the same env trained on their
+own (another seed, another init), each encoding the frames itself, its rollout mapped into this
+model's latents by an affine least-squares map fitted on training frames (report "others"; the
+"where" split then reads their disagreement). Put ensemble overrides before `--others`, which
+takes every argument after it. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -60,6 +64,35 @@ def groups(env_name: str, proprio: np.ndarray) -> tuple[str, np.ndarray] | None:
     return None
 
 
+def others_spread(checkpoints: list[str], ds: Dataset, env_name: str, latents: EpisodeLatents, held: np.ndarray,
+                  e: np.ndarray, span: np.ndarray, acts: torch.Tensor, k: int, pred: torch.Tensor, z: torch.Tensor,
+                  map_episodes: int, held_out_fraction: float, device: torch.device) -> dict:
+    """Disagreement of world models trained on their own: each encodes the windows' frames itself, rolls
+    the recorded actions out with its own predictor, and its rollout is mapped into this model's latent
+    space by a least-squares affine map fitted on training episodes' frames (its latent -> this one's).
+    spread [W, H]: the mapped rollouts' mean squared distance from this model's rollout `pred` [W, H, D];
+    map_r2: how much of this model's latent variance each map explains on the held-out windows' frames."""
+    train_eps, _ = split_episodes(ds.num_episodes, held_out_fraction)
+    fit_eps = train_eps[np.linspace(0, len(train_eps) - 1, min(map_episodes, len(train_eps))).astype(int)]
+    target = latents(fit_eps).flatten(0, 1)  # [N, D]
+    spreads, r2s, own_errors = [], [], []
+    for checkpoint in checkpoints:
+        other = world_model.load(checkpoint).eval().for_env(env_name)
+        other_latents = EpisodeLatents(other, ds, device)
+        source = other_latents(fit_eps).flatten(0, 1)  # [N, D_o]
+        ones = torch.ones(len(source), 1)
+        solution = torch.linalg.lstsq(torch.cat([source, ones], 1).double(), target.double()).solution.float()
+        z_other = other_latents(held)[torch.as_tensor(e)[:, None], torch.as_tensor(span)]  # [W, K + H, D_o]
+        with torch.no_grad():
+            rolled = other.rollout(z_other[:, :k], acts[:, k - 1 :], past_actions=acts[:, : k - 1])  # [W, H, D_o]
+        own_errors.append([round(float(v), 5) for v in (rolled - z_other[:, k:]).square().mean(-1).mean(0)])
+        mapped = torch.cat([rolled, torch.ones(*rolled.shape[:2], 1)], -1) @ solution  # [W, H, D]
+        spreads.append((mapped - pred).square().mean(-1).numpy())
+        truth = torch.cat([z_other[:, k:], torch.ones(*rolled.shape[:2], 1)], -1) @ solution
+        r2s.append(round(1.0 - float((truth - z[:, k:]).square().sum() / (z[:, k:] - z[:, k:].mean((0, 1))).square().sum()), 3))
+    return {"spread": np.mean(spreads, axis=0), "map_r2": r2s, "own_error": own_errors}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
@@ -68,6 +101,11 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=2000)
     parser.add_argument("--horizon", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--others", nargs="*", default=[],
+                        help="world models of the same env trained on their own (own encoder, another seed or "
+                             "init): members whose rollouts are mapped into this model's latent space")
+    parser.add_argument("--map-episodes", type=int, default=200,
+                        help="training episodes whose frames fit each other model's linear map into this one's latents")
     parser.add_argument("overrides", nargs="*", help="ensemble.<setting>=<value> (EnsembleConfig)")
     args = parser.parse_args()
     start = time.perf_counter()
@@ -116,6 +154,16 @@ def main() -> None:
               "spearman_copy_last_sum": round(spearman(moved.sum(1), error.sum(1)), 3),
               "mean_error_per_step": [round(float(v), 5) for v in error.mean(0)],
               "mean_disagreement_per_step": [round(float(v), 5) for v in spread.mean(0)]}
+    if args.others:
+        other = others_spread(args.others, ds, env_name, latents, held, e, span, acts, k, pred, z,
+                              args.map_episodes, cfg.held_out_fraction, device)
+        report["others"] = {"checkpoints": args.others, "map_r2": other["map_r2"],
+                            "spearman_per_step": [round(spearman(other["spread"][:, i], error[:, i]), 3)
+                                                  for i in range(h)],
+                            "spearman_sum": round(spearman(other["spread"].sum(1), error.sum(1)), 3),
+                            "mean_disagreement_per_step": [round(float(v), 5) for v in other["spread"].mean(0)],
+                            "mean_own_error_per_step": other["own_error"]}
+        spread = other["spread"]  # "where" below: the others' disagreement
     split = groups(env_name, proprio_all[e[:, None], span])
     if split is not None:
         name, mask = split

@@ -121,3 +121,39 @@ def test_pusht_oracle_plays_candidates_as_the_env_steps_and_scores_in_tolerances
                                         goal + [0, 0, 0, 0, 2 * math.pi]]))[None]  # [1, 4, 5]
     assert torch.allclose(oracle.state_cost(moved, goal), torch.tensor([[0.0, 1.0, 1.0, 0.0]], dtype=torch.float64),
                           atol=1e-9)
+
+
+def test_a_model_of_its_own_as_the_other_member_disagrees_with_itself_by_nothing(tiny_data, tmp_path, monkeypatch):
+    """benchmarks/disagreement.py --others: the affine map of a model's latents onto themselves explains
+    them (R^2 1) and its mapped rollout is the model's own (spread 0); an independently initialised
+    model's is not."""
+    import numpy as np
+    import torch
+
+    import world_model
+    from world_model.dataset import Dataset
+    from world_model.latents import EpisodeLatents, episode_actions
+    from world_model.model import WorldModel, WorldModelConfig
+
+    others_spread = script("disagreement", monkeypatch).others_spread
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        # a pooled 16-number latent: the map's 17 unknowns per number are fitted on 4 episodes' 52 frames
+        config = WorldModelConfig(**TINY_MODEL, action_dim=2, representation="pooled")
+        world_model.save(tmp_path / f"m{seed}", WorldModel(config), step=0)
+    ds = Dataset(tiny_data[2])
+    wm = world_model.load(tmp_path / "m0").eval()
+    latents, held, k = EpisodeLatents(wm, ds, torch.device("cpu")), np.array([4, 5]), wm.cfg.history
+    e, t = np.array([0, 1, 1]), np.array([0, 3, 5])
+    span = t[:, None] + np.arange(k + 2)  # [W, K + H]
+    z = latents(held)[torch.as_tensor(e)[:, None], torch.as_tensor(span)]
+    acts = episode_actions(ds, held, torch.device("cpu"))[torch.as_tensor(e)[:, None], torch.as_tensor(span[:, :-1])]
+    with torch.no_grad():
+        pred = wm.rollout(z[:, :k], acts[:, k - 1 :], past_actions=acts[:, : k - 1])  # [W, H, D]
+    same = others_spread([str(tmp_path / "m0")], ds, "reacher", latents, held, e, span, acts, k, pred, z,
+                         map_episodes=4, held_out_fraction=0.3, device=torch.device("cpu"))
+    assert same["map_r2"][0] == pytest.approx(1.0, abs=1e-3) and same["spread"].shape == (3, 2)
+    assert np.abs(same["spread"]).max() < 1e-6
+    other = others_spread([str(tmp_path / "m1")], ds, "reacher", latents, held, e, span, acts, k, pred, z,
+                          map_episodes=4, held_out_fraction=0.3, device=torch.device("cpu"))
+    assert other["spread"].min() > 1e-6

@@ -66,6 +66,11 @@ def dot_cfg(cache: Path, *overrides: str, image_size=32):
     (["stage=everything"], 32, r"stage='everything': choose one of collect, train, eval, all"),
     (["eval.baselines=[random,greedy]"], 32, r"eval.baselines=\['random', 'greedy'\]: unknown \['greedy'\]"),
     (["configurator.state.goal_source=nearest"], 32, r"configurator.reach.goal_source='nearest': choose from"),
+    # a shared model's envs (agent/shared_envs.py)
+    (["envs=[dot,dots]"], 32, r"envs: 'dots' is not a registered env; choose among"),
+    (["envs=[dot,dot]"], 32, r"envs=\['dot', 'dot'\]: list two or more different envs"),
+    (["envs=[reacher,two-rooms]"], 32, r"env=dot is not in envs=\['reacher', 'two-rooms'\]: the run plans in env"),
+    (["envs=[dot,reacher]", "checkpoint=/nowhere"], 32, r"envs= trains \(or finds\) a shared model, checkpoint="),
 ])
 def test_a_bad_setting_is_one_line_naming_it_before_any_work(tmp_path, overrides, image_size, line):
     cfg = dot_cfg(tmp_path / "cache", *overrides, image_size=image_size)
@@ -159,3 +164,33 @@ def test_every_typed_setting_is_refused_before_collection(tmp_path, monkeypatch,
     cfg = dot_cfg(tmp_path / "cache")  # the same run without it goes on to build the env
     with pytest.raises(AssertionError, match="reached"):
         run_module.run(cfg, tmp_path / "out")
+
+
+def test_one_command_collects_each_envs_video_trains_a_shared_model_and_plans_in_env(tmp_path, monkeypatch):
+    from agent import shared_envs
+    from agent.collect import dataset_dir, identity
+
+    composed = shared_envs.compose_run  # each other env's own configs, made tiny here
+    monkeypatch.setattr(shared_envs, "compose_run", lambda overrides: composed(
+        [*overrides, "data.episodes=4", "data.steps=6", "data.episodes_per_shard=2"]))
+    cache = tmp_path / "cache"
+    cfg = dot_cfg(cache, "envs=[dot,two-rooms]", "eval.baselines=[]", "planner.samples=8", "planner.iterations=2",
+                  "critic.steps=5", "critic.batch_size=16")
+    (env, data), (rooms_env, rooms_data) = shared_envs.env_data_configs(cfg)
+    assert env["name"] == "dot" and rooms_env["name"] == "two-rooms" and rooms_env["image_size"] == 32
+    # two-rooms' video is the one a single-env run of two-rooms at this frame size collects
+    single = composed(["env=two-rooms", "env.image_size=32", f"cache_root={cache}", "data.episodes=4", "data.steps=6",
+                       "data.episodes_per_shard=2"])
+    assert identity(rooms_env, rooms_data) == identity(single.env, single.data)
+    run_module.run(cfg, tmp_path / "out")
+    manifest = world_model.read_manifest(next((cache / "models").glob("dot+two-rooms-*")) / "latest")
+    assert manifest["model_config"]["envs"] == ["dot", "two-rooms"]
+    assert manifest["train_config"]["dataset"] == [str(dataset_dir(e, d, str(cache))) for e, d in ((env, data),
+                                                                                                   (rooms_env, rooms_data))]
+    summary = __import__("json").loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["dataset"] == manifest["train_config"]["dataset"][0]  # planning in dot, on dot's own video
+    assert summary["replay_failures"] == 0 and "train_s" in summary["timings"]
+    # the same command again finds that model: nothing is trained a second time
+    cfg.stage = "eval"
+    run_module.run(cfg, tmp_path / "out2")
+    assert len(list((cache / "models").iterdir())) == 2  # the run folder and its lock file
