@@ -217,7 +217,7 @@ def _trained_model(cfg, timings: dict, start: float) -> tuple[Path, Path | None]
     own = [env_settings(env)["name"] for env, _ in videos].index(cfg.env["name"])
     if cfg.stage == "eval":
         roots = [dataset_dir(env, data, cfg.cache_root) for env, data in videos]
-        folder = run_dir(cfg, roots if cfg.envs else roots[0])
+        folder = run_dir(cfg, roots)  # a list of one dataset names the single-env model's folder
         if not (folder / "summary.json").exists():
             raise FileNotFoundError(
                 f"no trained world model for this config at {folder}; run stage=train first or pass checkpoint=PATH"
@@ -228,7 +228,7 @@ def _trained_model(cfg, timings: dict, start: float) -> tuple[Path, Path | None]
     print(f"dataset{'s' if cfg.envs else ''}: {', '.join(map(str, roots))}")
     if cfg.stage == "collect":
         return None, None
-    checkpoint = train(cfg, roots if cfg.envs else roots[0]) / "latest"
+    checkpoint = train(cfg, roots) / "latest"  # a list of one trains as a single dataset does
     timings["train_s"] = time.perf_counter() - start - timings["collect_s"]
     if cfg.stage == "train":
         print(f"world model: {checkpoint}")

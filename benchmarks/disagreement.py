@@ -64,6 +64,11 @@ def groups(env_name: str, proprio: np.ndarray) -> tuple[str, np.ndarray] | None:
     return None
 
 
+def _affine(x: torch.Tensor) -> torch.Tensor:
+    """[..., D] -> [..., D + 1]: a constant 1 appended, so that a linear map of it is affine."""
+    return torch.cat([x, x.new_ones(*x.shape[:-1], 1)], -1)
+
+
 def others_spread(checkpoints: list[str], ds: Dataset, env_name: str, latents: EpisodeLatents, held: np.ndarray,
                   e: np.ndarray, span: np.ndarray, acts: torch.Tensor, k: int, pred: torch.Tensor, z: torch.Tensor,
                   map_episodes: int, held_out_fraction: float, device: torch.device) -> dict:
@@ -80,15 +85,14 @@ def others_spread(checkpoints: list[str], ds: Dataset, env_name: str, latents: E
         other = world_model.load(checkpoint).eval().for_env(env_name)
         other_latents = EpisodeLatents(other, ds, device)
         source = other_latents(fit_eps).flatten(0, 1)  # [N, D_o]
-        ones = torch.ones(len(source), 1)
-        solution = torch.linalg.lstsq(torch.cat([source, ones], 1).double(), target.double()).solution.float()
+        solution = torch.linalg.lstsq(_affine(source).double(), target.double()).solution.float()  # [D_o + 1, D]
         z_other = other_latents(held)[torch.as_tensor(e)[:, None], torch.as_tensor(span)]  # [W, K + H, D_o]
         with torch.no_grad():
             rolled = other.rollout(z_other[:, :k], acts[:, k - 1 :], past_actions=acts[:, : k - 1])  # [W, H, D_o]
         own_errors.append([round(float(v), 5) for v in (rolled - z_other[:, k:]).square().mean(-1).mean(0)])
-        mapped = torch.cat([rolled, torch.ones(*rolled.shape[:2], 1)], -1) @ solution  # [W, H, D]
+        mapped = _affine(rolled) @ solution  # [W, H, D]
         spreads.append((mapped - pred).square().mean(-1).numpy())
-        truth = torch.cat([z_other[:, k:], torch.ones(*rolled.shape[:2], 1)], -1) @ solution
+        truth = _affine(z_other[:, k:]) @ solution
         r2s.append(round(1.0 - float((truth - z[:, k:]).square().sum() / (z[:, k:] - z[:, k:].mean((0, 1))).square().sum()), 3))
     return {"spread": np.mean(spreads, axis=0), "map_r2": r2s, "own_error": own_errors}
 
