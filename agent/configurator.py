@@ -67,6 +67,11 @@ class TaskSettings:
     """Weight of the model disagreement (agent/costs.py ModelDisagreement): the predictor ensemble's
     (configs/ensemble) mean squared distance from the world model's rollout of a plan, averaged
     over its steps, so plans the model is unsure of cost more; 0 = no ensemble is fitted."""
+    readout_weight: float = 0.0
+    """Weight of the probe readout's distance to the goal (agent/costs.py ReadoutDistance): the env's
+    probe targets (e.g. positions, an angle) read off the predicted and the goal representations by
+    an MLP fitted on the training video (configs/readout), compared in standardised units; 0 = no
+    readout is fitted."""
     action_magnitude: float = 0.0
     """Weight of the mean squared action."""
     action_smoothness: float = 0.0
@@ -131,6 +136,7 @@ class Configurator:
             shrink_horizon=s.shrink_horizon,
             cost_weights={"goal": s.goal_weight, "critic": s.critic_weight, "critic_reduce": s.critic_reduce,
                           "subgoal_critic": s.subgoal_critic_weight, "disagreement": s.disagreement_weight,
+                          "readout": s.readout_weight,
                           "action_magnitude": s.action_magnitude,
                           "action_smoothness": s.action_smoothness},
             goal_energy={"metric": s.metric, "last_weight": s.last_weight, "step_weight": s.step_weight,

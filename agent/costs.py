@@ -83,6 +83,25 @@ class CriticDistance:
         return (self.critic.embed(z) - target[:, None, None]).norm(dim=-1).amin(-1)  # [B, N, H, D] -> [B, N]
 
 
+class ReadoutDistance:
+    """Mean squared distance between the env's probe targets read off the predicted representations
+    and off the goal's (agent/readout.py), in standardised units, weighted over the planned steps
+    as the goal energy is (`last_weight` the last, `step_weight` every earlier one). It weighs the
+    scene's parts by the numbers the env reports (positions, an angle), not by how many tokens
+    they change."""
+
+    def __init__(self, readout, last_weight: float = 1.0, step_weight: float = 0.0):
+        self.readout, self.last_weight, self.step_weight = readout, last_weight, step_weight
+
+    def __call__(self, z: Tensor, actions: Tensor, goal: Tensor) -> Tensor:
+        """z [B, N, H, D], goal [B, D] -> [B, N]. The goal is read once per call, not per candidate."""
+        target = self.readout(goal)  # [B, K]
+        distance = (self.readout(z) - target[:, None, None]).square().mean(-1)  # [B, N, H, K] -> [B, N, H]
+        weights = torch.full((z.shape[2],), self.step_weight, device=z.device, dtype=z.dtype)
+        weights[-1] = self.last_weight
+        return (distance * weights).sum(-1)
+
+
 class ActionMagnitude:
     """Mean squared action: prefers gentle motor commands."""
 
@@ -148,12 +167,13 @@ def aim(cost, goal: Tensor, start: tuple[Tensor, Tensor] | None = None):
 
 
 def build_cost(weights: dict, goal_energy: dict, grid: tuple[int, int] | None = None, critic=None,
-               ensemble=None) -> CompositeCost:
+               ensemble=None, readout=None) -> CompositeCost:
     """The composite cost from the configurator's weights {goal, critic, action_magnitude,
-    action_smoothness, disagreement} and goal-energy settings {metric, last_weight, step_weight,
-    scales}; `grid` describes a spatial representation (cells per side, numbers per cell); `critic`
-    is a trained ReachCritic, required when the critic weight is not 0; `ensemble` a fitted
-    PredictorEnsemble, required when the disagreement weight is not 0."""
+    action_smoothness, disagreement, readout} and goal-energy settings {metric, last_weight,
+    step_weight, scales}; `grid` describes a spatial representation (cells per side, numbers per
+    cell); `critic` is a trained ReachCritic, required when the critic weight is not 0; `ensemble` a
+    fitted PredictorEnsemble, required when the disagreement weight is not 0; `readout` a fitted
+    ProbeReadout, required when the readout weight is not 0 (it takes the goal energy's step weights)."""
     terms = {
         "goal": (weights["goal"], GoalEnergy(**goal_energy, grid=grid)),
         "action_magnitude": (weights["action_magnitude"], ActionMagnitude()),
@@ -169,4 +189,10 @@ def build_cost(weights: dict, goal_energy: dict, grid: tuple[int, int] | None = 
             raise ValueError("the configurator gives the model disagreement a weight but no ensemble was passed; pass "
                              "the one agent.run fits, or set configurator.<goal kind>.disagreement_weight=0")
         terms["disagreement"] = (weights["disagreement"], ModelDisagreement(ensemble))
+    if weights.get("readout", 0.0):
+        if readout is None:
+            raise ValueError("the configurator gives the probe readout a weight but no readout was passed; pass the one "
+                             "agent.run fits, or set configurator.<goal kind>.readout_weight=0")
+        terms["readout"] = (weights["readout"], ReadoutDistance(readout, goal_energy.get("last_weight", 1.0),
+                                                                goal_energy.get("step_weight", 0.0)))
     return CompositeCost(terms)

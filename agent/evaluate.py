@@ -71,7 +71,7 @@ def model_for_env(wm, env, checkpoint: Path, manifest: dict):
 
 
 def identity(cfg, checkpoint: Path, device, batch: int, goal_kinds: list[str], critic, macro=None,
-             landmarks=None, ensemble=None) -> dict:
+             landmarks=None, ensemble=None, readout=None) -> dict:
     """Everything that decides an evaluation's records (not its progress bars or output paths)."""
     return {
         "checkpoint": str(Path(checkpoint).resolve()),
@@ -85,13 +85,14 @@ def identity(cfg, checkpoint: Path, device, batch: int, goal_kinds: list[str], c
         **({"macro": plain(cfg.macro)} if macro is not None else {}),
         **({"landmarks": plain(cfg.landmarks)} if landmarks is not None else {}),
         **({"ensemble": plain(cfg.ensemble)} if ensemble is not None else {}),
+        **({"readout": plain(cfg.readout)} if readout is not None else {}),
     }
 
 
 def _policy(cfg, name: str, first: int, kind_index: int, wm, setup, grid, device, modules: dict, bounds: tuple):
     """A fresh policy for the chunk of episodes starting at `first`, its randomness seeded from
     (goal kind, first) alone, so it does not depend on which chunks ran before it in this process.
-    modules: the fitted modules by name ("critic", "landmarks", "macro", "ensemble"; None where not fitted);
+    modules: the fitted modules by name ("critic", "landmarks", "macro", "ensemble", "readout"; None where not fitted);
     bounds: the env's action bounds (low [A], high [A]) on `device`."""
     if name != "planner":
         return RandomPolicy(chunk_seed(cfg.eval.seed, kind_index, first)) if name == "random" else ZeroPolicy()
@@ -111,10 +112,10 @@ def plan_parts(setup, grid, modules: dict, search=None, low=None, high=None) -> 
     planner's high level scores its macro plans with the goal kind's full cost, less the model
     disagreement (its members predict single decisions, not macro steps). low, high [A]: the action
     bounds a high level searches within."""
-    critic, ensemble = modules.get("critic"), modules.get("ensemble")
+    critic, ensemble, readout = modules.get("critic"), modules.get("ensemble"), modules.get("readout")
 
     def full(weights: dict):  # built only where it scores something: its critic may not have been fitted otherwise
-        return build_cost(weights, setup.goal_energy, grid, critic, ensemble)
+        return build_cost(weights, setup.goal_energy, grid, critic, ensemble, readout)
 
     high_cost = full({**setup.cost_weights, "disagreement": 0.0}) if search is not None else None
     source = build_source(setup, modules, search, high_cost=high_cost, low=low, high=high)
@@ -133,12 +134,13 @@ def _with_spread(record: dict, trace: list[dict], wm, decoder, ensemble, device)
 
 
 def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=None, macro=None,
-             progress: bool = True, decoder=None, landmarks=None, ensemble=None) -> dict:
+             progress: bool = True, decoder=None, landmarks=None, ensemble=None, readout=None) -> dict:
     """Runs each goal kind with the planner and the baselines on `envs` (one per batched
     episode, all alike), continuing the evaluation already in `out` if there is one; returns the
     summary (also written to out/summary.json). `checkpoint` is the folder `wm` was loaded from;
     `critic`, `macro` (the level-2 predictor), `landmarks` (the graph of the training video's
-    frames), `ensemble` (the predictor ensemble of the model-disagreement cost): the fitted modules
+    frames), `ensemble` (the predictor ensemble of the model-disagreement cost), `readout` (the probe
+    readout of the readout cost): the fitted modules
     the goal kinds' sources and costs need (agent/goal_sources.py: needs); `decoder` (world_model/decoder.py)
     draws the imagined panel of the videos (none without it), and beside it, where the goal kind's
     cost has the ensemble, its spread panel."""
@@ -153,14 +155,15 @@ def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=No
                          "configs/planner file (each chunk of episodes reseeds it, so a resumed evaluation repeats)")
     batch = len(envs)
     grid = (GRID, wm.cfg.token_dim) if wm.cfg.representation == "tokens" else None
-    modules = {"critic": critic, "landmarks": landmarks, "macro": macro, "ensemble": ensemble}
+    modules = {"critic": critic, "landmarks": landmarks, "macro": macro, "ensemble": ensemble, "readout": readout}
     needed = set().union(*(needs(configurator.setup(k, cfg.planner.get("name")), cfg.planner) for k in goal_kinds))
     missing = sorted(m for m in needed if modules[m] is None)
     if missing:
         raise ValueError(f"the goal sources and costs of goal kind(s) {goal_kinds} need {', '.join(missing)}; "
                          f"pass {', '.join(m + '=' for m in missing)}")
     claim(out, identity(cfg, checkpoint, device, batch, goal_kinds, critic, macro if "macro" in needed else None,
-                        landmarks if "landmarks" in needed else None, ensemble if "ensemble" in needed else None))
+                        landmarks if "landmarks" in needed else None, ensemble if "ensemble" in needed else None,
+                        readout if "readout" in needed else None))
     space = env0.action_space
     bounds = tuple(torch.as_tensor(b, dtype=torch.float32, device=device) for b in (space.low, space.high))  # [A] each
     store = RecordStore(out, cfg.eval.episodes, batch)

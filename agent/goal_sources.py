@@ -151,9 +151,10 @@ def is_hierarchical(planner_cfg) -> bool:
 
 
 def needs(setup, planner_cfg) -> set[str]:
-    """The fitted modules (among MODULES, "critic" and "ensemble") a goal kind's plans need: what its
-    source declares, the level-2 predictor for a hierarchical planner, the critic when a cost that
-    applies gives it a weight, and the predictor ensemble when the disagreement has a weight."""
+    """The fitted modules (among MODULES, "critic", "ensemble" and "readout") a goal kind's plans need:
+    what its source declares, the level-2 predictor for a hierarchical planner, the critic when a
+    cost that applies gives it a weight, the predictor ensemble when the disagreement has a weight,
+    and the probe readout when its distance has one."""
     cls = source_class(setup.goal_source)
     out = set(cls.needs)
     hierarchical = is_hierarchical(planner_cfg)
@@ -164,6 +165,8 @@ def needs(setup, planner_cfg) -> set[str]:
         out.add("critic")
     if setup.cost_weights["disagreement"]:
         out.add("ensemble")
+    if setup.cost_weights.get("readout"):
+        out.add("readout")
     return out
 
 

@@ -27,6 +27,8 @@ from agent.evaluate import evaluate, model_for_env
 from agent.goal_sources import needs
 from agent.landmarks import MANIFEST as LANDMARKS_MANIFEST
 from agent.landmarks import LandmarkConfig, fit_landmarks, landmarks_key, load_landmarks, save_landmarks
+from agent.readout import MANIFEST as READOUT_MANIFEST
+from agent.readout import ReadoutConfig, load_readout, readout_key, save_readout, train_readout
 from agent.run_checks import check_eval_settings, check_frame_size, check_settings
 from agent.shared_envs import check_shared_envs, env_data_configs
 from world_model.atomic import check_writable
@@ -92,7 +94,7 @@ def shared_latents(kept: dict | None, wm, dataset: Dataset, device: torch.device
 
 
 def needed_modules(cfg, env) -> set[str]:
-    """The fitted modules ("critic", "landmarks", "macro", "ensemble") the evaluated goal kinds' goal sources
+    """The fitted modules ("critic", "landmarks", "macro", "ensemble", "readout") the evaluated goal kinds' goal sources
     and costs declare they need (agent/goal_sources.py: needs), with the configurator's settings
     for env and the run's planner; the evaluation checks it was handed each of them."""
     configurator = Configurator({k: TaskSettings(**v) for k, v in plain(cfg.configurator).items()}, env)
@@ -151,6 +153,25 @@ def ensemble_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch
     return _cached_fitted(cfg, "ensembles", "the predictor ensemble", "set configurator.<goal kind>.disagreement_weight=0",
                           dataset_root, lambda root: ensemble_key(weights, root.name, ecfg), ENSEMBLE_MANIFEST,
                           load_ensemble, fit, device)
+
+
+def readout_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True,
+                kept: dict | None = None):
+    """The probe readout the readout cost reads, fitted once on the dataset the world model was
+    trained on and cached under cache_root/readouts."""
+    rcfg = ReadoutConfig(**plain(cfg.readout))
+
+    def fit(folder: Path, dataset: Dataset):
+        readout, stats = train_readout(wm, dataset, rcfg, device, progress, shared_latents(kept, wm, dataset, device))
+        save_readout(folder, readout, stats)
+        held = "; ".join(f"{k} " + ", ".join(f"{g} {v:.3g}" for g, v in stats[k].items())
+                         for k in stats if k == "encoded" or k.startswith("predicted_"))
+        return readout, (f"encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s; held-out median errors: "
+                         f"{held}")
+
+    return _cached_fitted(cfg, "readouts", "the probe readout", "set configurator.<goal kind>.readout_weight=0",
+                          dataset_root, lambda root: readout_key(weights, root.name, rcfg), READOUT_MANIFEST,
+                          load_readout, fit, device)
 
 
 def landmarks_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True,
@@ -267,7 +288,7 @@ def run(cfg, out: Path) -> None:
     weights = manifest["files"][MODEL_WEIGHTS]["sha256"]
     fitted, kept = {}, {}  # kept: the training video's latents, encoded once for every module fitted below
     for name, fit in (("critic", critic_for), ("macro", macro_for), ("landmarks", landmarks_for),
-                      ("ensemble", ensemble_for)):
+                      ("ensemble", ensemble_for), ("readout", readout_for)):
         if name in needed:  # fitted or loaded only where a goal source or cost declares it
             mark = time.perf_counter()
             fitted[name] = fit(cfg, wm, weights, dataset_root, device, kept=kept)

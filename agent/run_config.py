@@ -10,6 +10,7 @@ from agent.collect import DataConfig
 from agent.configurator import TaskSettings
 from agent.critic import CriticConfig
 from agent.landmarks import LandmarkConfig
+from agent.readout import ReadoutConfig
 from world_model.decoder import DecoderConfig
 from world_model.ensemble import EnsembleConfig
 from world_model.macro import MacroConfig
@@ -74,6 +75,9 @@ class RunConfig(TrainConfig):
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     """The predictor ensemble (configs/ensemble), trained on the world model's latents when a goal
     kind gives the model disagreement a weight (configurator: disagreement_weight)."""
+    readout: ReadoutConfig = field(default_factory=ReadoutConfig)
+    """The probe readout (configs/readout), fitted on the world model's latents when a goal kind
+    gives the readout distance a weight (configurator: readout_weight)."""
     landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
     """The graph of the training video's frames (configs/landmarks), built from the world model's
     latents when a goal kind's goal source needs it (configurator: goal_source=graph)."""

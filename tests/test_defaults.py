@@ -34,6 +34,7 @@ from agent.collect import CollectConfig, DataConfig
 from agent.configurator import TaskSettings
 from agent.critic import CriticConfig
 from agent.landmarks import LandmarkConfig
+from agent.readout import ReadoutConfig
 from agent.run_config import RunConfig
 from world_model.decoder import DecoderConfig
 from world_model.ensemble import EnsembleConfig
@@ -159,6 +160,7 @@ GROUPS = [
     ("critic/*.yaml", dataclass_schema(CriticConfig)),
     ("macro/*.yaml", dataclass_schema(MacroConfig)),
     ("ensemble/*.yaml", dataclass_schema(EnsembleConfig)),
+    ("readout/*.yaml", dataclass_schema(ReadoutConfig)),
     ("landmarks/*.yaml", dataclass_schema(LandmarkConfig)),
     ("decoder/*.yaml", dataclass_schema(DecoderConfig)),
 ]
