@@ -12,6 +12,14 @@ import torch
 from torch import Tensor
 
 
+def over_steps(per_step: Tensor, last_weight: float, step_weight: float) -> Tensor:
+    """per_step [B, N, H] -> [B, N]: the last planned step weighted by `last_weight`, every earlier
+    one by `step_weight`, summed."""
+    weights = torch.full((per_step.shape[-1],), step_weight, device=per_step.device, dtype=per_step.dtype)
+    weights[-1] = last_weight
+    return (per_step * weights).sum(-1)
+
+
 class GoalEnergy:
     """Energy between predicted representations and the goal's.
 
@@ -54,9 +62,7 @@ class GoalEnergy:
     def __call__(self, z: Tensor, actions: Tensor, goal: Tensor) -> Tensor:
         """z [B, N, H, D], goal [B, D]: the latent each of the B problems aims at -> [B, N]."""
         energy = self._distance(z - goal[:, None, None])  # [B, N, H, D] -> [B, N, H]
-        weights = torch.full((z.shape[2],), self.step_weight, device=z.device, dtype=z.dtype)
-        weights[-1] = self.last_weight
-        return (energy * weights).sum(-1)
+        return over_steps(energy, self.last_weight, self.step_weight)
 
 
 class CriticDistance:
@@ -97,9 +103,7 @@ class ReadoutDistance:
         """z [B, N, H, D], goal [B, D] -> [B, N]. The goal is read once per call, not per candidate."""
         target = self.readout(goal)  # [B, K]
         distance = (self.readout(z) - target[:, None, None]).square().mean(-1)  # [B, N, H, K] -> [B, N, H]
-        weights = torch.full((z.shape[2],), self.step_weight, device=z.device, dtype=z.dtype)
-        weights[-1] = self.last_weight
-        return (distance * weights).sum(-1)
+        return over_steps(distance, self.last_weight, self.step_weight)
 
 
 class ActionMagnitude:

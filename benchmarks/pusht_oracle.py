@@ -37,7 +37,7 @@ from omegaconf import OmegaConf
 
 import world_model
 from agent.configurator import TaskSettings
-from agent.costs import GoalEnergy
+from agent.costs import GoalEnergy, over_steps
 from agent.eval_summary import wilson_interval
 from agent.protocols import make_episodes
 from envs.pusht.draw import draw
@@ -91,8 +91,6 @@ def play(job: dict) -> dict:
     scales = tuple(int(x) for x in args["scales"].split(","))
     energy = GoalEnergy(metric=args["metric"], last_weight=task.last_weight, step_weight=task.step_weight, scales=scales,
                         grid=(GRID, model.cfg.token_dim) if model and scales != (1,) else None)
-    weights = torch.full((task.horizon,), task.step_weight, dtype=torch.float64)
-    weights[-1] = task.last_weight
     z_goal = model.encode(env.render_pose(goal)[None, None])[0] if model else None  # [1, D]
     low, high = torch.full((2,), -1.0), torch.full((2,), 1.0)
     plan = torch.zeros(1, task.horizon, 2)
@@ -100,7 +98,7 @@ def play(job: dict) -> dict:
     def cost(poses: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """poses [1, N, H, 5] -> [1, N]"""
         if model is None:
-            return (state_cost(poses[0], goal) * weights).sum(-1)[None].float()
+            return over_steps(state_cost(poses[0], goal), task.last_weight, task.step_weight)[None].float()
         frames = np.stack([[draw(p, model.cfg.image_size) for p in seq] for seq in poses[0].numpy()])  # [N, H, h, w, 3]
         return energy(model.encode(torch.from_numpy(frames))[None], actions, z_goal)  # z [1, N, H, D]
 
