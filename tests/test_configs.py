@@ -153,20 +153,36 @@ def test_top_level_configs_compose_and_reject_unknown_keys(name):
         _compose(name, ["no_such_key=1"])
 
 
+def _leaves(node, prefix: str = ""):
+    """The dotted keys of a config's values: {"a": {"b": 1}, "c": 2} -> "a.b", "c"."""
+    for key, value in node.items():
+        if OmegaConf.is_dict(value):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
 @pytest.mark.parametrize("schedule", options("schedule"))
 def test_every_schedule_config_sets_its_envs_training_and_the_command_line_wins(schedule):
     """configs/schedule/<env>.yaml is picked by the env's name and overrides TrainConfig's training
-    steps for that env only; `steps=N` on the command line still wins."""
+    settings (its steps, its loss) for that env only; the command line still wins."""
     assert schedule in options("env"), f"configs/schedule/{schedule}.yaml has no configs/env/ twin"
     from world_model.train import TrainConfig
 
     own = OmegaConf.load(CONFIGS / "schedule" / f"{schedule}.yaml")
-    base = TrainConfig().steps  # the one place the training settings are written
-    assert own.steps != base  # else the file would not be needed
-    assert _compose("run", [f"env={schedule}"]).steps == own.steps
-    assert _compose("run", [f"env={schedule}", "steps=7"]).steps == 7
+    base = OmegaConf.structured(TrainConfig())  # the one place the training settings are written
+    keys = list(_leaves(own))  # dotted keys, e.g. "steps", "loss.probe_weight"
+    assert keys, f"configs/schedule/{schedule}.yaml sets nothing"
+    composed = _compose("run", [f"env={schedule}"])
     without = [env for env in options("env") if env not in options("schedule")]
-    assert without and all(_compose("run", [f"env={env}"]).steps == base for env in without)
+    assert without
+    for key in keys:
+        value, default = OmegaConf.select(own, key), OmegaConf.select(base, key)
+        assert value != default, f"{key}: the file sets the default, so it is not needed"
+        assert OmegaConf.select(composed, key) == value
+        other = 7 if key == "steps" else 0.5
+        assert OmegaConf.select(_compose("run", [f"env={schedule}", f"{key}={other}"]), key) == other
+        assert all(OmegaConf.select(_compose("run", [f"env={env}"]), key) == default for env in without)
 
 
 @pytest.mark.parametrize("critic", options("critic"))

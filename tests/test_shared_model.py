@@ -27,6 +27,7 @@ from planners.cem import CEM
 from world_model.action_code import encode_actions
 from world_model.cli import SettingError
 from world_model.dataset import Dataset, DatasetError
+from world_model.losses import LossConfig
 from world_model.mixture import MixtureSampler, mixing_weights
 from world_model.model import SHARED_FIELDS, WorldModel, WorldModelConfig
 from world_model.train import run_dir, run_identity, train
@@ -147,6 +148,13 @@ def test_bad_mixing_weights_are_one_line(weights, count, line):
         mixing_weights(weights, count)
 
 
+def test_a_shared_model_refuses_the_probe_term(tiny_data, dot_data, tmp_path):
+    cfg = cached_config(tiny_data, tmp_path / "cache", loss=LossConfig(inverse_dynamics_hidden=16, probe_weight=1.0))
+    with pytest.raises(ValueError, match=r"^loss.probe_weight > 0 is for a single dataset .* train the shared model "
+                                         r"with loss.probe_weight=0$"):
+        train(cfg, [tiny_data[2], dot_data], progress=False)
+
+
 def test_datasets_of_other_frame_sizes_or_one_env_twice_are_refused(tiny_data, tmp_path):
     big = collect_dot(tmp_path / "dot64", 64, episodes=2, steps=4)
     cfg = cached_config(tiny_data, tmp_path / "cache")
@@ -163,10 +171,12 @@ def test_datasets_of_other_frame_sizes_or_one_env_twice_are_refused(tiny_data, t
 def test_a_single_datasets_run_keeps_its_identity_and_folder_name(tiny_data, tmp_path):
     cfg = cached_config(tiny_data, tmp_path)
     data = json.loads((tiny_data[2] / "manifest.json").read_text())["identity"]
-    # the identity as it was written before shared models: no mixing weights, no shared-model fields
+    # the identity as it was written before shared models and the probe terms: no mixing weights, no
+    # shared-model fields, no unset probe weights
+    loss = {k: v for k, v in dataclasses.asdict(cfg.loss).items() if k not in ("probe_weight", "probe_rollout_weight")}
     before = {"data": data, "world_model": {k: v for k, v in dataclasses.asdict(cfg.world_model).items()
                                             if k not in SHARED_FIELDS},
-              "loss": dataclasses.asdict(cfg.loss), "optim": dataclasses.asdict(cfg.optim), "steps": cfg.steps,
+              "loss": loss, "optim": dataclasses.asdict(cfg.optim), "steps": cfg.steps,
               "seed": cfg.seed, "held_out_fraction": cfg.held_out_fraction}
     assert run_identity(cfg, data) == before
     key = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:10]

@@ -18,7 +18,7 @@ import world_model
 from world_model.atomic import NotWritable
 from world_model.losses import LossConfig
 from world_model.model import WorldModelConfig
-from world_model.train import OptimConfig, TrainConfig, TrainingDiverged, train, warmup_cosine
+from world_model.train import OptimConfig, TrainConfig, TrainingDiverged, run_dir, run_identity, train, warmup_cosine
 from world_model.windows import WindowSampler
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,6 +155,23 @@ def test_model_that_does_not_match_the_data_is_refused(tiny_data, tmp_path):
     with pytest.raises(ValueError, match=r"world_model\.action_dim=3 but dataset .* has 2"):
         train(cfg, tiny_data[2], progress=False)
     assert not (tmp_path / "bad").exists()  # refused before anything was written
+
+
+def test_the_probe_term_trains_on_the_datasets_probe_targets(tiny_data, tmp_path):
+    loss = LossConfig(inverse_dynamics_hidden=16, probe_weight=1.0)
+    folder = train(tiny_train_config(tiny_data, tmp_path / "probe", loss=loss), tiny_data[2], progress=False)
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    probe = [row["probe"] for row in rows if "probe" in row]
+    assert len(probe) == 6 and all(np.isfinite(probe)) and probe[-1] < probe[0]
+    # the held-out loss the best checkpoint is chosen by includes the term, on the held-out clips' targets
+    assert all(np.isfinite(row["held_loss"]) for row in rows if "held_loss" in row)
+    # another loss, another cached run
+    cached = {w: tiny_train_config(tiny_data, "", loss=replace(loss, probe_weight=w), cache_root=str(tmp_path))
+              for w in (0.0, 1.0)}
+    assert run_dir(cached[0.0], tiny_data[2]) != run_dir(cached[1.0], tiny_data[2])
+    # without the term the identity is as it was before the term existed, so cached models keep their names
+    assert "probe_weight" not in run_identity(cached[0.0], {})["loss"]
+    assert run_identity(cached[1.0], {})["loss"]["probe_weight"] == 1.0
 
 
 def test_too_few_probe_frames_are_refused_before_training(tiny_data, tmp_path):

@@ -270,6 +270,66 @@ def test_loss_decreases_on_moving_squares():
     assert last < 0.9 * first, (first, last)
 
 
+def centroid(frames: torch.Tensor, channel: int) -> torch.Tensor:
+    """frames uint8 [b, L, S, S, 3] -> the pixel centre [b, L, 2] (x, y) of one channel's square."""
+    mask = frames[..., channel].float()  # [b, L, S, S]
+    cells = torch.arange(mask.shape[-1]) + 0.5
+    total = mask.sum((-2, -1))
+    return torch.stack([(mask.sum(-2) * cells).sum(-1) / total, (mask.sum(-1) * cells).sum(-1) / total], -1)
+
+
+def test_probe_term_teaches_the_encoder_a_linear_readout():
+    """The probe head reads the green square's place (a fact the prediction loss has no use for,
+    since it never moves) off the latent: trained with the term, its held-out error falls from the
+    targets' variance to a fraction of it, and its gradient reaches the encoder."""
+    stats = (torch.full((2,), SIZE / 2), torch.full((2,), SIZE * 0.2))
+    length = 2 + LossConfig().rollout_steps
+    with pytest.raises(ValueError, match="probe targets"):
+        JEPALoss(LossConfig(probe_weight=1.0), WorldModel(tiny_config()))
+    torch.manual_seed(0)
+    model = WorldModel(tiny_config())
+    loss_fn = JEPALoss(LossConfig(**PREDICTION_ONLY, probe_weight=1.0), model, stats)
+    held_frames, held_actions = squares(64, length, seed=999)
+    held_probe = centroid(held_frames, 1)
+    with pytest.raises(ValueError, match="probe targets of every frame"):
+        loss_fn(model, held_frames, held_actions)
+    with torch.no_grad():
+        before = loss_fn(model, held_frames, held_actions, probe=held_probe)["probe"].item()
+    only_probe = JEPALoss(LossConfig(prediction_weight=0, rollout_weight=0, **PREDICTION_ONLY, probe_weight=1.0),
+                          model, stats)
+    only_probe(model, *squares(B, length, seed=5), probe=centroid(squares(B, length, seed=5)[0], 1))["loss"].backward()
+    assert model.encoder.stem[0].down[0].weight.grad.abs().sum() > 0
+    model.zero_grad()
+    opt = torch.optim.AdamW(list(model.parameters()) + loss_fn.trainable_parameters(), lr=1e-3)
+    for step in range(80):
+        frames, actions = squares(B, length, seed=step)
+        out = loss_fn(model, frames, actions, probe=centroid(frames, 1))
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    with torch.no_grad():
+        after = loss_fn(model, held_frames, held_actions, probe=held_probe)["probe"].item()
+    assert after < 0.3 * before, (before, after)
+
+
+def test_probe_rollout_term_grades_the_predictor_in_the_probes_units():
+    stats = (torch.full((2,), SIZE / 2), torch.full((2,), SIZE * 0.2))
+    with pytest.raises(ValueError, match="set probe_weight too"):
+        LossConfig(probe_rollout_weight=1.0)
+    model = WorldModel(tiny_config())
+    length = 2 + LossConfig().rollout_steps
+    frames, actions = squares(B, length, seed=3)
+    red = centroid(frames, 0)  # the moved square: what the predictor must foresee
+    only = dict(prediction_weight=0, rollout_weight=0, **PREDICTION_ONLY)
+    graded = JEPALoss(LossConfig(**only, probe_weight=1e-9, probe_rollout_weight=1.0), model, stats)
+    out = graded(model, frames, actions, probe=red)
+    expected = (graded.probe_head(model.rollout(model.encode(frames)[:, :2], actions[:, 1:], past_actions=actions[:, :1]))
+                - (red[:, 2:] - stats[0]) / stats[1]).square().mean()
+    assert torch.allclose(out["probe_rollout"], expected, rtol=1e-4)
+    out["loss"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.predictor.parameters())
+
+
 def test_prediction_alone_collapses_and_vicreg_prevents_it():
     """Measured on this data (60 steps, seeds 0-7): a fresh encoder maps these mostly black frames
     to nearly one point (per-dimension std 0.020-0.035). Prediction alone, with stop-gradient

@@ -167,7 +167,7 @@ class TrainStep(nn.Module):
         self.model = model
         self.loss_fn = loss_fn
 
-    def forward(self, frames: Tensor, actions: Tensor) -> dict[str, Tensor]:
-        """frames uint8 [b, L, H, W, 3], actions [b, L-1, A] (this rank's share) -> loss terms,
-        their batch statistics over every rank's share."""
-        return self.loss_fn(self.model, frames, actions, gather=gather)
+    def forward(self, frames: Tensor, actions: Tensor, probe: Tensor | None = None) -> dict[str, Tensor]:
+        """frames uint8 [b, L, H, W, 3], actions [b, L-1, A], probe targets [b, L, K] or None (this
+        rank's share) -> loss terms, their batch statistics over every rank's share."""
+        return self.loss_fn(self.model, frames, actions, gather=gather, probe=probe)

@@ -53,8 +53,19 @@ class LossConfig:
     """Hidden width of that MLP."""
     smoothness_weight: float = 0.0
     """Mean squared z_{t+1} - z_t; works against motion spread, so off by default."""
+    probe_weight: float = 0.0
+    """MSE of a linear head reading the dataset's probe targets (standardised; e.g. positions and an
+    angle's cos and sin) off every frame's latent. It makes the encoder keep what the env declares
+    its state to be in a linear form, but trains on the simulator's labels, not on frames and actions
+    alone (docs/NOTEBOOK.md, "Teaching the encoder the block's angle"); 0: no head, no labels."""
+    probe_rollout_weight: float = 0.0
+    """MSE of the same head on the R-step rollout's predicted latents against the targets of the
+    frames they predict, so the predictor is also graded in the probe's units (needs probe_weight > 0)."""
 
     def __post_init__(self):
+        if self.probe_rollout_weight > 0 and self.probe_weight <= 0:
+            raise ValueError(f"probe_rollout_weight={self.probe_rollout_weight} grades predictions with the probe head, "
+                             "which only probe_weight > 0 builds; set probe_weight too")
         if self.rollout_steps < 1:
             raise ValueError(f"rollout_steps must be >= 1, got {self.rollout_steps}")
         if self.regularizer not in REGULARIZERS:
@@ -117,7 +128,9 @@ class JEPALoss(nn.Module):
     optimise `model.parameters()` together with `loss_fn.trainable_parameters()`.
     """
 
-    def __init__(self, cfg: LossConfig, model: WorldModel):
+    def __init__(self, cfg: LossConfig, model: WorldModel, probe_stats: tuple[Tensor, Tensor] | None = None):
+        """probe_stats: (mean [K], std [K]) of the dataset's probe targets, which standardise them for
+        the probe head; required when cfg.probe_weight > 0 (world_model.train passes them)."""
         super().__init__()
         self.cfg = cfg
         self.history = model.cfg.history
@@ -128,6 +141,17 @@ class JEPALoss(nn.Module):
             self.inverse_dynamics = nn.Sequential(
                 nn.Linear(3 * d, h), nn.GELU(), nn.Linear(h, h), nn.GELU(), nn.Linear(h, a)
             )
+        self.probe_head = None
+        if cfg.probe_weight > 0:
+            if probe_stats is None:
+                raise ValueError("loss.probe_weight > 0 reads the dataset's probe targets, but none were given; "
+                                 "train on a dataset whose env declares probe targets, or set loss.probe_weight=0")
+            mean, std = (torch.as_tensor(v, dtype=torch.float32) for v in probe_stats)
+            self.register_buffer("probe_mean", mean.clone())
+            self.register_buffer("probe_std", std.clone().clamp_min(1e-6))
+            # linear on purpose: what it reads must be linear in the latent, which is what the L2 goal
+            # energy compares
+            self.probe_head = nn.Linear(d, mean.shape[0])
         self.target_encoder = ema_copy(model.encoder) if cfg.ema_target else None
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -140,7 +164,8 @@ class JEPALoss(nn.Module):
             ema_update(self.target_encoder, model.encoder, self.cfg.ema_momentum)
 
     def forward(
-        self, model: WorldModel, frames: Tensor, actions: Tensor, gather: Callable[[Tensor], Tensor] | None = None
+        self, model: WorldModel, frames: Tensor, actions: Tensor, gather: Callable[[Tensor], Tensor] | None = None,
+        probe: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Args:
             model: the world model being trained
@@ -150,6 +175,7 @@ class JEPALoss(nn.Module):
                 gradients (world_model.distributed.gather): the batch statistics (VICReg variance
                 and covariance, Barlow, motion spread) are then those of the global batch, as in one
                 process. None: this batch alone.
+            probe: float [B, L, K], every frame's probe targets (needed when probe_weight > 0)
         Returns:
             dict of scalar tensors: "loss" (the weighted total, with gradients) and every named term
         """
@@ -206,6 +232,13 @@ class JEPALoss(nn.Module):
             # action from the momentum already there, and stays near chance.
             triples = torch.cat([z[:, :-2], z[:, 1:-1], z[:, 2:]], dim=-1)  # [B, L-2, 3D]
             terms["inverse_dynamics"] = F.mse_loss(self.inverse_dynamics(triples), actions[:, 1:])
+        if self.probe_head is not None:
+            if probe is None or probe.shape[:2] != frames.shape[:2]:
+                raise ValueError(f"probe_weight > 0 needs the probe targets of every frame, [B, L, K] = "
+                                 f"[{frames.shape[0]}, {length}, K], got {None if probe is None else tuple(probe.shape)}")
+            target_y = (probe.float() - self.probe_mean) / self.probe_std  # [B, L, K]
+            terms["probe"] = F.mse_loss(self.probe_head(z), target_y)
+            terms["probe_rollout"] = F.mse_loss(self.probe_head(rolled), target_y[:, k:])
 
         weights = {
             "prediction": cfg.prediction_weight,
@@ -216,6 +249,8 @@ class JEPALoss(nn.Module):
             "motion": cfg.motion_weight,
             "smoothness": cfg.smoothness_weight,
             "inverse_dynamics": cfg.inverse_dynamics_weight,
+            "probe": cfg.probe_weight,
+            "probe_rollout": cfg.probe_rollout_weight,
         }
         total = sum(weights[name] * value for name, value in terms.items() if weights[name] > 0)
         if not torch.is_tensor(total):

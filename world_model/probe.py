@@ -30,6 +30,15 @@ def probe_rows(ds: Dataset, episodes: np.ndarray, count: int, seed: int) -> tupl
     return np.stack(frames), np.stack(targets)
 
 
+def probe_stats(ds: Dataset, episodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean [K], std [K]) of the probe targets over every frame of `episodes`; refuses a dataset
+    that recorded none."""
+    targets = np.concatenate([np.asarray(ds.episode(int(e)).probe, np.float64) for e in episodes])  # [N, K]
+    if targets.ndim != 2 or targets.shape[1] == 0:
+        raise ValueError(f"dataset {ds.root} records no probe targets (its env declares none); set loss.probe_weight=0")
+    return targets.mean(0).astype(np.float32), targets.std(0).astype(np.float32)
+
+
 @torch.no_grad()
 def probe_report(z_train: Tensor, y_train: np.ndarray, z_held: Tensor, y_held: np.ndarray,
                  groups: dict[str, list[str]]) -> dict[str, float]:

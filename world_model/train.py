@@ -55,7 +55,7 @@ from world_model.mixture import MixtureSampler, check_mixture, dataset_roots, mi
 from world_model.model import WorldModel, WorldModelConfig, single_env_record
 from world_model.monitors import dimension_std, effective_rank, rollout_error
 from world_model.plain import plain
-from world_model.probe import probe_report, probe_rows
+from world_model.probe import probe_report, probe_rows, probe_stats
 from world_model.warm_start import source_identity, warm_start
 from world_model.windows import WindowSampler, split_episodes
 
@@ -166,10 +166,15 @@ def run_identity(cfg, data_identity: dict | list[dict], weights: list[float] | N
     before shared models (no weights, no unset shared-model fields), so its run folder keeps its name."""
     if isinstance(data_identity, list) and len(data_identity) == 1:
         data_identity, weights = data_identity[0], None
+    loss = plain(cfg.loss)
+    for key in ("probe_weight", "probe_rollout_weight"):  # unset: the name a model had before the probe terms existed
+        if not loss.get(key):
+            loss.pop(key, None)
     identity = {
         "data": data_identity,
         "world_model": single_env_record(plain(cfg.world_model)),
-        **{k: plain(getattr(cfg, k)) for k in ("loss", "optim")},
+        "loss": loss,
+        "optim": plain(cfg.optim),
         "steps": int(cfg.steps),
         "seed": int(cfg.seed),
         "held_out_fraction": float(cfg.held_out_fraction),
@@ -283,7 +288,8 @@ def monitor(model: WorldModel, loss_fn: JEPALoss, clips: dict, probe: dict, devi
     """Held-out quality monitors: loss, per-step rollout error vs copy-last, collapse, probe."""
     model.eval()
     frames, actions = clips["frames"].to(device), clips["actions"].to(device).float()
-    held_loss = loss_fn(model, frames, actions)
+    labels = clips["probe"].to(device) if "probe" in clips else None  # [B, L, K] when the loss has a probe head
+    held_loss = loss_fn(model, frames, actions, probe=labels)
     errors = rollout_error(model, frames, actions)
     z = encode_frames(model.encode, probe["held_frames"], device)
     report = {
@@ -430,11 +436,15 @@ def _train(cfg, dataset_root: str | Path, folder: Path, ranks, progress: bool) -
     model_cfg = model_config(cfg.world_model, datasets)
     loss_cfg = LossConfig(**plain(cfg.loss))
     length = model_cfg.history + loss_cfg.rollout_steps
+    labelled = loss_cfg.probe_weight > 0  # the probe head trains on the dataset's probe targets
+    if labelled and shared:
+        raise ValueError("loss.probe_weight > 0 is for a single dataset (the envs' probe targets differ in number and "
+                         "meaning); train the shared model with loss.probe_weight=0")
     samplers, monitored, episodes = [], {}, 0  # monitored: env name -> (held-out clips, probe rows), rank 0 only
     for index, ds in enumerate(datasets):
         train_eps, held_eps = split_episodes(ds.num_episodes, cfg.held_out_fraction)
-        samplers.append(WindowSampler(ds, train_eps, length))
-        held = WindowSampler(ds, held_eps, length)
+        samplers.append(WindowSampler(ds, train_eps, length, probe=labelled))
+        held = WindowSampler(ds, held_eps, length, probe=labelled)
         episodes += len(train_eps)
         if ranks.is_main:  # only rank 0 runs the monitors; the others need not hold their frames
             monitored[ds.env_name] = monitor_data(cfg, ds, train_eps, held_eps, held,
@@ -454,7 +464,8 @@ def _train(cfg, dataset_root: str | Path, folder: Path, ranks, progress: bool) -
         note = warm_start(model, cfg.init, model_cfg.envs or [datasets[0].env_name])
         if ranks.is_main:
             print(note)
-    loss_fn = JEPALoss(loss_cfg, model).to(device)
+    stats = probe_stats(datasets[0], split_episodes(datasets[0].num_episodes, cfg.held_out_fraction)[0]) if labelled else None
+    loss_fn = JEPALoss(loss_cfg, model, stats).to(device)
     optimizer = _optimizer(cfg.optim, [model, loss_fn])
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(cfg.optim.warmup_steps, cfg.steps, cfg.optim.min_lr_ratio, cfg.optim.decay_fraction)
@@ -522,8 +533,9 @@ def _train(cfg, dataset_root: str | Path, folder: Path, ranks, progress: bool) -
             batch = sampler.sample(cfg.optim.batch_size, generator=None, share=share)
             frames = batch["frames"].to(device, non_blocking=True)
             actions = batch["actions"].to(device, non_blocking=True).float()
+            probe = batch["probe"].to(device, non_blocking=True) if labelled else None  # [B, L, K]
             with autocast:
-                out = step_fn(frames, actions)
+                out = step_fn(frames, actions, probe=probe)
             loss = out["loss"]
             # the terms over the global batch: what is logged, and non-finite on every rank at once
             terms = distributed.mean_over_ranks(out) if ranks.distributed else out

@@ -19,11 +19,13 @@ def split_episodes(num_episodes: int, held_out_fraction: float) -> tuple[np.ndar
 
 
 class WindowSampler:
-    """Draws clips of `length` frames, uniformly over every valid start in the given episodes."""
+    """Draws clips of `length` frames, uniformly over every valid start in the given episodes; with
+    `probe`, each clip also carries the probe targets of its frames."""
 
-    def __init__(self, dataset: Dataset, episodes: np.ndarray, length: int):
+    def __init__(self, dataset: Dataset, episodes: np.ndarray, length: int, probe: bool = False):
         self.dataset = dataset
         self.length = length
+        self.probe = probe
         if len(episodes) == 0:  # not a length problem: say so, rather than blame data.steps below
             raise ValueError("the split holds no episode to draw clips from; give it at least one episode")
         starts = [(e, t) for e in episodes for t in range(int(dataset.episode_lengths[e]) - length + 1)]
@@ -36,14 +38,19 @@ class WindowSampler:
 
     def gather(self, picks: np.ndarray) -> dict[str, Tensor]:
         """Clips at rows `picks` of self.starts: frames uint8 [B, L, H, W, 3], actions [B, L-1, A]
-        (actions[:, t] leads from frame t to t+1)."""
-        frames, actions = [], []
+        (actions[:, t] leads from frame t to t+1), and with `probe` the targets float32 [B, L, K]."""
+        frames, actions, probe = [], [], []
         for episode, start in self.starts[picks]:
             ep = self.dataset.episode(int(episode))
             end = start + self.length
             frames.append(ep.frames[start:end])
             actions.append(ep.actions[start : end - 1])
-        return {"frames": torch.from_numpy(np.stack(frames)), "actions": torch.from_numpy(np.stack(actions))}
+            if self.probe:
+                probe.append(ep.probe[start:end])
+        batch = {"frames": torch.from_numpy(np.stack(frames)), "actions": torch.from_numpy(np.stack(actions))}
+        if self.probe:
+            batch["probe"] = torch.from_numpy(np.stack(probe).astype(np.float32))
+        return batch
 
     def sample(
         self, batch_size: int, generator: torch.Generator | None = None, share: tuple[int, int] = (0, 1)
