@@ -441,9 +441,12 @@ def _train(cfg, dataset_root: str | Path, folder: Path, ranks, progress: bool) -
         raise ValueError("loss.probe_weight > 0 is for a single dataset (the envs' probe targets differ in number and "
                          "meaning); train the shared model with loss.probe_weight=0")
     samplers, monitored, episodes = [], {}, 0  # monitored: env name -> (held-out clips, probe rows), rank 0 only
+    stats = None  # with the probe term: (mean [K], std [K]) of the one dataset's training targets
     for index, ds in enumerate(datasets):
         train_eps, held_eps = split_episodes(ds.num_episodes, cfg.held_out_fraction)
         samplers.append(WindowSampler(ds, train_eps, length, probe=labelled))
+        if labelled:
+            stats = probe_stats(ds, train_eps)
         held = WindowSampler(ds, held_eps, length, probe=labelled)
         episodes += len(train_eps)
         if ranks.is_main:  # only rank 0 runs the monitors; the others need not hold their frames
@@ -464,7 +467,6 @@ def _train(cfg, dataset_root: str | Path, folder: Path, ranks, progress: bool) -
         note = warm_start(model, cfg.init, model_cfg.envs or [datasets[0].env_name])
         if ranks.is_main:
             print(note)
-    stats = probe_stats(datasets[0], split_episodes(datasets[0].num_episodes, cfg.held_out_fraction)[0]) if labelled else None
     loss_fn = JEPALoss(loss_cfg, model, stats).to(device)
     optimizer = _optimizer(cfg.optim, [model, loss_fn])
     scheduler = torch.optim.lr_scheduler.LambdaLR(
