@@ -23,7 +23,7 @@ parts add up to the step's wall time less the Python between them ("unattributed
     from outside world_model/): every encoder stem stage, the encoder blocks' attention and MLP
     (encoder.block.rest: the blocks less those), the encoder itself (encoder.head: the encoder less
     its other parts), the target encoder, the predictor (teacher-forced), the inverse-dynamics head,
-    the loss module (loss.prediction_and_rest: JEPALoss.forward less its other parts);
+    the probe head (with the probe term, loss.probe_weight > 0), the loss module (loss.prediction_and_rest: JEPALoss.forward less its other parts);
   - wrappers put on the model instance (WorldModel.rollout) and on world_model.losses' functions
     (vicreg_variance, vicreg_covariance, barlow_twins, motion_spread) while the steps run;
   - data.frames_to_float runs inside Encoder.tokens: from the encoder's pre-hook to the stem's
@@ -68,6 +68,7 @@ from world_model.dataset import Dataset, read_manifest
 from world_model.losses import JEPALoss, LossConfig
 from world_model.model import WorldModel
 from world_model.plain import plain
+from world_model.probe import probe_stats
 from world_model.train import _optimizer, model_config, use_threads, warmup_cosine
 from world_model.windows import WindowSampler, split_episodes
 
@@ -140,10 +141,11 @@ def build(cfg, root: Path) -> Setup:
     model_cfg = model_config(cfg.world_model, ds)
     loss_cfg = LossConfig(**plain(cfg.loss))
     train_eps, _ = split_episodes(ds.num_episodes, cfg.held_out_fraction)
-    sampler = WindowSampler(ds, train_eps, model_cfg.history + loss_cfg.rollout_steps)
+    labelled = loss_cfg.probe_weight > 0  # the probe term (e.g. the reacher's and Push-T's schedules) reads labels
+    sampler = WindowSampler(ds, train_eps, model_cfg.history + loss_cfg.rollout_steps, probe=labelled)
     torch.manual_seed(cfg.seed)
     model = WorldModel(model_cfg)
-    loss_fn = JEPALoss(loss_cfg, model)
+    loss_fn = JEPALoss(loss_cfg, model, probe_stats(ds, train_eps) if labelled else None)
     optimizer = _optimizer(cfg.optim, [model, loss_fn])
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(cfg.optim.warmup_steps, cfg.steps, cfg.optim.min_lr_ratio, cfg.optim.decay_fraction)
@@ -160,7 +162,8 @@ def train_step(s: Setup, regions: Regions) -> None:
     with regions("data.to_device"):
         frames = batch["frames"].to("cpu", non_blocking=True)
         actions = batch["actions"].to("cpu", non_blocking=True).float()
-    out = s.loss_fn(s.model, frames, actions)  # hooked: every forward part
+        probe = batch["probe"].to("cpu", non_blocking=True) if "probe" in batch else None  # [B, L, K]
+    out = s.loss_fn(s.model, frames, actions, probe=probe)  # hooked: every forward part
     loss = out["loss"]
     with regions("step.checks"):
         if not torch.isfinite(out["loss"]):
@@ -213,6 +216,8 @@ def instrument(s: Setup, regions: Regions) -> Callable[[], None]:
         setattr(losses, fn, timed(regions, name, getattr(losses, fn)))  # JEPALoss.forward looks them up per call
     if s.loss_fn.inverse_dynamics is not None:
         hook(s.loss_fn.inverse_dynamics, "loss.inverse_dynamics_head")
+    if s.loss_fn.probe_head is not None:
+        hook(s.loss_fn.probe_head, "loss.probe_head")
     hook(s.loss_fn, "loss.prediction_and_rest")
 
     def remove() -> None:
@@ -268,6 +273,9 @@ def parts(s: Setup) -> list[tuple[str, str]]:
     if s.loss_fn.inverse_dynamics is not None:
         out.append(("loss.inverse_dynamics_head", f"MLP [{b}, {length - 2}, {3 * d}] -> "
                     f"{lc.inverse_dynamics_hidden} -> {lc.inverse_dynamics_hidden} -> [{b}, {length - 2}, {a}]"))
+    if s.loss_fn.probe_head is not None:
+        out.append(("loss.probe_head", f"linear probe of every latent and of the rollout: [{b}, {length}, {d}] -> "
+                    f"[{b}, {length}, {s.loss_fn.probe_head.out_features}] (the probe term)"))
     out += [
         ("loss.prediction_and_rest", "JEPALoss.forward's own: input checks, window unfolds, prediction and rollout "
                                      "MSE, smoothness, inverse-dynamics triples and MSE, weighted sum"),

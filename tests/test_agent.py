@@ -93,6 +93,12 @@ def test_wilson_interval_known_values():
     low, high = wilson_interval(40, 50)
     assert low == pytest.approx(0.6696, abs=1e-3) and high == pytest.approx(0.8876, abs=1e-3)
     assert wilson_interval(0, 50)[0] == 0.0 and wilson_interval(50, 50)[1] == 1.0
+    # every interval holds its own rate, at 0 and n successes too (floating point once put 100/100's
+    # upper bound below 1.0, a negative error bar on the results page's plot)
+    for n in range(1, 301):
+        for k in range(n + 1):
+            low, high = wilson_interval(k, n)
+            assert 0.0 <= low <= k / n <= high <= 1.0, (k, n, low, high)
     row = summarize([{"success": True, "success_any": True, "final_distance": 0.1, "plan_ms": [10.0, 30.0], "wall_s": 1.0},
                      {"success": False, "success_any": True, "final_distance": 0.3, "plan_ms": [20.0, 0.0], "wall_s": 3.0}])
     assert row["success_rate"] == 0.5 and row["plan_ms_mean"] == pytest.approx(20.0) and row["wall_s_per_episode"] == 2.0

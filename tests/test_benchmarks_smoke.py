@@ -27,8 +27,10 @@ def script(name: str, monkeypatch):
 
 
 @pytest.mark.parametrize("loss, parts", [
-    ([], {"loss.vicreg_variance", "loss.vicreg_covariance"}),
-    (["loss=barlow", "loss.ema_target=true"], {"loss.barlow", "target_encoder", "optimizer.ema_update"}),
+    # the reacher's schedule (configs/schedule/reacher.yaml) turns the probe term on: its head is a part
+    ([], {"loss.vicreg_variance", "loss.vicreg_covariance", "loss.probe_head"}),
+    (["loss=barlow", "loss.ema_target=true", "loss.probe_weight=0"], {"loss.barlow", "target_encoder",
+                                                                      "optimizer.ema_update"}),
 ])
 def test_train_profile_parts_add_up_to_the_step(tiny_data, monkeypatch, capsys, loss, parts):
     from world_model import losses
