@@ -15,7 +15,7 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     # the interval always holds p; rounding can put a bound a hair past it at 0 or n successes
-    # (200 of 200 gave an upper bound below 1.0, a negative error bar on the results page's plot)
+    # (100 of 100 gave an upper bound below 1.0, a negative error bar on the results page's plot)
     return (min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half)))
 
 
