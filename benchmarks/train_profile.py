@@ -23,7 +23,8 @@ parts add up to the step's wall time less the Python between them ("unattributed
     from outside world_model/): every encoder stem stage, the encoder blocks' attention and MLP
     (encoder.block.rest: the blocks less those), the encoder itself (encoder.head: the encoder less
     its other parts), the target encoder, the predictor (teacher-forced), the inverse-dynamics head,
-    the probe head (with the probe term, loss.probe_weight > 0), the loss module (loss.prediction_and_rest: JEPALoss.forward less its other parts);
+    the probe head (with the probe term, loss.probe_weight > 0), the loss module
+    (loss.prediction_and_rest: JEPALoss.forward less its other parts);
   - wrappers put on the model instance (WorldModel.rollout) and on world_model.losses' functions
     (vicreg_variance, vicreg_covariance, barlow_twins, motion_spread) while the steps run;
   - data.frames_to_float runs inside Encoder.tokens: from the encoder's pre-hook to the stem's
