@@ -22,12 +22,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from world_model.fitted import check_at_least_one, check_positive, load_fitted, save_fitted
-from world_model.latents import EpisodeLatents, episode_actions
+from world_model.latents import EpisodeLatents, episode_actions, episode_probe
 
 WEIGHTS, MANIFEST = "readout.safetensors", "readout.json"
 
@@ -167,8 +166,7 @@ def train_readout(wm, dataset, cfg: ReadoutConfig, device: torch.device, progres
     train_eps, held_eps = split_episodes(dataset.num_episodes, cfg.held_out_fraction)
     latents = latents or EpisodeLatents(wm, dataset, device)
     z_train, z_held = latents(train_eps), latents(held_eps)  # [E, T, D] each
-    y_train, y_held = (torch.from_numpy(np.stack([np.array(dataset.episode(int(e)).probe) for e in eps])).to(device)
-                       for eps in (train_eps, held_eps))  # [E, T, K] each
+    y_train, y_held = episode_probe(dataset, train_eps, device), episode_probe(dataset, held_eps, device)  # [E, T, K]
     encode_s = time.perf_counter() - start
     x, y = z_train.reshape(-1, z_train.shape[-1]), y_train.reshape(-1, y_train.shape[-1])  # [E*T, D], [E*T, K]
     if cfg.rollout:

@@ -33,6 +33,7 @@ from agent.run_checks import check_eval_settings, check_frame_size, check_settin
 from agent.shared_envs import check_shared_envs, env_data_configs
 from world_model.atomic import check_writable
 from world_model.cache_lock import building
+from world_model.checkpoint import MANIFEST as CHECKPOINT_MANIFEST
 from world_model.checkpoint import WEIGHTS as MODEL_WEIGHTS
 from world_model.checkpoint import load_with_manifest, read_manifest
 from world_model.cli import SettingError
@@ -46,6 +47,7 @@ from world_model.latents import EpisodeLatents
 from world_model.macro import MANIFEST as MACRO_MANIFEST
 from world_model.macro import MacroConfig, load_macro, macro_key, save_macro, train_macro
 from world_model.plain import plain
+from world_model.refit import RefitConfig, is_refit, refit_key, save_refit, train_refit
 from world_model.train import pick_device, run_dir, train, use_threads
 
 STAGES = ("collect", "train", "eval", "all")
@@ -215,6 +217,36 @@ def decoder_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.
                           device)
 
 
+def refit_for(cfg, wm, manifest: dict, checkpoint: Path, dataset_root: Path | None, device: torch.device,
+              progress: bool = True, kept: dict | None = None) -> Path:
+    """The checkpoint folder of this world model with its predictor refitted on its frozen latents
+    (world_model/refit.py), fitted once on the dataset the model was trained on and cached under
+    cache_root/refits; `checkpoint` itself when cfg.refit.steps is 0 or it is a refit already. The
+    encoder is the model's, so the latents the refit encodes are kept for the modules fitted after it."""
+    rcfg = RefitConfig(**plain(cfg.refit))
+    if rcfg.steps == 0 or is_refit(manifest):
+        return checkpoint
+    if manifest["model_config"].get("envs") is not None:
+        raise SettingError(f"refit.steps={rcfg.steps} refits a single-env model's predictor and {checkpoint} is a "
+                           "shared model; pass refit.steps=0")
+    remedy = "pass refit.steps=0"
+    weights = manifest["files"][MODEL_WEIGHTS]["sha256"]
+    folder = _fitted_folder(cfg, "refits", "the refitted predictor", remedy, dataset_root,
+                            lambda root: refit_key(weights, root.name, rcfg))
+    if (folder / CHECKPOINT_MANIFEST).exists():
+        return folder
+    check_writable(folder, "the refitted predictor", f"pass cache_root=<a folder you can write to>, or {remedy}")
+    dataset = Dataset(dataset_root)
+    with building(folder, "the refitted predictor"):
+        if not (folder / CHECKPOINT_MANIFEST).exists():
+            model, stats = train_refit(wm, dataset, rcfg, device, progress, shared_latents(kept, wm, dataset, device))
+            save_refit(folder, model, manifest, rcfg, stats)
+            before, after = stats["held_out_error_before"], stats["held_out_error"]
+            print(f"refitted predictor: {folder} (encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s, "
+                  f"held-out error {rcfg.rollout} steps ahead {after[-1]:.4f}, the model's own {before[-1]:.4f})")
+    return folder
+
+
 def recorded_dataset(manifest: dict, env_name: str) -> Path | None:
     """The dataset a checkpoint (its manifest) was trained on, which the fitted modules are fitted on;
     for a shared model, the dataset of env `env_name` (train_config.dataset lists one per env, in the
@@ -282,11 +314,20 @@ def run(cfg, out: Path) -> None:
     device = pick_device(cfg.device)
     wm, manifest = load_with_manifest(checkpoint)
     wm = wm.to(device)
+    kept = {}  # the training video's latents, encoded once for the refit and every module fitted below
+    if cfg.refit.steps:
+        mark = time.perf_counter()
+        refitted = refit_for(cfg, wm, manifest, checkpoint, dataset_root, device, kept=kept)
+        if refitted != checkpoint:
+            checkpoint = refitted
+            wm, manifest = load_with_manifest(checkpoint)
+            wm = wm.to(device)
+            timings["refit_s"] = time.perf_counter() - mark
     wm = model_for_env(wm, probe_env, checkpoint, manifest)  # a shared model: its view in this env's own actions
     # every fitted module is keyed by the weights loaded here, read once: a training process may save
     # a newer checkpoint into the same folder meanwhile
     weights = manifest["files"][MODEL_WEIGHTS]["sha256"]
-    fitted, kept = {}, {}  # kept: the training video's latents, encoded once for every module fitted below
+    fitted = {}
     for name, fit in (("critic", critic_for), ("macro", macro_for), ("landmarks", landmarks_for),
                       ("ensemble", ensemble_for), ("readout", readout_for)):
         if name in needed:  # fitted or loaded only where a goal source or cost declares it

@@ -14,6 +14,7 @@ from agent.readout import ReadoutConfig
 from world_model.decoder import DecoderConfig
 from world_model.ensemble import EnsembleConfig
 from world_model.macro import MacroConfig
+from world_model.refit import RefitConfig
 from world_model.train import TrainConfig
 
 
@@ -66,6 +67,9 @@ class RunConfig(TrainConfig):
     configurator sets the horizon and applies its per-goal-kind overrides for that name."""
     configurator: dict[str, TaskSettings] = field(default_factory=dict)
     """Planning settings per goal kind of the env (configs/configurator/<env>.yaml)."""
+    refit: RefitConfig = field(default_factory=RefitConfig)
+    """A predictor refitted on the trained model's frozen latents (configs/refit; on for the envs whose
+    configs/schedule file gives it steps), which then replaces the model's own for planning."""
     critic: CriticConfig = field(default_factory=CriticConfig)
     """The reach critic trained on the world model's latents (configs/critic), used by the goal
     kinds whose configurator entry gives it a weight."""

@@ -165,12 +165,12 @@ def _leaves(node, prefix: str = ""):
 @pytest.mark.parametrize("schedule", options("schedule"))
 def test_every_schedule_config_sets_its_envs_training_and_the_command_line_wins(schedule):
     """configs/schedule/<env>.yaml is picked by the env's name and overrides TrainConfig's training
-    settings (its steps, its loss) for that env only; the command line still wins."""
+    settings (its steps, its loss) and RefitConfig's for that env only; the command line still wins."""
     assert schedule in options("env"), f"configs/schedule/{schedule}.yaml has no configs/env/ twin"
-    from world_model.train import TrainConfig
+    from agent.run_config import RunConfig
 
     own = OmegaConf.load(CONFIGS / "schedule" / f"{schedule}.yaml")
-    base = OmegaConf.structured(TrainConfig())  # the one place the training settings are written
+    base = OmegaConf.structured(RunConfig())  # TrainConfig's and RefitConfig's defaults, where they are written
     keys = list(_leaves(own))  # dotted keys, e.g. "steps", "loss.probe_weight"
     assert keys, f"configs/schedule/{schedule}.yaml sets nothing"
     composed = _compose("run", [f"env={schedule}"])
@@ -180,7 +180,7 @@ def test_every_schedule_config_sets_its_envs_training_and_the_command_line_wins(
         value, default = OmegaConf.select(own, key), OmegaConf.select(base, key)
         assert value != default, f"{key}: the file sets the default, so it is not needed"
         assert OmegaConf.select(composed, key) == value
-        other = 7 if key == "steps" else 0.5
+        other = 7 if isinstance(default, int) else 0.5
         assert OmegaConf.select(_compose("run", [f"env={schedule}", f"{key}={other}"]), key) == other
         assert all(OmegaConf.select(_compose("run", [f"env={env}"]), key) == default for env in without)
 

@@ -41,6 +41,7 @@ from world_model.ensemble import EnsembleConfig
 from world_model.losses import LossConfig
 from world_model.macro import MacroConfig
 from world_model.model import WorldModelConfig
+from world_model.refit import RefitConfig
 from world_model.train import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -161,6 +162,7 @@ GROUPS = [
     ("macro/*.yaml", dataclass_schema(MacroConfig)),
     ("ensemble/*.yaml", dataclass_schema(EnsembleConfig)),
     ("readout/*.yaml", dataclass_schema(ReadoutConfig)),
+    ("refit/*.yaml", dataclass_schema(RefitConfig)),
     ("landmarks/*.yaml", dataclass_schema(LandmarkConfig)),
     ("decoder/*.yaml", dataclass_schema(DecoderConfig)),
 ]

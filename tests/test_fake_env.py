@@ -14,6 +14,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf, open_dict
 
 import envs
+import world_model
 from envs.base import EpisodeSpec, GoalEnv, GoalKind
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,3 +189,24 @@ def test_a_new_family_runs_through_the_whole_pipeline(dot_family, tmp_path, caps
         built = list((tmp_path / "cache" / "landmarks").glob("dot-*/landmarks.json"))
         assert len(built) == 1, name  # built for cem, loaded for hierarchical
         assert ("landmark graph:" in capsys.readouterr().out) == (name == "cem"), name  # the line of a build
+
+    # A predictor refitted on the checkpoint's frozen latents (world_model/refit.py) replaces its own:
+    # fitted and cached once, then loaded; a refitted checkpoint passed back is not refitted again.
+    refit = ["refit.steps=3", "refit.width=16", "refit.depth=1", "refit.heads=2", "refit.rollout=2",
+             "refit.batch_size=8", "refit.probe_rows=50"]
+    refitted = None  # the third run passes the refitted checkpoint the first two made and loaded
+    for attempt in range(3):
+        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+            again = compose("run", overrides=[
+                f"cache_root={tmp_path / 'cache'}", f"checkpoint={refitted if attempt == 2 else summary['checkpoint']}", "eval.episodes=2",
+                "eval.videos=0", "eval.baselines=[]", "critic.steps=5", "critic.batch_size=16", *refit])
+        with open_dict(again):
+            again.env, again.data, again.configurator = cfg.env, cfg.data, cfg.configurator
+        (tmp_path / f"refit-{attempt}").mkdir()
+        capsys.readouterr()
+        run(again, tmp_path / f"refit-{attempt}")
+        done = json.loads((tmp_path / f"refit-{attempt}" / "summary.json").read_text())
+        assert ("refitted predictor:" in capsys.readouterr().out) == (attempt == 0), attempt
+        refitted = done["checkpoint"]
+        assert refitted.startswith(str(tmp_path / "cache" / "refits" / "dot-")) and done["replay_failures"] == 0
+        assert world_model.load(refitted).cfg.predictor_width == 16

@@ -100,7 +100,7 @@ class PredictorEnsemble(nn.Module):
         return spread_from(self.rollouts(start, past, actions), z)
 
 
-def _batch(z: Tensor, actions: Tensor, k: int, size: int, g: torch.Generator, rollout: int = 1):
+def latent_windows(z: Tensor, actions: Tensor, k: int, size: int, g: torch.Generator, rollout: int = 1):
     """Random windows of true latents: z [b, K, D], actions [b, K - 1 + R, A] (R = rollout),
     targets [b, R, D] (the R latents after the window)."""
     e_count, t_count, _ = z.shape
@@ -116,7 +116,7 @@ def held_out_stats(ensemble: PredictorEnsemble, z: Tensor, actions: Tensor, wind
     copy-last."""
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        zw, aw, target = _batch(z, actions, ensemble.history, windows, g)
+        zw, aw, target = latent_windows(z, actions, ensemble.history, windows, g)
         errors = [(member(zw, aw)[:, -1] - target[:, 0]).square().mean().item() for member in ensemble.members]
         copy = (zw[:, -1] - target[:, 0]).square().mean().item()
     return {"held_out_error": errors, "held_out_copy_last": copy}
@@ -138,7 +138,7 @@ def fit_ensemble(z_train: Tensor, a_train: Tensor, z_held: Tensor, a_held: Tenso
     for _ in tqdm(range(cfg.steps), desc="predictor ensemble", unit="step", disable=not progress):
         loss = 0.0
         for member, g in zip(model.members, streams):
-            zw, aw, target = _batch(z_train, a_train, history, cfg.batch_size, g, cfg.rollout)
+            zw, aw, target = latent_windows(z_train, a_train, history, cfg.batch_size, g, cfg.rollout)
             # members share no weights, so one summed loss trains each on its own windows
             loss = loss + (member.rollout(zw, aw, cfg.rollout) - target).square().mean()
         opt.zero_grad(set_to_none=True)

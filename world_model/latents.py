@@ -44,6 +44,11 @@ def split_latents(latents: EpisodeLatents, dataset, held_out_fraction: float,
             episode_actions(dataset, held_eps, device))
 
 
+def episode_probe(dataset, episodes: np.ndarray, device: torch.device) -> Tensor:
+    """The probe targets the dataset recorded with every frame of the given episodes: [E, T, K]."""
+    return torch.from_numpy(np.stack([np.array(dataset.episode(int(e)).probe) for e in episodes])).to(device)
+
+
 def episode_actions(dataset, episodes: np.ndarray, device: torch.device) -> Tensor:
     """The actions of the given episodes: [E, T, A]; row t leads from frame t to t + 1 (last row 0)."""
     return torch.from_numpy(np.stack([np.array(dataset.episode(int(e)).actions) for e in episodes])).to(device)

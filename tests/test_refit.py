@@ -1,0 +1,95 @@
+"""The predictor refitted on frozen latents: it learns dynamics the probe grades, the refitted model
+keeps the base encoder and records what it came from, agent.run plans with it and caches it, and
+bad settings are refused in one line."""
+
+import json
+
+import pytest
+import torch
+from conftest import TINY_MODEL
+
+import world_model
+from world_model.checkpoint import read_manifest
+from world_model.dataset import Dataset
+from world_model.model import WorldModel, WorldModelConfig
+from world_model.refit import (
+    LinearProbe,
+    RefitConfig,
+    fit_predictor,
+    held_out_errors,
+    is_refit,
+    save_refit,
+    train_refit,
+)
+
+D, A = 8, 2
+MIX = torch.randn(A, D, generator=torch.Generator().manual_seed(3))
+
+
+def linear_world(episodes: int, steps: int, seed: int):
+    """z_{t+1} = z_t + a_t @ MIX: latents [E, T, D], actions [E, T, A], probe targets (the first two
+    latent numbers) [E, T, 2]."""
+    g = torch.Generator().manual_seed(seed)
+    actions = torch.rand(episodes, steps, A, generator=g) * 2 - 1
+    z = torch.cat([torch.zeros(episodes, 1, D), torch.cumsum(actions[:, :-1] @ MIX, dim=1)], dim=1)
+    return z, actions, z[..., :2].clone()
+
+
+def test_the_refit_learns_the_dynamics_with_and_without_the_probe_term():
+    z, a, y = linear_world(80, 16, seed=0)
+    zh, ah, _ = linear_world(20, 16, seed=1)
+    copy_last = (zh[:, 2:5] - zh[:, 1:2]).square().mean().item()  # holding z_1 for 3 steps
+    for weight, targets in ((1.0, y), (0.0, None)):
+        cfg = RefitConfig(steps=300, width=32, depth=1, heads=2, rollout=3, probe_weight=weight, probe_rows=500,
+                          warmup_steps=20)
+        predictor = fit_predictor(z, a, targets, history=2, cfg=cfg, progress=False)
+        errors = held_out_errors(predictor, zh, ah, history=2, rollout=3)
+        assert len(errors) == 3 and max(errors) < 0.05 * copy_last, (weight, errors, copy_last)
+
+
+def test_the_linear_probe_reads_targets_in_their_standard_deviations():
+    z, _, y = linear_world(40, 16, seed=2)
+    probe = LinearProbe(z.flatten(0, 1).double(), y.flatten(0, 1).double())
+    assert probe.error(z, y).item() < 1e-4
+    assert probe.error(z, y + y.flatten(0, 1).std(0)).item() == pytest.approx(1.0, abs=1e-2)  # one sd off each
+
+
+def test_a_probe_term_without_probe_targets_is_refused():
+    z, a, _ = linear_world(10, 16, seed=0)
+    with pytest.raises(ValueError, match="refit.probe_weight=0"):
+        fit_predictor(z, a, None, history=2, cfg=RefitConfig(steps=1, probe_weight=1.0), progress=False)
+
+
+@pytest.mark.parametrize("bad", [{"steps": -1}, {"width": 30, "heads": 4}, {"lr": 0.0}, {"held_out_fraction": 1.0},
+                                 {"rollout": 0}])
+def test_bad_settings_are_refused(bad):
+    with pytest.raises(ValueError, match="refit"):
+        RefitConfig(**bad)
+
+
+def test_the_refitted_model_keeps_the_encoder_and_names_its_base(tiny_data, tmp_path):
+    torch.manual_seed(0)
+    ds = Dataset(tiny_data[2])
+    base = WorldModel(WorldModelConfig(**TINY_MODEL, action_dim=ds.action_dim)).eval()
+    world_model.save(tmp_path / "base", base, step=7, train_cfg={"dataset": str(tiny_data[2])})
+    manifest = read_manifest(tmp_path / "base")
+    cfg = RefitConfig(steps=5, width=16, depth=1, heads=2, rollout=2, batch_size=8, probe_rows=50)
+    refitted, stats = train_refit(base, ds, cfg, torch.device("cpu"), progress=False)
+    assert len(stats["held_out_error"]) == len(stats["held_out_error_before"]) == 2
+    save_refit(tmp_path / "refit", refitted, manifest, cfg, stats)
+    loaded, new = world_model.checkpoint.load_with_manifest(tmp_path / "refit")
+    assert (loaded.cfg.predictor_width, loaded.cfg.predictor_depth) == (16, 1)
+    for name, value in base.encoder.state_dict().items():
+        assert torch.equal(loaded.encoder.state_dict()[name], value), name
+    assert new["step"] == 7 and is_refit(new) and not is_refit(manifest)
+    assert new["train_config"]["refit"]["of"] == manifest["files"]["model.safetensors"]["sha256"]
+    assert new["train_config"]["dataset"] == str(tiny_data[2])
+    assert json.loads(json.dumps(new["train_config"]["refit"]["config"])) == {**cfg.__dict__}
+
+
+def test_a_shared_model_is_not_refitted(tiny_data):
+    ds = Dataset(tiny_data[2])
+    config = WorldModelConfig(**{**TINY_MODEL, "action_dim": ds.action_dim + 2, "envs": ["reacher", "pusht"],
+                                 "env_action_dims": [ds.action_dim, 2]})
+    with pytest.raises(ValueError, match="refit.steps=0"):
+        train_refit(WorldModel(config), ds, RefitConfig(steps=1), torch.device("cpu"), progress=False)

@@ -1,0 +1,224 @@
+"""A predictor refitted on the frozen encoder's latents, graded also in the env's probe units, which
+replaces the world model's own predictor for planning.
+
+Why: the loss of the predictor trained with the encoder weighs every latent number alike, so a part
+of the scene that changes few of them (a pushed object) can be predicted no better than by holding
+the last latent while the agent is predicted well (docs/NOTEBOOK.md, "A predictor refitted on frozen
+latents"). Grading that predictor by a probe of its predictions slows the encoder's latents down
+instead (`loss.probe_rollout_weight`). With the encoder frozen, nothing but the predictor can answer that
+grade, no frame is encoded per step (many more windows per second), and the predictor can be wider
+than the one trained with the encoder.
+
+The loss, per window of `history` true latents and the `rollout` that follow: the teacher-forced
+one-step error and the open-loop rollout error (mean squared, the energy's units), plus
+`probe_weight` times the same two errors read through a linear probe of the env's probe targets
+(ridge, fitted once on training latents; each target in units of its standard deviation). The
+result is a checkpoint (world_model/checkpoint.py) whose encoder weights are the base model's,
+whose predictor is the refit, and whose train_config records what it was refitted from; it is
+cached by (base weights, dataset, config) like the fitted modules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from world_model.checkpoint import save
+from world_model.ensemble import latent_windows
+from world_model.fitted import check_at_least_one, check_positive
+from world_model.latents import EpisodeLatents, episode_actions, episode_probe
+from world_model.losses import LossConfig
+from world_model.model import WorldModel, WorldModelConfig
+from world_model.monitors import ridge_cv, ridge_fit
+from world_model.predictor import Predictor
+from world_model.windows import split_episodes
+
+
+@dataclass
+class RefitConfig:
+    """The refitted predictor and its training (on detached latents of a trained world model)."""
+
+    steps: int = 0
+    """Optimiser steps; 0: no refit, the world model plans with the predictor it was trained with."""
+    width: int = 256
+    """The refitted predictor's transformer width (its predicted changes span at most this many
+    directions of the latent)."""
+    depth: int = 3
+    """Its transformer blocks."""
+    heads: int = 4
+    """Its attention heads."""
+    batch_size: int = 128
+    """Windows per step (256 planned as well, at twice the time: docs/NOTEBOOK.md)."""
+    rollout: int = 5
+    """R, open-loop steps graded per window: the planner's horizon, so the refit is graded where
+    plans are scored."""
+    lr: float = 1.0e-3
+    """AdamW peak learning rate (linear warm-up, then cosine decay to 0 at `steps`)."""
+    warmup_steps: int = 200
+    """Steps of linear warm-up."""
+    probe_weight: float = 1.0
+    """Weight of the errors read through the linear probe of the env's probe targets; 0: latent
+    errors only (then any env's dataset will do, probe targets or not)."""
+    probe_rows: int = 10000
+    """Training frames the linear probe is fitted on."""
+    held_out_fraction: float = 0.1
+    """Last episodes kept out of training (the same split as the world model's)."""
+    seed: int = 0
+    """Seeds the initialisation and the window draws."""
+
+    def __post_init__(self):
+        check_at_least_one(self, "refit", ("width", "depth", "heads", "batch_size", "rollout", "probe_rows"))
+        check_positive(self, "refit", ("lr",))
+        if self.steps < 0 or self.warmup_steps < 0 or self.probe_weight < 0:
+            raise ValueError(f"refit.steps={self.steps}, refit.warmup_steps={self.warmup_steps} and "
+                             f"refit.probe_weight={self.probe_weight} must be at least 0")
+        if self.width % self.heads:
+            raise ValueError(f"refit.width={self.width} is not divisible by refit.heads={self.heads}; change one")
+        if not 0 < self.held_out_fraction < 1:
+            raise ValueError(f"refit.held_out_fraction must be in (0, 1), got {self.held_out_fraction}")
+
+
+class LinearProbe:
+    """A fixed affine map from latents [..., D] to probe targets in units of their standard deviation
+    [..., K], differentiable in the latents (the ridge fit is not)."""
+
+    def __init__(self, z: Tensor, y: Tensor):
+        """z [N, D] training latents, y [N, K] their probe targets."""
+        fit = ridge_fit(z, y, ridge_cv(z, y))
+        scale = y.double().std(0) + 1e-8  # [K]
+        weight = fit.weights[:-1] / fit.std[:, None]  # [D, K]: the standardisation folded into the map
+        self.weight = (weight / scale).float()
+        self.bias = ((fit.weights[-1] - fit.mean @ weight) / scale).float()  # [K]
+        self.scale = scale.float()
+
+    def __call__(self, z: Tensor) -> Tensor:
+        return z @ self.weight + self.bias
+
+    def error(self, z: Tensor, y: Tensor) -> Tensor:
+        """Mean squared error of the map of z [..., D] against targets y [..., K], in standard deviations."""
+        return (self(z) - y / self.scale).square().mean()
+
+
+def _losses(predictor: Predictor, zw: Tensor, aw: Tensor, yw: Tensor | None, probe: LinearProbe | None,
+            history: int, rollout: int) -> tuple[Tensor, Tensor]:
+    """(latent error, probe error; 0 without a probe) of windows zw [b, K + R, D], aw [b, K - 1 + R, A],
+    yw [b, K + R, P]: each the teacher-forced one-step error plus the R-step open-loop rollout error."""
+    one = predictor(zw[:, :history], aw[:, :history])[:, -1]  # [b, D], the prediction of z_K
+    run = predictor.rollout(zw[:, :history], aw, rollout)  # [b, R, D]
+    latent = (one - zw[:, history]).square().mean() + (run - zw[:, history:]).square().mean()
+    if probe is None:
+        return latent, torch.zeros((), device=zw.device)
+    return latent, probe.error(one, yw[:, history]) + probe.error(run, yw[:, history:])
+
+
+@torch.no_grad()
+def held_out_errors(predictor: Predictor, z: Tensor, a: Tensor, history: int, rollout: int,
+                    windows: int = 2048) -> list[float]:
+    """The mean squared open-loop error 1 .. rollout steps ahead on random windows of z [E, T, D]
+    with actions a [E, T, A] (the same windows for any predictor)."""
+    zw, aw, target = latent_windows(z, a, history, windows, torch.Generator().manual_seed(1), rollout)
+    return (predictor.rollout(zw, aw, rollout) - target).square().mean((0, 2)).tolist()
+
+
+def fit_predictor(z_train: Tensor, a_train: Tensor, y_train: Tensor | None, history: int, cfg: RefitConfig,
+                  progress: bool = True) -> Predictor:
+    """A Predictor (cfg's width, depth, heads) fitted to latent episodes z_train [E, T, D] with
+    actions a_train [E, T, A] and probe targets y_train [E, T, P] (None: latent errors only, needs
+    cfg.probe_weight 0); device follows the latents. Returned in eval mode."""
+    from tqdm import tqdm
+
+    if z_train.shape[1] < history + cfg.rollout:
+        raise ValueError(f"episodes of {z_train.shape[1]} frames are too short for a {history}-frame history and "
+                         f"refit.rollout={cfg.rollout}; lower it")
+    if cfg.probe_weight > 0 and y_train is None:
+        raise ValueError("refit.probe_weight > 0 grades predictions by the env's probe targets, which this dataset "
+                         "does not record; set refit.probe_weight=0")
+    g = torch.Generator().manual_seed(cfg.seed)
+    probe = None
+    if cfg.probe_weight > 0:
+        rows = torch.randint(z_train.shape[0] * z_train.shape[1], (cfg.probe_rows,), generator=g).to(z_train.device)
+        probe = LinearProbe(z_train.flatten(0, 1)[rows].double(), y_train.flatten(0, 1)[rows].double())
+    with torch.random.fork_rng(devices=[]):  # the caller's random stream is left as it was
+        torch.manual_seed(cfg.seed)
+        predictor = Predictor(z_train.shape[-1], a_train.shape[-1], cfg.width, cfg.depth, cfg.heads,
+                              history).to(z_train.device)
+    opt = torch.optim.AdamW(predictor.parameters(), lr=cfg.lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(cfg.warmup_steps, 1))
+                                                 * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    # the probe targets travel with the latents as extra columns, so one draw gives both
+    zy = z_train if y_train is None else torch.cat([z_train, y_train.to(z_train.dtype)], -1)  # [E, T, D (+ P)]
+    d = z_train.shape[-1]
+    predictor.train()
+    for _ in tqdm(range(cfg.steps), desc="predictor refit", unit="step", disable=not progress):
+        start, aw, after = latent_windows(zy, a_train, history, cfg.batch_size, g, cfg.rollout)
+        window = torch.cat([start, after], 1)  # [b, K + R, D (+ P)]
+        latent, probed = _losses(predictor, window[..., :d], aw, window[..., d:], probe, history, cfg.rollout)
+        loss = latent + cfg.probe_weight * probed
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(predictor.parameters(), 1.0)
+        opt.step()
+        schedule.step()
+    return predictor.eval()
+
+
+def train_refit(wm: WorldModel, dataset, cfg: RefitConfig, device: torch.device, progress: bool = True,
+                latents: EpisodeLatents | None = None) -> tuple[WorldModel, dict]:
+    """Encodes the dataset with the frozen world model `wm` (or takes its latents from `latents`) and
+    fits a predictor on the train split; returns a world model with wm's encoder and the refitted
+    predictor (eval mode, on `device`), and statistics: held-out open-loop errors 1 .. rollout steps
+    ahead of the refit and of wm's own predictor on the same windows."""
+    if cfg.steps < 1:
+        raise ValueError("refit.steps=0 asks for no refit; there is nothing to train")
+    if wm.cfg.envs is not None:
+        raise ValueError("refit.steps > 0 refits a single-env model's predictor, and this is a shared model; "
+                         "set refit.steps=0")
+    start = time.perf_counter()
+    train_eps, held_eps = split_episodes(dataset.num_episodes, cfg.held_out_fraction)
+    latents = latents or EpisodeLatents(wm, dataset, device)
+    z_train, z_held = latents(train_eps), latents(held_eps)  # [E, T, D] each
+    a_train, a_held = episode_actions(dataset, train_eps, device), episode_actions(dataset, held_eps, device)
+    has_probe = bool(dataset.manifest["env"].get("probe_groups"))
+    y_train = episode_probe(dataset, train_eps, device) if has_probe and cfg.probe_weight > 0 else None
+    encode_s = time.perf_counter() - start
+    predictor = fit_predictor(z_train, a_train, y_train, wm.cfg.history, cfg, progress)
+    config = WorldModelConfig(**{**dataclasses.asdict(wm.cfg), "predictor_width": cfg.width,
+                                 "predictor_depth": cfg.depth, "predictor_heads": cfg.heads})
+    refitted = WorldModel(config).to(device)
+    state = {k: v for k, v in wm.state_dict().items() if not k.startswith("predictor.")}
+    state.update({f"predictor.{k}": v for k, v in predictor.state_dict().items()})
+    refitted.load_state_dict(state)
+    stats = {"held_out_error": held_out_errors(predictor, z_held, a_held, wm.cfg.history, cfg.rollout),
+             "held_out_error_before": held_out_errors(wm.predictor, z_held, a_held, wm.cfg.history, cfg.rollout),
+             "encode_s": encode_s, "train_s": time.perf_counter() - start - encode_s}
+    return refitted.eval(), stats
+
+
+def refit_key(weights_sha256: str, dataset_name: str, cfg: RefitConfig) -> str:
+    """Cache key: the base world model's weights (by their recorded hash), the dataset and the config."""
+    identity = {"weights": weights_sha256, "dataset": dataset_name, "refit": dataclasses.asdict(cfg)}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def save_refit(folder: Path, model: WorldModel, base_manifest: dict, cfg: RefitConfig, stats: dict) -> Path:
+    """The refitted model as a checkpoint folder: the base's step, loss and train config, with
+    train_config["refit"] naming the base weights, the refit's config and its statistics."""
+    base_weights = base_manifest["files"]["model.safetensors"]["sha256"]
+    train_cfg = {**(base_manifest.get("train_config") or {}),
+                 "refit": {"of": base_weights, "config": dataclasses.asdict(cfg), "stats": stats}}
+    loss = base_manifest.get("loss_config")
+    return save(folder, model, base_manifest["step"], loss_cfg=LossConfig(**loss) if loss else None,
+                train_cfg=train_cfg)
+
+
+def is_refit(manifest: dict) -> bool:
+    """Whether a checkpoint (its manifest) holds a refitted predictor already."""
+    return "refit" in (manifest.get("train_config") or {})
