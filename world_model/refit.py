@@ -56,7 +56,8 @@ class RefitConfig:
     heads: int = 4
     """Its attention heads."""
     batch_size: int = 128
-    """Windows per step (256 planned as well, at twice the time: docs/NOTEBOOK.md)."""
+    """Windows per step (256 planned no better at twice the training time: docs/NOTEBOOK.md, "A predictor
+    refitted on frozen latents")."""
     rollout: int = 5
     """R, open-loop steps graded per window: the planner's horizon, so the refit is graded where
     plans are scored."""
