@@ -65,24 +65,31 @@ def _fitted_folder(cfg, kind: str, what: str, remedy: str, dataset_root: Path | 
     return Path(cfg.cache_root) / kind / f"{env_name}-{key(Path(dataset_root))}"
 
 
-def _cached_fitted(cfg, kind: str, what: str, remedy: str, dataset_root: Path | None, key, manifest: str, load,
-                   fit, device: torch.device):
-    """Something fitted on the latents of the dataset the world model was trained on, from
-    cache_root/<kind>/<env>-<key> when its manifest is there, else fitted, saved there and
-    reported in one line; processes that need the same one take turns (world_model/cache_lock.py).
-    load: folder -> the thing; fit: (folder, the verified dataset) -> (the thing, saved there, and the line's details);
-    what, remedy: for the errors and the line."""
+def _built_fitted(cfg, kind: str, what: str, remedy: str, dataset_root: Path | None, key, manifest: str, fit):
+    """(cache_root/<kind>/<env>-<key>, the thing fitted now or None): the folder of something fitted on
+    the latents of the dataset the world model was trained on, fitted, saved there and reported in one
+    line unless its manifest is there already; processes that need the same one take turns
+    (world_model/cache_lock.py). fit: (folder, the verified dataset) -> (the thing, saved there, and the
+    line's details); what, remedy: for the errors and the line."""
     folder = _fitted_folder(cfg, kind, what, remedy, dataset_root, key)
     if (folder / manifest).exists():
-        return load(folder).to(device)
+        return folder, None
     check_writable(folder, what, f"pass cache_root=<a folder you can write to>, or {remedy}")
     dataset = Dataset(dataset_root)  # verified before the lock, so a refused dataset leaves nothing in the cache
     with building(folder, what):  # one process fits it; another waits, then loads what the first saved
         if (folder / manifest).exists():
-            return load(folder).to(device)
+            return folder, None
         thing, details = fit(folder, dataset)
     print(f"{what.removeprefix('the ')}: {folder} ({details})")
-    return thing.to(device)
+    return folder, thing
+
+
+def _cached_fitted(cfg, kind: str, what: str, remedy: str, dataset_root: Path | None, key, manifest: str, load,
+                   fit, device: torch.device):
+    """Something fitted on the latents of the dataset the world model was trained on (_built_fitted),
+    on `device`: the one fitted now, or load(folder) of the one cached."""
+    folder, thing = _built_fitted(cfg, kind, what, remedy, dataset_root, key, manifest, fit)
+    return (load(folder) if thing is None else thing).to(device)
 
 
 def shared_latents(kept: dict | None, wm, dataset: Dataset, device: torch.device) -> EpisodeLatents:
@@ -229,22 +236,17 @@ def refit_for(cfg, wm, manifest: dict, checkpoint: Path, dataset_root: Path | No
     if manifest["model_config"].get("envs") is not None:
         raise SettingError(f"refit.steps={rcfg.steps} refits a single-env model's predictor and {checkpoint} is a "
                            "shared model; pass refit.steps=0")
-    remedy = "pass refit.steps=0"
     weights = manifest["files"][MODEL_WEIGHTS]["sha256"]
-    folder = _fitted_folder(cfg, "refits", "the refitted predictor", remedy, dataset_root,
-                            lambda root: refit_key(weights, root.name, rcfg))
-    if (folder / CHECKPOINT_MANIFEST).exists():
-        return folder
-    check_writable(folder, "the refitted predictor", f"pass cache_root=<a folder you can write to>, or {remedy}")
-    dataset = Dataset(dataset_root)
-    with building(folder, "the refitted predictor"):
-        if not (folder / CHECKPOINT_MANIFEST).exists():
-            model, stats = train_refit(wm, dataset, rcfg, device, progress, shared_latents(kept, wm, dataset, device))
-            save_refit(folder, model, manifest, rcfg, stats)
-            before, after = stats["held_out_error_before"], stats["held_out_error"]
-            print(f"refitted predictor: {folder} (encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s, "
-                  f"held-out error {rcfg.rollout} steps ahead {after[-1]:.4f}, the model's own {before[-1]:.4f})")
-    return folder
+
+    def fit(folder: Path, dataset: Dataset):
+        model, stats = train_refit(wm, dataset, rcfg, device, progress, shared_latents(kept, wm, dataset, device))
+        save_refit(folder, model, manifest, rcfg, stats)
+        return model, (f"encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s, held-out error "
+                       f"{rcfg.rollout} steps ahead {stats['held_out_error'][-1]:.4f}, the model's own "
+                       f"{stats['held_out_error_before'][-1]:.4f}")
+
+    return _built_fitted(cfg, "refits", "the refitted predictor", "pass refit.steps=0", dataset_root,
+                         lambda root: refit_key(weights, root.name, rcfg), CHECKPOINT_MANIFEST, fit)[0]
 
 
 def recorded_dataset(manifest: dict, env_name: str) -> Path | None:
@@ -315,14 +317,13 @@ def run(cfg, out: Path) -> None:
     wm, manifest = load_with_manifest(checkpoint)
     wm = wm.to(device)
     kept = {}  # the training video's latents, encoded once for the refit and every module fitted below
-    if cfg.refit.steps:
-        mark = time.perf_counter()
-        refitted = refit_for(cfg, wm, manifest, checkpoint, dataset_root, device, kept=kept)
-        if refitted != checkpoint:
-            checkpoint = refitted
-            wm, manifest = load_with_manifest(checkpoint)
-            wm = wm.to(device)
-            timings["refit_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    refitted = refit_for(cfg, wm, manifest, checkpoint, dataset_root, device, kept=kept)
+    if refitted != checkpoint:
+        checkpoint = refitted
+        wm, manifest = load_with_manifest(checkpoint)
+        wm = wm.to(device)
+        timings["refit_s"] = time.perf_counter() - mark
     wm = model_for_env(wm, probe_env, checkpoint, manifest)  # a shared model: its view in this env's own actions
     # every fitted module is keyed by the weights loaded here, read once: a training process may save
     # a newer checkpoint into the same folder meanwhile

@@ -198,8 +198,9 @@ def test_a_new_family_runs_through_the_whole_pipeline(dot_family, tmp_path, caps
     for attempt in range(3):
         with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
             again = compose("run", overrides=[
-                f"cache_root={tmp_path / 'cache'}", f"checkpoint={refitted if attempt == 2 else summary['checkpoint']}", "eval.episodes=2",
-                "eval.videos=0", "eval.baselines=[]", "critic.steps=5", "critic.batch_size=16", *refit])
+                f"cache_root={tmp_path / 'cache'}", f"checkpoint={refitted if attempt == 2 else summary['checkpoint']}",
+                "eval.episodes=2", "eval.videos=0", "eval.baselines=[]", "critic.steps=5", "critic.batch_size=16",
+                *refit])
         with open_dict(again):
             again.env, again.data, again.configurator = cfg.env, cfg.data, cfg.configurator
         (tmp_path / f"refit-{attempt}").mkdir()

@@ -34,7 +34,7 @@ from torch import Tensor
 from world_model.checkpoint import save
 from world_model.ensemble import latent_windows
 from world_model.fitted import check_at_least_one, check_positive
-from world_model.latents import EpisodeLatents, episode_actions, episode_probe
+from world_model.latents import EpisodeLatents, episode_probe, split_latents
 from world_model.losses import LossConfig
 from world_model.model import WorldModel, WorldModelConfig
 from world_model.monitors import ridge_cv, ridge_fit
@@ -183,12 +183,11 @@ def train_refit(wm: WorldModel, dataset, cfg: RefitConfig, device: torch.device,
         raise ValueError("refit.steps > 0 refits a single-env model's predictor, and this is a shared model; "
                          "set refit.steps=0")
     start = time.perf_counter()
-    train_eps, held_eps = split_episodes(dataset.num_episodes, cfg.held_out_fraction)
     latents = latents or EpisodeLatents(wm, dataset, device)
-    z_train, z_held = latents(train_eps), latents(held_eps)  # [E, T, D] each
-    a_train, a_held = episode_actions(dataset, train_eps, device), episode_actions(dataset, held_eps, device)
-    has_probe = bool(dataset.manifest["env"].get("probe_groups"))
-    y_train = episode_probe(dataset, train_eps, device) if has_probe and cfg.probe_weight > 0 else None
+    z_train, a_train, z_held, a_held = split_latents(latents, dataset, cfg.held_out_fraction, device)  # [E, T, *]
+    y_train = None
+    if cfg.probe_weight > 0 and dataset.manifest["env"].get("probe_groups"):
+        y_train = episode_probe(dataset, split_episodes(dataset.num_episodes, cfg.held_out_fraction)[0], device)
     encode_s = time.perf_counter() - start
     predictor = fit_predictor(z_train, a_train, y_train, wm.cfg.history, cfg, progress)
     config = WorldModelConfig(**{**dataclasses.asdict(wm.cfg), "predictor_width": cfg.width,
