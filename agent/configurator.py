@@ -72,6 +72,10 @@ class TaskSettings:
     probe targets (e.g. positions, an angle) read off the predicted and the goal representations by
     an MLP fitted on the training video (configs/readout), compared in standardised units; 0 = no
     readout is fitted."""
+    readout_groups: dict[str, float] = field(default_factory=dict)
+    """Weights of the env's probe groups (envs/<family> probe_groups, e.g. {"block": 3.0}) in the
+    readout distance; a group not named weighs 1. Lets the cost weigh the parts of the scene as the
+    success rule does, e.g. the block that must not be knocked away against the agent."""
     action_magnitude: float = 0.0
     """Weight of the mean squared action."""
     action_smoothness: float = 0.0
@@ -125,6 +129,13 @@ class Configurator:
             raise ValueError(f"configurator.{goal_kind}.{e}") from None
         if s.subgoal_ahead <= 0:
             raise ValueError(f"configurator.{goal_kind}.subgoal_ahead={s.subgoal_ahead}: it must be above 0 decisions")
+        groups = self.env.probe_groups if s.readout_groups else {}
+        unknown = set(s.readout_groups) - set(groups)
+        if unknown:
+            raise ValueError(f"configurator.{goal_kind}.readout_groups names {sorted(unknown)}, which env {self.env.name} "
+                             f"does not read; its probe groups are {list(self.env.probe_groups)}")
+        if any(w < 0 for w in s.readout_groups.values()):
+            raise ValueError(f"configurator.{goal_kind}.readout_groups={s.readout_groups}: weights must be 0 or more")
         if budget % action_repeat:
             raise ValueError(f"budget {budget} control steps is not a multiple of env.action_repeat={action_repeat}")
         return PlanSetup(
@@ -137,6 +148,8 @@ class Configurator:
             cost_weights={"goal": s.goal_weight, "critic": s.critic_weight, "critic_reduce": s.critic_reduce,
                           "subgoal_critic": s.subgoal_critic_weight, "disagreement": s.disagreement_weight,
                           "readout": s.readout_weight,
+                          "readout_targets": [s.readout_groups.get(group, 1.0) for group, names in groups.items()
+                                              for _ in names] or None,  # [K] in probe_targets' order
                           "action_magnitude": s.action_magnitude,
                           "action_smoothness": s.action_smoothness},
             goal_energy={"metric": s.metric, "last_weight": s.last_weight, "step_weight": s.step_weight,

@@ -94,15 +94,24 @@ class ReadoutDistance:
     and off the goal's (agent/readout.py), in standardised units, weighted over the planned steps
     as the goal energy is (`last_weight` the last, `step_weight` every earlier one). It weighs the
     scene's parts by the numbers the env reports (positions, an angle), not by how many tokens
-    they change."""
+    they change. `target_weights` [K] weigh the targets (all 1 by default; the mean is over
+    the weighted squares, so weights of 1 give the plain mean)."""
 
-    def __init__(self, readout, last_weight: float = 1.0, step_weight: float = 0.0):
+    def __init__(self, readout, last_weight: float = 1.0, step_weight: float = 0.0,
+                 target_weights: list[float] | None = None):
         self.readout, self.last_weight, self.step_weight = readout, last_weight, step_weight
+        self.target_weights = None if target_weights is None else torch.as_tensor(target_weights, dtype=torch.float32)
 
     def __call__(self, z: Tensor, actions: Tensor, goal: Tensor) -> Tensor:
         """z [B, N, H, D], goal [B, D] -> [B, N]. The goal is read once per call, not per candidate."""
         target = self.readout(goal)  # [B, K]
-        distance = (self.readout(z) - target[:, None, None]).square().mean(-1)  # [B, N, H, K] -> [B, N, H]
+        square = (self.readout(z) - target[:, None, None]).square()  # [B, N, H, K]
+        if self.target_weights is not None:
+            if self.target_weights.shape[0] != square.shape[-1]:
+                raise ValueError(f"{self.target_weights.shape[0]} readout target weights for a readout of "
+                                 f"{square.shape[-1]} targets; give one per probe target")
+            square = square * self.target_weights.to(square)
+        distance = square.mean(-1)  # [B, N, H, K] -> [B, N, H]
         return over_steps(distance, self.last_weight, self.step_weight)
 
 
@@ -198,5 +207,6 @@ def build_cost(weights: dict, goal_energy: dict, grid: tuple[int, int] | None = 
             raise ValueError("the configurator gives the probe readout a weight but no readout was passed; pass the one "
                              "agent.run fits, or set configurator.<goal kind>.readout_weight=0")
         terms["readout"] = (weights["readout"], ReadoutDistance(readout, goal_energy.get("last_weight", 1.0),
-                                                                goal_energy.get("step_weight", 0.0)))
+                                                                goal_energy.get("step_weight", 0.0),
+                                                                weights.get("readout_targets")))
     return CompositeCost(terms)

@@ -106,6 +106,32 @@ def test_the_readout_weight_reaches_the_cost_and_asks_for_the_readout(fitted):
     assert cost.terms["readout"][0] == 2.0
 
 
+def test_group_weights_reach_the_cost_in_target_order_and_reweigh_the_plans(fitted):
+    env = envs.make("pusht", image_size=32)  # probe groups agent (2), block (2), angle (2)
+    try:
+        settings = {kind: TaskSettings() for kind in env.goal_kinds}
+        settings["push"] = TaskSettings(readout_weight=1.0, readout_groups={"block": 3.0})
+        weighted = Configurator(settings, env).setup("push")
+        assert Configurator({**settings, "push": TaskSettings(readout_weight=1.0)}, env).setup(
+            "push").cost_weights["readout_targets"] is None  # no groups named: the plain mean, as before
+        settings["push"] = TaskSettings(readout_weight=1.0, readout_groups={"blok": 3.0})
+        with pytest.raises(ValueError, match=r"readout_groups names \['blok'\].*'agent', 'block', 'angle'"):
+            Configurator(settings, env).setup("push")
+    finally:
+        env.close()
+    assert weighted.cost_weights["readout_targets"] == [1.0, 1.0, 3.0, 3.0, 1.0, 1.0]
+    # the test readout reads K = 4 targets: plans off the goal's first pair by 20 or its second pair by 15
+    z_goal, y_goal = scene(1, seed=4)
+    first = torch.tanh((y_goal + torch.tensor([20.0, 20.0, 0.0, 0.0])) / 100 @ MIX)
+    second = torch.tanh((y_goal + torch.tensor([0.0, 0.0, 15.0, 15.0])) / 100 @ MIX)
+    z = torch.stack([first, second])[None]  # [B=1, N=2, H=1, D]
+    plain = ReadoutDistance(fitted)(z, torch.zeros(1, 2, 1, 2), z_goal)
+    heavy = ReadoutDistance(fitted, target_weights=[1.0, 1.0, 4.0, 4.0])(z, torch.zeros(1, 2, 1, 2), z_goal)
+    assert plain[0, 0] > plain[0, 1] and heavy[0, 0] < heavy[0, 1]  # weighing the second pair reverses the choice
+    with pytest.raises(ValueError, match="one per probe target"):
+        ReadoutDistance(fitted, target_weights=[1.0, 3.0])(z, torch.zeros(1, 2, 1, 2), z_goal)
+
+
 def test_bad_settings_are_refused_in_one_line():
     with pytest.raises(ValueError, match="readout.rollout"):
         ReadoutConfig(rollout=-1)
