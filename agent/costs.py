@@ -101,15 +101,15 @@ class ReadoutDistance:
                  target_weights: list[float] | None = None):
         self.readout, self.last_weight, self.step_weight = readout, last_weight, step_weight
         self.target_weights = None if target_weights is None else torch.as_tensor(target_weights, dtype=torch.float32)
+        if self.target_weights is not None and self.target_weights.shape[0] != readout.y_mean.shape[0]:
+            raise ValueError(f"{self.target_weights.shape[0]} readout target weights for a readout of "
+                             f"{readout.y_mean.shape[0]} targets; give one per probe target")
 
     def __call__(self, z: Tensor, actions: Tensor, goal: Tensor) -> Tensor:
         """z [B, N, H, D], goal [B, D] -> [B, N]. The goal is read once per call, not per candidate."""
         target = self.readout(goal)  # [B, K]
         square = (self.readout(z) - target[:, None, None]).square()  # [B, N, H, K]
         if self.target_weights is not None:
-            if self.target_weights.shape[0] != square.shape[-1]:
-                raise ValueError(f"{self.target_weights.shape[0]} readout target weights for a readout of "
-                                 f"{square.shape[-1]} targets; give one per probe target")
             square = square * self.target_weights.to(square)
         distance = square.mean(-1)  # [B, N, H, K] -> [B, N, H]
         return over_steps(distance, self.last_weight, self.step_weight)

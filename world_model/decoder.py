@@ -22,7 +22,14 @@ import torch
 from torch import Tensor, nn
 
 from world_model.encoder import GRID, stem_strides
-from world_model.fitted import check_at_least_one, check_positive, load_fitted, read_fitted_manifest, save_fitted
+from world_model.fitted import (
+    check_at_least_one,
+    check_held_out_fraction,
+    check_positive,
+    load_fitted,
+    read_fitted_manifest,
+    save_fitted,
+)
 from world_model.latents import EpisodeLatents, episode_actions
 from world_model.windows import split_episodes
 
@@ -56,8 +63,7 @@ class DecoderConfig:
     def __post_init__(self):
         check_at_least_one(self, "decoder", ("width", "steps", "batch_size", "episodes", "horizon", "eval_windows"))
         check_positive(self, "decoder", ("lr",))
-        if not 0 < self.held_out_fraction < 1:
-            raise ValueError(f"decoder.held_out_fraction must be in (0, 1), got {self.held_out_fraction}")
+        check_held_out_fraction(self, "decoder")
 
 
 class _Up(nn.Module):

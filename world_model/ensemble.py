@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from world_model.fitted import check_at_least_one, check_positive, load_fitted, save_fitted
+from world_model.fitted import check_at_least_one, check_held_out_fraction, check_positive, load_fitted, save_fitted
 from world_model.latents import EpisodeLatents, split_latents
 from world_model.predictor import Predictor
 
@@ -60,8 +60,7 @@ class EnsembleConfig:
         check_positive(self, "ensemble", ("lr",))
         if self.width % self.heads:
             raise ValueError(f"ensemble.width={self.width} is not divisible by ensemble.heads={self.heads}; change one")
-        if not 0 < self.held_out_fraction < 1:
-            raise ValueError(f"ensemble.held_out_fraction must be in (0, 1), got {self.held_out_fraction}")
+        check_held_out_fraction(self, "ensemble")
 
 
 def spread_from(members: Tensor, z: Tensor) -> Tensor:

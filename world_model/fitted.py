@@ -34,6 +34,13 @@ def check_positive(config, section: str, names: tuple[str, ...]) -> None:
             raise ValueError(f"{section}.{name} must be a finite number above 0, got {value}")
 
 
+def check_held_out_fraction(config, section: str) -> None:
+    """A fitted module's config check: `held_out_fraction` (the last episodes kept out) lies in (0, 1),
+    else one ValueError naming `section`.held_out_fraction."""
+    if not 0 < config.held_out_fraction < 1:
+        raise ValueError(f"{section}.held_out_fraction must be in (0, 1), got {config.held_out_fraction}")
+
+
 def save_fitted(folder: Path, weights_name: str, manifest_name: str, module: nn.Module, manifest: dict,
                 what: str) -> None:
     """Writes module's state dict to folder/weights_name, then `manifest` plus the weights' sha256

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from world_model.fitted import check_at_least_one, check_positive, load_fitted, save_fitted
+from world_model.fitted import check_at_least_one, check_held_out_fraction, check_positive, load_fitted, save_fitted
 from world_model.latents import EpisodeLatents, split_latents
 from world_model.predictor import Predictor
 
@@ -53,8 +53,7 @@ class MacroConfig:
     def __post_init__(self):
         check_at_least_one(self, "macro", ("k", "width", "depth", "heads", "steps", "batch_size", "rollout"))
         check_positive(self, "macro", ("lr",))
-        if not 0 < self.held_out_fraction < 1:
-            raise ValueError(f"macro.held_out_fraction must be in (0, 1), got {self.held_out_fraction}")
+        check_held_out_fraction(self, "macro")
 
 
 class MacroModel(nn.Module):

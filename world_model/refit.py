@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from world_model.checkpoint import save
+from world_model.checkpoint import WEIGHTS, save
 from world_model.ensemble import latent_windows
-from world_model.fitted import check_at_least_one, check_positive
+from world_model.fitted import check_at_least_one, check_held_out_fraction, check_positive
 from world_model.latents import EpisodeLatents, episode_probe, split_latents
 from world_model.losses import LossConfig
 from world_model.model import WorldModel, WorldModelConfig
@@ -83,8 +83,7 @@ class RefitConfig:
                              f"refit.probe_weight={self.probe_weight} must be at least 0")
         if self.width % self.heads:
             raise ValueError(f"refit.width={self.width} is not divisible by refit.heads={self.heads}; change one")
-        if not 0 < self.held_out_fraction < 1:
-            raise ValueError(f"refit.held_out_fraction must be in (0, 1), got {self.held_out_fraction}")
+        check_held_out_fraction(self, "refit")
 
 
 class LinearProbe:
@@ -211,7 +210,7 @@ def refit_key(weights_sha256: str, dataset_name: str, cfg: RefitConfig) -> str:
 def save_refit(folder: Path, model: WorldModel, base_manifest: dict, cfg: RefitConfig, stats: dict) -> Path:
     """The refitted model as a checkpoint folder: the base's step, loss and train config, with
     train_config["refit"] naming the base weights, the refit's config and its statistics."""
-    base_weights = base_manifest["files"]["model.safetensors"]["sha256"]
+    base_weights = base_manifest["files"][WEIGHTS]["sha256"]
     train_cfg = {**(base_manifest.get("train_config") or {}),
                  "refit": {"of": base_weights, "config": dataclasses.asdict(cfg), "stats": stats}}
     loss = base_manifest.get("loss_config")
