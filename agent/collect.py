@@ -200,9 +200,14 @@ def collect_shard(job: dict) -> dict:
         reset_seed = int(rng.integers(2**31 - 1))
         policy = env.behaviour_policy(rng, **job["behaviour"])
         episodes.append(record_episode(env, policy, job["steps"], reset_seed))
+    return write_shard(Path(job["root"]), job["name"], episodes, job["first"])
 
-    root = Path(job["root"])
-    tmp, final = root / (job["name"] + ".tmp"), root / job["name"]
+
+def write_shard(root: Path, name: str, episodes: list[dict], first: int) -> dict:
+    """Writes episodes (record_episode's dicts) as the shard <root>/<name>, whose first episode is
+    number `first` of the dataset, and returns its manifest entry (with "shapes", which the caller
+    moves into the manifest's "arrays")."""
+    tmp, final = root / (name + ".tmp"), root / name
     lengths = [len(e["frames"]) for e in episodes]
     arrays = {k: np.concatenate([e[k] for e in episodes]) for k in ("frames", "actions", "proprio", "states", "probe")}
     arrays["episode_starts"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -227,8 +232,8 @@ def collect_shard(job: dict) -> dict:
         raise write_failure(writing, err) from err
     shapes = {k: {"dtype": str(v.dtype), "row_shape": list(v.shape[1:])} for k, v in arrays.items()}
     return {
-        "name": job["name"],
-        "episodes": [job["first"], job["last"]],
+        "name": name,
+        "episodes": [first, first + len(episodes)],
         "rows": int(sum(lengths)),
         "files": files,
         "shapes": shapes,
@@ -236,7 +241,7 @@ def collect_shard(job: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- parent side
-def _versions() -> dict:
+def versions() -> dict:
     import envs
 
     return {
@@ -246,7 +251,7 @@ def _versions() -> dict:
     }
 
 
-def _env_facts(settings: dict) -> dict:
+def env_facts(settings: dict) -> dict:
     """What the dataset records about its env, from one instance (no rendering)."""
     import envs
 
@@ -279,7 +284,7 @@ def collect(
     if so_far is None:
         return root
     # a bad env setting or MUJOCO_GL fails here, before anything is written
-    facts = _env_facts(ident["env"]) if not so_far else None
+    facts = env_facts(ident["env"]) if not so_far else None
     try:  # before the lock file beside it, so that a cache nobody can write says so about the dataset's folder
         root.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -316,7 +321,7 @@ def _finished(root: Path, ident: dict, shards: tuple[int, int] | None) -> dict |
 def _collect(data, root: Path, ident: dict, shards: tuple[int, int] | None, facts: dict | None,
              progress: bool) -> Path:
     """collect() once this process holds the dataset's lock: what is still missing. facts: what the
-    manifest records about the env (_env_facts), when there was no manifest yet."""
+    manifest records about the env (env_facts), when there was no manifest yet."""
     from tqdm import tqdm
 
     manifest = _finished(root, ident, shards)  # again: another process may have finished it meanwhile
@@ -324,13 +329,13 @@ def _collect(data, root: Path, ident: dict, shards: tuple[int, int] | None, fact
         return root
     manifest_path = root / (MANIFEST if shards is None else part_name(shards))
     if not manifest:
-        facts = facts or _env_facts(ident["env"])
+        facts = facts or env_facts(ident["env"])
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "identity": ident,
             "env": facts,
             "collect": {k: ident[k] for k in ("episodes", "steps", "seed", "episodes_per_shard", "behaviour")},
-            "versions": _versions(),
+            "versions": versions(),
             "arrays": {},
             "shards": [],
             "complete": False,

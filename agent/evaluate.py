@@ -89,11 +89,19 @@ def identity(cfg, checkpoint: Path, device, batch: int, goal_kinds: list[str], c
     }
 
 
-def _policy(cfg, name: str, first: int, kind_index: int, wm, setup, grid, device, modules: dict, bounds: tuple):
+def plan_grid(wm) -> tuple[int, int] | None:
+    """(tokens per frame, numbers per token) of a token model's latent, which the goal energy
+    compares token by token; None for a pooled one."""
+    return (GRID, wm.cfg.token_dim) if wm.cfg.representation == "tokens" else None
+
+
+def chunk_policy(cfg, name: str, first: int, kind_index: int, wm, setup, grid, device, modules: dict, bounds: tuple,
+                 imagine: int = 0):
     """A fresh policy for the chunk of episodes starting at `first`, its randomness seeded from
     (goal kind, first) alone, so it does not depend on which chunks ran before it in this process.
     modules: the fitted modules by name ("critic", "landmarks", "macro", "ensemble", "readout"; None where not fitted);
-    bounds: the env's action bounds (low [A], high [A]) on `device`."""
+    bounds: the env's action bounds (low [A], high [A]) on `device`; imagine: the planner's episodes
+    whose imagined latents are kept for videos (PlanningPolicy)."""
     if name != "planner":
         return RandomPolicy(chunk_seed(cfg.eval.seed, kind_index, first)) if name == "random" else ZeroPolicy()
     seed = None if cfg.planner.seed is None else chunk_seed(cfg.planner.seed, kind_index, first)
@@ -102,7 +110,7 @@ def _policy(cfg, name: str, first: int, kind_index: int, wm, setup, grid, device
     # a hierarchical planner's high level draws from the next stream
     search = build_subgoal_search(planner_cfg, setup, None if seed is None else seed + 1)
     source, cost = plan_parts(setup, grid, modules, search, *bounds)
-    return PlanningPolicy(wm, planner, cost, source, setup, device, imagine=cfg.eval.videos)
+    return PlanningPolicy(wm, planner, cost, source, setup, device, imagine=imagine)
 
 
 def plan_parts(setup, grid, modules: dict, search=None, low=None, high=None) -> tuple:
@@ -154,7 +162,7 @@ def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=No
         raise ValueError(f"planner {cfg.planner.get('_target_')} has no seed in its config; add `seed: 0` to its "
                          "configs/planner file (each chunk of episodes reseeds it, so a resumed evaluation repeats)")
     batch = len(envs)
-    grid = (GRID, wm.cfg.token_dim) if wm.cfg.representation == "tokens" else None
+    grid = plan_grid(wm)
     modules = {"critic": critic, "landmarks": landmarks, "macro": macro, "ensemble": ensemble, "readout": readout}
     needed = set().union(*(needs(configurator.setup(k, cfg.planner.get("name")), cfg.planner) for k in goal_kinds))
     missing = sorted(m for m in needed if modules[m] is None)
@@ -180,7 +188,7 @@ def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=No
                            desc=f"{goal_kind}/{name}", unit="decision", disable=not progress)
                 for first in todo:
                     keep = cfg.eval.videos if (name == "planner" and first == 0) else 0
-                    policy = _policy(cfg, name, first, *at)
+                    policy = chunk_policy(cfg, name, first, *at, imagine=cfg.eval.videos)
                     chunk, videos = run_episodes(envs, specs[first : first + batch], policy, keep, bar)
                     for i, record in enumerate(chunk):
                         record["episode"] = first + i

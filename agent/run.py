@@ -11,6 +11,8 @@ way continues when run again into the same folder (hydra.run.dir=FOLDER): agent/
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 import time
@@ -27,6 +29,7 @@ from agent.evaluate import evaluate, model_for_env
 from agent.goal_sources import needs
 from agent.landmarks import MANIFEST as LANDMARKS_MANIFEST
 from agent.landmarks import LandmarkConfig, fit_landmarks, landmarks_key, load_landmarks, save_landmarks
+from agent.onpolicy import OnPolicyConfig, play, write_dataset
 from agent.readout import MANIFEST as READOUT_MANIFEST
 from agent.readout import ReadoutConfig, load_readout, readout_key, save_readout, train_readout
 from agent.run_checks import check_eval_settings, check_frame_size, check_settings
@@ -37,6 +40,7 @@ from world_model.checkpoint import MANIFEST as CHECKPOINT_MANIFEST
 from world_model.checkpoint import WEIGHTS as MODEL_WEIGHTS
 from world_model.checkpoint import load_with_manifest, read_manifest
 from world_model.cli import SettingError
+from world_model.dataset import MANIFEST as DATASET_MANIFEST
 from world_model.dataset import Dataset, DatasetError, write_json_atomic
 from world_model.dataset import read_manifest as read_dataset_manifest
 from world_model.decoder import MANIFEST as DECODER_MANIFEST
@@ -47,7 +51,15 @@ from world_model.latents import EpisodeLatents
 from world_model.macro import MANIFEST as MACRO_MANIFEST
 from world_model.macro import MacroConfig, load_macro, macro_key, save_macro, train_macro
 from world_model.plain import plain
-from world_model.refit import RefitConfig, is_refit, refit_key, save_refit, train_refit
+from world_model.refit import (
+    RefitConfig,
+    finetune_refit,
+    is_onpolicy,
+    is_refit,
+    refit_key,
+    save_refit,
+    train_refit,
+)
 from world_model.train import pick_device, run_dir, train, use_threads
 
 STAGES = ("collect", "train", "eval", "all")
@@ -249,6 +261,87 @@ def refit_for(cfg, wm, manifest: dict, checkpoint: Path, dataset_root: Path | No
                          lambda root: refit_key(weights, root.name, rcfg), CHECKPOINT_MANIFEST, fit)[0]
 
 
+def onpolicy_for(cfg, wm, manifest: dict, checkpoint: Path, dataset_root: Path | None, device: torch.device,
+                 env, progress: bool = True, kept: dict | None = None) -> Path:
+    """The checkpoint folder of this refitted model with its predictor trained on further, on episodes
+    the planner played with it (agent/onpolicy.py); both the episodes (cache_root/onpolicy) and the
+    model (cache_root/refits) are made once and cached. `checkpoint` itself when cfg.onpolicy.episodes
+    is 0 or it was trained so already. env: one env of the run (plays the first of the batch)."""
+    ocfg = OnPolicyConfig(**plain(cfg.onpolicy))
+    if ocfg.episodes == 0 or is_onpolicy(manifest):
+        return checkpoint
+    if not is_refit(manifest):
+        raise SettingError(f"onpolicy.episodes={ocfg.episodes} trains a refitted predictor further and {checkpoint} "
+                           "holds none; set refit.steps (configs/schedule) or onpolicy.episodes=0")
+    goal_kind = ocfg.goal_kind or env.default_goal_kind
+    if goal_kind not in env.goal_kinds:
+        raise SettingError(f"onpolicy.goal_kind={goal_kind!r}: {env.name} offers {', '.join(env.goal_kinds)}")
+    weights = manifest["files"][MODEL_WEIGHTS]["sha256"]
+    wm = model_for_env(wm, env, checkpoint, manifest)
+    settings = env_settings(cfg.env)
+    configurator = Configurator({k: TaskSettings(**v) for k, v in plain(cfg.configurator).items()}, env)
+    needed = needs(configurator.setup(goal_kind, cfg.planner.get("name")), cfg.planner)
+    identity = {"weights": weights, "onpolicy": {"episodes": ocfg.episodes, "goal_kind": goal_kind, "seed": ocfg.seed},
+                "env": settings, "planner": plain(cfg.planner), "configurator": plain(cfg.configurator),
+                "batch": min(cfg.eval.batch, ocfg.episodes), **{name: plain(cfg[name]) for name in sorted(needed)}}
+
+    def played(folder: Path, dataset: Dataset):
+        modules = fitted_modules(cfg, wm, weights, dataset_root, device, needed, kept)
+        mark = time.perf_counter()
+        batch = [env] + [envs_pkg.make(**settings) for _ in range(identity["batch"] - 1)]
+        try:
+            records = play(cfg, wm, batch, modules, goal_kind, ocfg, device, progress)
+        finally:
+            for other in batch[1:]:
+                other.close()
+        write_dataset(folder, settings, env, records, identity, ocfg.episodes_per_shard)
+        rate = sum(r["success"] for r in records) / len(records)
+        return None, (f"{len(records)} episodes of {goal_kind}, {rate:.0%} reached their goal; played and written in "
+                      f"{time.perf_counter() - mark:.0f} s")
+
+    remedy = "pass onpolicy.episodes=0"
+    onpolicy = _built_fitted(cfg, "onpolicy", "the planner's own episodes", remedy, dataset_root,
+                             lambda root: key_of({"dataset": root.name, **identity}), DATASET_MANIFEST, played)[0]
+    rcfg = RefitConfig(**{**plain(cfg.refit), "steps": ocfg.steps, "lr": ocfg.lr, "warmup_steps": ocfg.warmup_steps,
+                          "width": wm.cfg.predictor_width, "depth": wm.cfg.predictor_depth,
+                          "heads": wm.cfg.predictor_heads})
+
+    def tuned(folder: Path, dataset: Dataset):
+        episodes = Dataset(onpolicy)
+        model, stats = finetune_refit(wm, dataset, episodes, rcfg, ocfg.fraction, device, progress,
+                                      shared_latents(kept, wm, dataset, device))
+        save_refit(folder, model, manifest, rcfg, stats, onpolicy={"episodes": str(onpolicy), "fraction": ocfg.fraction,
+                                                                    "success": episodes.manifest["collect"]["behaviour"]["success"]})
+        return model, (f"train {stats['train_s']:.0f} s, held-out error {rcfg.rollout} steps ahead on the video "
+                       f"{stats['held_out_error_before'][-1]:.4f} -> {stats['held_out_error'][-1]:.4f}, on the planner's "
+                       f"own {stats['onpolicy_held_out_error_before'][-1]:.4f} -> {stats['onpolicy_held_out_error'][-1]:.4f}")
+
+    return _built_fitted(cfg, "refits", "the refit trained on the planner's own episodes", remedy, dataset_root,
+                         lambda root: key_of({"of": weights, "dataset": root.name, "episodes": onpolicy.name,
+                                              "refit": rcfg.__dict__, "fraction": ocfg.fraction}),
+                         CHECKPOINT_MANIFEST, tuned)[0]
+
+
+def fitted_modules(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, needed: set[str],
+                   kept: dict | None = None, timings: dict | None = None) -> dict:
+    """The fitted modules named in `needed` for this world model (`weights`: its sha256), each fitted
+    once and cached (critic_for, ...), by name; their wall times go into `timings` when given."""
+    fitted = {}
+    for name, fit in (("critic", critic_for), ("macro", macro_for), ("landmarks", landmarks_for),
+                      ("ensemble", ensemble_for), ("readout", readout_for)):
+        if name in needed:  # fitted or loaded only where a goal source or cost declares it
+            mark = time.perf_counter()
+            fitted[name] = fit(cfg, wm, weights, dataset_root, device, kept=kept)
+            if timings is not None:
+                timings[f"{name}_s"] = time.perf_counter() - mark
+    return fitted
+
+
+def key_of(identity: dict) -> str:
+    """A 10-hex cache key of what made a cached thing."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+
+
 def recorded_dataset(manifest: dict, env_name: str) -> Path | None:
     """The dataset a checkpoint (its manifest) was trained on, which the fitted modules are fitted on;
     for a shared model, the dataset of env `env_name` (train_config.dataset lists one per env, in the
@@ -324,17 +417,18 @@ def run(cfg, out: Path) -> None:
         wm, manifest = load_with_manifest(checkpoint)
         wm = wm.to(device)
         timings["refit_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    tuned = onpolicy_for(cfg, wm, manifest, checkpoint, dataset_root, device, probe_env, kept=kept)
+    if tuned != checkpoint:
+        checkpoint = tuned
+        wm, manifest = load_with_manifest(checkpoint)
+        wm = wm.to(device)
+        timings["onpolicy_s"] = time.perf_counter() - mark
     wm = model_for_env(wm, probe_env, checkpoint, manifest)  # a shared model: its view in this env's own actions
     # every fitted module is keyed by the weights loaded here, read once: a training process may save
     # a newer checkpoint into the same folder meanwhile
     weights = manifest["files"][MODEL_WEIGHTS]["sha256"]
-    fitted = {}
-    for name, fit in (("critic", critic_for), ("macro", macro_for), ("landmarks", landmarks_for),
-                      ("ensemble", ensemble_for), ("readout", readout_for)):
-        if name in needed:  # fitted or loaded only where a goal source or cost declares it
-            mark = time.perf_counter()
-            fitted[name] = fit(cfg, wm, weights, dataset_root, device, kept=kept)
-            timings[f"{name}_s"] = time.perf_counter() - mark
+    fitted = fitted_modules(cfg, wm, weights, dataset_root, device, needed, kept, timings)
     mark = time.perf_counter()
     decoder = decoder_for(cfg, wm, weights, dataset_root, device, kept=kept)
     kept.clear()  # the latents are not needed while evaluating

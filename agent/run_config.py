@@ -10,6 +10,7 @@ from agent.collect import DataConfig
 from agent.configurator import TaskSettings
 from agent.critic import CriticConfig
 from agent.landmarks import LandmarkConfig
+from agent.onpolicy import OnPolicyConfig
 from agent.readout import ReadoutConfig
 from world_model.decoder import DecoderConfig
 from world_model.ensemble import EnsembleConfig
@@ -70,6 +71,9 @@ class RunConfig(TrainConfig):
     refit: RefitConfig = field(default_factory=RefitConfig)
     """A predictor refitted on the trained model's frozen latents (configs/refit; on for the envs whose
     configs/schedule file gives it steps), which then replaces the model's own for planning."""
+    onpolicy: OnPolicyConfig = field(default_factory=OnPolicyConfig)
+    """Episodes the planner plays with the refitted model, and the refit's training on them (configs/onpolicy;
+    on for the envs whose configs/schedule file gives it episodes), before the evaluation."""
     critic: CriticConfig = field(default_factory=CriticConfig)
     """The reach critic trained on the world model's latents (configs/critic), used by the goal
     kinds whose configurator entry gives it a weight."""

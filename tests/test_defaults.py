@@ -34,6 +34,7 @@ from agent.collect import CollectConfig, DataConfig
 from agent.configurator import TaskSettings
 from agent.critic import CriticConfig
 from agent.landmarks import LandmarkConfig
+from agent.onpolicy import OnPolicyConfig
 from agent.readout import ReadoutConfig
 from agent.run_config import RunConfig
 from world_model.decoder import DecoderConfig
@@ -163,6 +164,7 @@ GROUPS = [
     ("ensemble/*.yaml", dataclass_schema(EnsembleConfig)),
     ("readout/*.yaml", dataclass_schema(ReadoutConfig)),
     ("refit/*.yaml", dataclass_schema(RefitConfig)),
+    ("onpolicy/*.yaml", dataclass_schema(OnPolicyConfig)),
     ("landmarks/*.yaml", dataclass_schema(LandmarkConfig)),
     ("decoder/*.yaml", dataclass_schema(DecoderConfig)),
 ]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from gymnasium import spaces
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
@@ -16,6 +17,7 @@ from omegaconf import OmegaConf, open_dict
 import envs
 import world_model
 from envs.base import EpisodeSpec, GoalEnv, GoalKind
+from world_model.dataset import Dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 STEP = 0.2  # how far one control step moves the dot per unit of action
@@ -36,6 +38,7 @@ class DotEnv(GoalEnv):
 
     def __init__(self, image_size: int = 32, action_repeat: int = 2):
         self.name, self.image_size, self.action_repeat = "dot", image_size, action_repeat
+        self.default_goal_kind = "reach"
         self.control_timestep = 0.05
         frame = spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
         self.observation_space = spaces.Dict({"pixels": frame, "goal": frame,
@@ -194,20 +197,54 @@ def test_a_new_family_runs_through_the_whole_pipeline(dot_family, tmp_path, caps
     # fitted and cached once, then loaded; a refitted checkpoint passed back is not refitted again.
     refit = ["refit.steps=3", "refit.width=16", "refit.depth=1", "refit.heads=2", "refit.rollout=2",
              "refit.batch_size=8", "refit.probe_rows=50"]
-    refitted = None  # the third run passes the refitted checkpoint the first two made and loaded
-    for attempt in range(3):
+
+    def evaluating(checkpoint, *overrides):
+        """The run config of a 2-episode evaluation of `checkpoint` with the refit above and `overrides`."""
         with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
             again = compose("run", overrides=[
-                f"cache_root={tmp_path / 'cache'}", f"checkpoint={refitted if attempt == 2 else summary['checkpoint']}",
-                "eval.episodes=2", "eval.videos=0", "eval.baselines=[]", "critic.steps=5", "critic.batch_size=16",
-                *refit])
+                f"cache_root={tmp_path / 'cache'}", f"checkpoint={checkpoint}", "eval.episodes=2", "eval.videos=0",
+                "eval.baselines=[]", "critic.steps=5", "critic.batch_size=16", *refit, *overrides])
         with open_dict(again):
             again.env, again.data, again.configurator = cfg.env, cfg.data, cfg.configurator
+        return again
+
+    refitted = None  # the third run passes the refitted checkpoint the first two made and loaded
+    for attempt in range(3):
         (tmp_path / f"refit-{attempt}").mkdir()
         capsys.readouterr()
-        run(again, tmp_path / f"refit-{attempt}")
+        run(evaluating(refitted if attempt == 2 else summary["checkpoint"]), tmp_path / f"refit-{attempt}")
         done = json.loads((tmp_path / f"refit-{attempt}" / "summary.json").read_text())
         assert ("refitted predictor:" in capsys.readouterr().out) == (attempt == 0), attempt
         refitted = done["checkpoint"]
         assert refitted.startswith(str(tmp_path / "cache" / "refits" / "dot-")) and done["replay_failures"] == 0
         assert world_model.load(refitted).cfg.predictor_width == 16
+
+    # Episodes the planner plays with the refit train it on (agent/onpolicy.py): they are written as a
+    # dataset whose frames are drawn from its states, the model trained on them is cached and names
+    # them, and a checkpoint trained so already is not trained again.
+    tuned = None
+    for attempt in range(3):
+        (tmp_path / f"onpolicy-{attempt}").mkdir()
+        capsys.readouterr()
+        run(evaluating(tuned if attempt == 2 else refitted, "onpolicy.episodes=3", "onpolicy.steps=3",
+                       "onpolicy.episodes_per_shard=2"), tmp_path / f"onpolicy-{attempt}")
+        out = capsys.readouterr().out
+        assert ("planner's own episodes:" in out) == ("on the planner's own episodes:" in out) == (attempt == 0), out
+        tuned = json.loads((tmp_path / f"onpolicy-{attempt}" / "summary.json").read_text())["checkpoint"]
+        assert tuned.startswith(str(tmp_path / "cache" / "refits" / "dot-")) and tuned != refitted
+    model, manifest = world_model.checkpoint.load_with_manifest(tuned)
+    base, base_manifest = world_model.checkpoint.load_with_manifest(refitted)
+    entry = manifest["train_config"]["refit"]
+    assert entry["of"] == base_manifest["files"]["model.safetensors"]["sha256"] and "onpolicy" not in entry["previous"]
+    assert not torch.equal(model.predictor.state_dict()["out.weight"], base.predictor.state_dict()["out.weight"])
+    for name, value in base.encoder.state_dict().items():
+        assert torch.equal(model.encoder.state_dict()[name], value), name
+    played = Dataset(entry["onpolicy"]["episodes"])
+    assert played.num_episodes == 3 and played.episode_lengths.tolist() == [4, 4, 4]  # the start + 3 decisions
+    dot = DotEnv()
+    for e in range(3):
+        episode = played.episode(e)
+        assert all(np.array_equal(frame, dot._draw(state)) for frame, state in zip(episode.frames, episode.states))
+        stepped = [move(move(state, a), a) for state, a in zip(episode.states[:-1], episode.actions[:-1].astype(np.float64))]
+        assert np.array_equal(episode.states[1:], np.stack(stepped))  # each row the action after it, repeated twice
+        assert not episode.actions[-1].any() and episode.actions[:-1].any()

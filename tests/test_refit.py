@@ -47,6 +47,31 @@ def test_the_refit_learns_the_dynamics_with_and_without_the_probe_term():
         assert len(errors) == 3 and max(errors) < 0.05 * copy_last, (weight, errors, copy_last)
 
 
+def test_a_share_of_windows_from_extra_episodes_teaches_their_dynamics_from_a_fitted_start():
+    # the planner's own episodes visit latents the video never shows (offset by 3) and move along other
+    # directions there: a predictor fitted on the video alone is wrong there, and training it on with
+    # half its windows from them mends it. Latent errors only: a probe fitted on the video's latents,
+    # which span two directions, says nothing of latents off them.
+    z, a, _ = linear_world(80, 16, seed=0)
+    g = torch.Generator().manual_seed(4)
+    other = torch.randn(A, D, generator=g)
+    actions = torch.rand(60, 16, A, generator=g) * 2 - 1
+    zx = 3 + torch.cat([torch.zeros(60, 1, D), torch.cumsum(actions[:, :-1] @ other, dim=1)], dim=1)
+    zx_held, ax_held, zx, ax = zx[:10], actions[:10], zx[10:], actions[10:]
+    cfg = RefitConfig(steps=300, width=32, depth=1, heads=2, rollout=3, probe_weight=0.0, warmup_steps=20)
+    fitted = fit_predictor(z, a, None, history=2, cfg=cfg, progress=False)
+    before = held_out_errors(fitted, zx_held, ax_held, history=2, rollout=3)[-1]
+    tuned = fit_predictor(z, a, None, history=2, cfg=cfg, progress=False, extra=(zx, ax, None), extra_fraction=0.5,
+                          init=fitted)
+    after = held_out_errors(tuned, zx_held, ax_held, history=2, rollout=3)[-1]
+    assert after < 0.1 * before, (before, after)
+    # it went on from the fitted weights (a copy: those are left as they were) and still knows the video
+    assert held_out_errors(fitted, zx_held, ax_held, history=2, rollout=3)[-1] == before
+    zh, ah, _ = linear_world(20, 16, seed=1)
+    copy_last = (zh[:, 2:5] - zh[:, 1:2]).square().mean().item()
+    assert held_out_errors(tuned, zh, ah, history=2, rollout=3)[-1] < 0.05 * copy_last
+
+
 def test_the_linear_probe_reads_targets_in_their_standard_deviations():
     z, _, y = linear_world(40, 16, seed=2)
     probe = LinearProbe(z.flatten(0, 1).double(), y.flatten(0, 1).double())

@@ -129,15 +129,23 @@ def held_out_errors(predictor: Predictor, z: Tensor, a: Tensor, history: int, ro
 
 
 def fit_predictor(z_train: Tensor, a_train: Tensor, y_train: Tensor | None, history: int, cfg: RefitConfig,
-                  progress: bool = True) -> Predictor:
+                  progress: bool = True, extra: tuple[Tensor, Tensor, Tensor | None] | None = None,
+                  extra_fraction: float = 0.0, init: Predictor | None = None) -> Predictor:
     """A Predictor (cfg's width, depth, heads) fitted to latent episodes z_train [E, T, D] with
     actions a_train [E, T, A] and probe targets y_train [E, T, P] (None: latent errors only, needs
-    cfg.probe_weight 0); device follows the latents. Returned in eval mode."""
+    cfg.probe_weight 0); device follows the latents. Returned in eval mode.
+
+    extra: more episodes (z [E', T', D], actions [E', T', A], probe targets [E', T', P] or None as
+    y_train), from which `extra_fraction` of every batch's windows are drawn (the planner's own
+    episodes: agent/onpolicy.py); init: a predictor of the same shape whose weights it starts from
+    (a copy; None: a fresh one seeded by cfg.seed). The probe is fitted on z_train alone either way."""
     from tqdm import tqdm
 
-    if z_train.shape[1] < history + cfg.rollout:
-        raise ValueError(f"episodes of {z_train.shape[1]} frames are too short for a {history}-frame history and "
-                         f"refit.rollout={cfg.rollout}; lower it")
+    for z in (z_train,) + ((extra[0],) if extra is not None else ()):
+        if z.shape[1] < history + cfg.rollout:
+            raise ValueError(f"episodes of {z.shape[1]} frames are too short for a {history}-frame history and "
+                             f"refit.rollout={cfg.rollout}; lower it")
+    n_extra = round(extra_fraction * cfg.batch_size) if extra is not None else 0
     if cfg.probe_weight > 0 and y_train is None:
         raise ValueError("refit.probe_weight > 0 grades predictions by the env's probe targets, which this dataset "
                          "does not record; set refit.probe_weight=0")
@@ -150,16 +158,24 @@ def fit_predictor(z_train: Tensor, a_train: Tensor, y_train: Tensor | None, hist
         torch.manual_seed(cfg.seed)
         predictor = Predictor(z_train.shape[-1], a_train.shape[-1], cfg.width, cfg.depth, cfg.heads,
                               history).to(z_train.device)
+    if init is not None:
+        predictor.load_state_dict(init.state_dict())
     opt = torch.optim.AdamW(predictor.parameters(), lr=cfg.lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(cfg.warmup_steps, 1))
                                                  * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
     # the probe targets travel with the latents as extra columns, so one draw gives both
-    zy = z_train if y_train is None else torch.cat([z_train, y_train.to(z_train.dtype)], -1)  # [E, T, D (+ P)]
+    def joined(z: Tensor, y: Tensor | None) -> Tensor:
+        return z if y is None else torch.cat([z, y.to(z.dtype)], -1)  # [E, T, D (+ P)]
+
+    sources = [(joined(z_train, y_train), a_train, cfg.batch_size - n_extra)]
+    if n_extra:
+        sources.append((joined(extra[0], extra[2] if y_train is not None else None), extra[1], n_extra))
     d = z_train.shape[-1]
     predictor.train()
     for _ in tqdm(range(cfg.steps), desc="predictor refit", unit="step", disable=not progress):
-        start, aw, after = latent_windows(zy, a_train, history, cfg.batch_size, g, cfg.rollout)
-        window = torch.cat([start, after], 1)  # [b, K + R, D (+ P)]
+        drawn = [latent_windows(zy, a, history, size, g, cfg.rollout) for zy, a, size in sources if size]
+        window = torch.cat([torch.cat([start, after], 1) for start, _, after in drawn])  # [b, K + R, D (+ P)]
+        aw = torch.cat([a for _, a, _ in drawn])  # [b, K - 1 + R, A]
         latent, probed = _losses(predictor, window[..., :d], aw, window[..., d:], probe, history, cfg.rollout)
         loss = latent + cfg.probe_weight * probed
         opt.zero_grad(set_to_none=True)
@@ -201,18 +217,54 @@ def train_refit(wm: WorldModel, dataset, cfg: RefitConfig, device: torch.device,
     return refitted.eval(), stats
 
 
+def finetune_refit(wm: WorldModel, dataset, onpolicy, cfg: RefitConfig, fraction: float, device: torch.device,
+                   progress: bool = True, latents: EpisodeLatents | None = None) -> tuple[WorldModel, dict]:
+    """Goes on training the predictor of `wm` (a refitted model) for cfg.steps at cfg.lr on the train
+    split of `dataset` (its latents from `latents` when given) with `fraction` of every batch drawn
+    from the train split of `onpolicy` (episodes the planner played with wm: agent/onpolicy.py);
+    returns the model with the new predictor (eval mode, on `device`) and statistics: held-out
+    open-loop errors 1 .. rollout steps ahead, before and after, on held-out episodes of both."""
+    start = time.perf_counter()
+    latents = latents or EpisodeLatents(wm, dataset, device)
+    z_train, a_train, z_held, a_held = split_latents(latents, dataset, cfg.held_out_fraction, device)  # [E, T, *]
+    o_train, oa_train, o_held, oa_held = split_latents(EpisodeLatents(wm, onpolicy, device), onpolicy,
+                                                       cfg.held_out_fraction, device)
+    y_train = y_extra = None
+    if cfg.probe_weight > 0 and dataset.manifest["env"].get("probe_groups"):
+        y_train = episode_probe(dataset, split_episodes(dataset.num_episodes, cfg.held_out_fraction)[0], device)
+        y_extra = episode_probe(onpolicy, split_episodes(onpolicy.num_episodes, cfg.held_out_fraction)[0], device)
+    encode_s = time.perf_counter() - start
+    history = wm.cfg.history
+    before = {"held_out_error_before": held_out_errors(wm.predictor, z_held, a_held, history, cfg.rollout),
+              "onpolicy_held_out_error_before": held_out_errors(wm.predictor, o_held, oa_held, history, cfg.rollout)}
+    predictor = fit_predictor(z_train, a_train, y_train, history, cfg, progress, extra=(o_train, oa_train, y_extra),
+                              extra_fraction=fraction, init=wm.predictor)
+    tuned = WorldModel(wm.cfg).to(device)
+    tuned.load_state_dict({**wm.state_dict(), **{f"predictor.{k}": v for k, v in predictor.state_dict().items()}})
+    stats = {"held_out_error": held_out_errors(predictor, z_held, a_held, history, cfg.rollout),
+             "onpolicy_held_out_error": held_out_errors(predictor, o_held, oa_held, history, cfg.rollout), **before,
+             "encode_s": encode_s, "train_s": time.perf_counter() - start - encode_s}
+    return tuned.eval(), stats
+
+
 def refit_key(weights_sha256: str, dataset_name: str, cfg: RefitConfig) -> str:
     """Cache key: the base world model's weights (by their recorded hash), the dataset and the config."""
     identity = {"weights": weights_sha256, "dataset": dataset_name, "refit": dataclasses.asdict(cfg)}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def save_refit(folder: Path, model: WorldModel, base_manifest: dict, cfg: RefitConfig, stats: dict) -> Path:
+def save_refit(folder: Path, model: WorldModel, base_manifest: dict, cfg: RefitConfig, stats: dict,
+               onpolicy: dict | None = None) -> Path:
     """The refitted model as a checkpoint folder: the base's step, loss and train config, with
-    train_config["refit"] naming the base weights, the refit's config and its statistics."""
+    train_config["refit"] naming the base weights, the refit's config and its statistics. onpolicy:
+    for a refit fine-tuned on the planner's own episodes (finetune_refit; base_manifest is then the
+    refit it went on from), what they were; the base's own refit entry is kept under "previous"."""
     base_weights = base_manifest["files"][WEIGHTS]["sha256"]
-    train_cfg = {**(base_manifest.get("train_config") or {}),
-                 "refit": {"of": base_weights, "config": dataclasses.asdict(cfg), "stats": stats}}
+    entry = {"of": base_weights, "config": dataclasses.asdict(cfg), "stats": stats}
+    previous = (base_manifest.get("train_config") or {}).get("refit")
+    if onpolicy is not None:
+        entry.update(onpolicy=onpolicy, previous=previous)
+    train_cfg = {**(base_manifest.get("train_config") or {}), "refit": entry}
     loss = base_manifest.get("loss_config")
     return save(folder, model, base_manifest["step"], loss_cfg=LossConfig(**loss) if loss else None,
                 train_cfg=train_cfg)
@@ -221,3 +273,8 @@ def save_refit(folder: Path, model: WorldModel, base_manifest: dict, cfg: RefitC
 def is_refit(manifest: dict) -> bool:
     """Whether a checkpoint (its manifest) holds a refitted predictor already."""
     return "refit" in (manifest.get("train_config") or {})
+
+
+def is_onpolicy(manifest: dict) -> bool:
+    """Whether a checkpoint (its manifest) holds a refit fine-tuned on the planner's own episodes already."""
+    return "onpolicy" in ((manifest.get("train_config") or {}).get("refit") or {})
