@@ -146,6 +146,8 @@ def fit_predictor(z_train: Tensor, a_train: Tensor, y_train: Tensor | None, hist
             raise ValueError(f"episodes of {z.shape[1]} frames are too short for a {history}-frame history and "
                              f"refit.rollout={cfg.rollout}; lower it")
     n_extra = round(extra_fraction * cfg.batch_size) if extra is not None else 0
+    if n_extra and (y_train is None) != (extra[2] is None):
+        raise ValueError("the extra episodes need probe targets exactly when the training episodes have them")
     if cfg.probe_weight > 0 and y_train is None:
         raise ValueError("refit.probe_weight > 0 grades predictions by the env's probe targets, which this dataset "
                          "does not record; set refit.probe_weight=0")
