@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from agent.goal_sources import source_class
 from envs.base import setting_type_problems
 from planners.subgoal_search import SubgoalSearch
+from world_model.plain import plain
 
 
 @dataclass
@@ -105,6 +106,12 @@ class PlanSetup:
 class Configurator:
     """settings: goal kind -> TaskSettings, for the env `env` (envs/base.py), which must offer
     exactly those goal kinds."""
+
+    @classmethod
+    def of_run(cls, settings, env) -> Configurator:
+        """The configurator of a run's `configurator` settings (goal kind -> TaskSettings' fields, a dict
+        or a config node) for `env`."""
+        return cls({k: TaskSettings(**v) for k, v in plain(settings).items()}, env)
 
     def __init__(self, settings: dict[str, TaskSettings], env):
         offered, given = list(env.goal_kinds), list(settings)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from agent.configurator import Configurator, TaskSettings, build_planner, build_subgoal_search
+from agent.configurator import Configurator, build_planner, build_subgoal_search
 from agent.costs import build_cost
 from agent.episode import run_episodes
 from agent.episode_record import replay_matches
@@ -153,7 +153,7 @@ def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=No
     draws the imagined panel of the videos (none without it), and beside it, where the goal kind's
     cost has the ensemble, its spread panel."""
     env0 = envs[0]
-    configurator = Configurator({k: TaskSettings(**v) for k, v in plain(cfg.configurator).items()}, env0)
+    configurator = Configurator.of_run(cfg.configurator, env0)
     goal_kinds = list(cfg.eval.goal_kinds or env0.goal_kinds)
     unknown = [b for b in cfg.eval.baselines if b not in ("random", "zero")]
     if unknown:

@@ -23,13 +23,11 @@ import torch
 from tqdm import tqdm
 
 from agent.collect import env_facts, versions, write_failure, write_shard
-from agent.configurator import Configurator, TaskSettings
 from agent.episode import run_episodes
 from agent.evaluate import chunk_policy, plan_grid
 from agent.protocols import ONPOLICY_STREAM, make_episodes
 from world_model.dataset import MANIFEST, SCHEMA_VERSION, write_json_atomic
 from world_model.fitted import check_at_least_one, check_positive
-from world_model.plain import plain
 
 
 @dataclass
@@ -66,23 +64,22 @@ class OnPolicyConfig:
                              "from the planner's episodes")
 
 
-def play(cfg, wm, envs: list, modules: dict, goal_kind: str, ocfg: OnPolicyConfig, device: torch.device,
+def play(cfg, wm, envs: list, modules: dict, goal_kind: str, setup, ocfg: OnPolicyConfig, device: torch.device,
          progress: bool = True) -> list[dict]:
     """The records (agent/episode_record.py) of ocfg.episodes episodes of `goal_kind` that the
-    planner of `cfg` plays with `wm` and the fitted `modules` (as evaluate gets them), len(envs) at
-    a time, on ONPOLICY_STREAM's starts and goals."""
+    planner of `cfg` plays with `wm`, the fitted `modules` (as evaluate gets them) and the goal
+    kind's PlanSetup `setup` (the configurator's), len(envs) at a time, on ONPOLICY_STREAM's starts
+    and goals."""
     env0 = envs[0]
-    configurator = Configurator({k: TaskSettings(**v) for k, v in plain(cfg.configurator).items()}, env0)
-    setup = configurator.setup(goal_kind, cfg.planner.get("name"))
     specs = make_episodes(env0, goal_kind, ocfg.episodes, ocfg.seed, setup.budget, stream=ONPOLICY_STREAM)
     space = env0.action_space
     bounds = tuple(torch.as_tensor(b, dtype=torch.float32, device=device) for b in (space.low, space.high))  # [A] each
-    kind_index = list(env0.goal_kinds).index(goal_kind)
+    kind_index, grid = list(env0.goal_kinds).index(goal_kind), plan_grid(wm)
     records = []
     with tqdm(total=-(-len(specs) // len(envs)) * setup.decisions, desc=f"{goal_kind}/planner's own episodes",
               unit="decision", disable=not progress) as bar:
         for first in range(0, len(specs), len(envs)):
-            policy = chunk_policy(cfg, "planner", first, kind_index, wm, setup, plan_grid(wm), device, modules, bounds)
+            policy = chunk_policy(cfg, "planner", first, kind_index, wm, setup, grid, device, modules, bounds)
             records += run_episodes(envs, specs[first : first + len(envs)], policy, 0, bar)[0]
     return records
 

@@ -22,7 +22,7 @@ import torch
 
 import envs as envs_pkg
 from agent.collect import collect, dataset_dir, env_settings
-from agent.configurator import Configurator, TaskSettings
+from agent.configurator import Configurator
 from agent.critic import MANIFEST as CRITIC_MANIFEST
 from agent.critic import CriticConfig, critic_key, load_critic, save_critic, train_critic
 from agent.evaluate import evaluate, model_for_env
@@ -118,7 +118,7 @@ def needed_modules(cfg, env) -> set[str]:
     """The fitted modules ("critic", "landmarks", "macro", "ensemble", "readout") the evaluated goal kinds' goal sources
     and costs declare they need (agent/goal_sources.py: needs), with the configurator's settings
     for env and the run's planner; the evaluation checks it was handed each of them."""
-    configurator = Configurator({k: TaskSettings(**v) for k, v in plain(cfg.configurator).items()}, env)
+    configurator = Configurator.of_run(cfg.configurator, env)
     kinds = cfg.eval.goal_kinds or list(env.goal_kinds)
     return set().union(*(needs(configurator.setup(k, cfg.planner.get("name")), cfg.planner) for k in kinds))
 
@@ -279,8 +279,8 @@ def onpolicy_for(cfg, wm, manifest: dict, checkpoint: Path, dataset_root: Path |
     weights = manifest["files"][MODEL_WEIGHTS]["sha256"]
     wm = model_for_env(wm, env, checkpoint, manifest)
     settings = env_settings(cfg.env)
-    configurator = Configurator({k: TaskSettings(**v) for k, v in plain(cfg.configurator).items()}, env)
-    needed = needs(configurator.setup(goal_kind, cfg.planner.get("name")), cfg.planner)
+    setup = Configurator.of_run(cfg.configurator, env).setup(goal_kind, cfg.planner.get("name"))
+    needed = needs(setup, cfg.planner)
     identity = {"weights": weights, "onpolicy": {"episodes": ocfg.episodes, "goal_kind": goal_kind, "seed": ocfg.seed},
                 "env": settings, "planner": plain(cfg.planner), "configurator": plain(cfg.configurator),
                 "batch": min(cfg.eval.batch, ocfg.episodes), **{name: plain(cfg[name]) for name in sorted(needed)}}
@@ -290,7 +290,7 @@ def onpolicy_for(cfg, wm, manifest: dict, checkpoint: Path, dataset_root: Path |
         mark = time.perf_counter()
         batch = [env] + [envs_pkg.make(**settings) for _ in range(identity["batch"] - 1)]
         try:
-            records = play(cfg, wm, batch, modules, goal_kind, ocfg, device, progress)
+            records = play(cfg, wm, batch, modules, goal_kind, setup, ocfg, device, progress)
         finally:
             for other in batch[1:]:
                 other.close()

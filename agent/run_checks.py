@@ -4,7 +4,7 @@ refused in one line that names the setting to change."""
 from __future__ import annotations
 
 from agent.collect import check_data_settings
-from agent.configurator import Configurator, TaskSettings, build_planner, build_subgoal_search
+from agent.configurator import Configurator, build_planner, build_subgoal_search
 from agent.critic import CriticConfig
 from agent.landmarks import LandmarkConfig
 from agent.readout import ReadoutConfig
@@ -58,7 +58,7 @@ def eval_goal_kinds(cfg, env) -> list[str]:
     if kinds is not None and len(kinds) == 0:
         raise SettingError(f"eval.goal_kinds=[] names no goal kind; pass some of {list(env.goal_kinds)}, or leave it "
                          "null for every one")
-    configurator = Configurator({k: TaskSettings(**v) for k, v in plain(cfg.configurator).items()}, env)
+    configurator = Configurator.of_run(cfg.configurator, env)
     kinds = list(kinds) if kinds is not None else list(env.goal_kinds)
     for kind in kinds:
         setup = configurator.setup(kind, cfg.planner.get("name"))
