@@ -13,7 +13,6 @@ parts and writes the manifest of the whole (agent/parts.py).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import multiprocessing as mp
@@ -29,6 +28,7 @@ import numpy as np
 
 from agent.parts import merge, parse_shard_range, part_name, read_part, shard_count, shard_name
 from world_model.atomic import WRITE_HINTS, check_writable, fsync_dir
+from world_model.cache_key import cache_key
 from world_model.cache_lock import building
 from world_model.cli import SettingError
 from world_model.dataset import (
@@ -112,7 +112,7 @@ def identity(env, data) -> dict:
 def dataset_dir(env, data, cache_root: str) -> Path:
     if data.out:
         return Path(data.out)
-    key = hashlib.sha256(json.dumps(identity(env, data), sort_keys=True).encode()).hexdigest()[:10]
+    key = cache_key(identity(env, data))
     return Path(cache_root) / "datasets" / f"{env_settings(env)['name']}-{key}"
 
 

@@ -13,8 +13,6 @@ encoder; the world model is not changed.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from world_model.cache_key import cache_key
 from world_model.fitted import check_at_least_one, check_positive, load_fitted, save_fitted
 from world_model.latents import EpisodeLatents
 
@@ -146,7 +145,7 @@ def train_critic(wm, dataset, cfg: CriticConfig, device: torch.device, progress:
 def critic_key(weights_sha256: str, dataset_name: str, cfg: CriticConfig) -> str:
     """Cache key: the world model's weights (by their recorded hash), the dataset and the config."""
     identity = {"weights": weights_sha256, "dataset": dataset_name, "critic": dataclasses.asdict(cfg)}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+    return cache_key(identity)
 
 
 def save_critic(folder: Path, critic: ReachCritic, stats: dict) -> None:

@@ -16,8 +16,6 @@ distance and the video's time as edges instead of a learned value.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 from torch import Tensor, nn
 
+from world_model.cache_key import cache_key
 from world_model.fitted import check_at_least_one, load_fitted, save_fitted
 from world_model.latents import EpisodeLatents
 
@@ -171,7 +170,7 @@ def fit_landmarks(wm, dataset, cfg: LandmarkConfig, device: torch.device,
 def landmarks_key(weights_sha256: str, dataset_name: str, cfg: LandmarkConfig) -> str:
     """Cache key: the world model's weights, the dataset folder and the config."""
     identity = {"weights": weights_sha256, "dataset": dataset_name, "landmarks": dataclasses.asdict(cfg)}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+    return cache_key(identity)
 
 
 def save_landmarks(folder: Path, graph: LandmarkGraph, stats: dict) -> None:

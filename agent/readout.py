@@ -15,8 +15,6 @@ The goal image is read the same way: planning still starts from pixels.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from world_model.cache_key import cache_key
 from world_model.fitted import check_at_least_one, check_positive, load_fitted, save_fitted
 from world_model.latents import EpisodeLatents, episode_actions, episode_probe
 
@@ -189,7 +188,7 @@ def train_readout(wm, dataset, cfg: ReadoutConfig, device: torch.device, progres
 def readout_key(weights_sha256: str, dataset_name: str, cfg: ReadoutConfig) -> str:
     """Cache key: the world model's weights (by their recorded hash), the dataset and the config."""
     identity = {"weights": weights_sha256, "dataset": dataset_name, "readout": dataclasses.asdict(cfg)}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+    return cache_key(identity)
 
 
 def save_readout(folder: Path, readout: ProbeReadout, stats: dict) -> None:

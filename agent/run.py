@@ -11,8 +11,6 @@ way continues when run again into the same folder (hydra.run.dir=FOLDER): agent/
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
 import time
@@ -35,6 +33,7 @@ from agent.readout import ReadoutConfig, load_readout, readout_key, save_readout
 from agent.run_checks import check_eval_settings, check_frame_size, check_settings
 from agent.shared_envs import check_shared_envs, env_data_configs
 from world_model.atomic import check_writable
+from world_model.cache_key import cache_key
 from world_model.cache_lock import building
 from world_model.checkpoint import MANIFEST as CHECKPOINT_MANIFEST
 from world_model.checkpoint import WEIGHTS as MODEL_WEIGHTS
@@ -301,7 +300,7 @@ def onpolicy_for(cfg, wm, manifest: dict, checkpoint: Path, dataset_root: Path |
 
     remedy = "pass onpolicy.episodes=0"
     onpolicy = _built_fitted(cfg, "onpolicy", "the planner's own episodes", remedy, dataset_root,
-                             lambda root: key_of({"dataset": root.name, **identity}), DATASET_MANIFEST, played)[0]
+                             lambda root: cache_key({"dataset": root.name, **identity}), DATASET_MANIFEST, played)[0]
     rcfg = RefitConfig(**{**plain(cfg.refit), "steps": ocfg.steps, "lr": ocfg.lr, "warmup_steps": ocfg.warmup_steps,
                           "width": wm.cfg.predictor_width, "depth": wm.cfg.predictor_depth,
                           "heads": wm.cfg.predictor_heads})
@@ -317,7 +316,7 @@ def onpolicy_for(cfg, wm, manifest: dict, checkpoint: Path, dataset_root: Path |
                        f"own {stats['onpolicy_held_out_error_before'][-1]:.4f} -> {stats['onpolicy_held_out_error'][-1]:.4f}")
 
     return _built_fitted(cfg, "refits", "the refit trained on the planner's own episodes", remedy, dataset_root,
-                         lambda root: key_of({"of": weights, "dataset": root.name, "episodes": onpolicy.name,
+                         lambda root: cache_key({"of": weights, "dataset": root.name, "episodes": onpolicy.name,
                                               "refit": rcfg.__dict__, "fraction": ocfg.fraction}),
                          CHECKPOINT_MANIFEST, tuned)[0]
 
@@ -335,11 +334,6 @@ def fitted_modules(cfg, wm, weights: str, dataset_root: Path | None, device: tor
             if timings is not None:
                 timings[f"{name}_s"] = time.perf_counter() - mark
     return fitted
-
-
-def key_of(identity: dict) -> str:
-    """A 10-hex cache key of what made a cached thing."""
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def recorded_dataset(manifest: dict, env_name: str) -> Path | None:

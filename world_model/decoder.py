@@ -10,8 +10,6 @@ run under no_grad and the decoder learns from its output alone. Cached by config
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from world_model.cache_key import cache_key
 from world_model.encoder import GRID, stem_strides
 from world_model.fitted import (
     check_at_least_one,
@@ -240,7 +239,7 @@ def train_decoder(wm, dataset, cfg: DecoderConfig, device: torch.device, progres
 def decoder_key(weights_sha256: str, dataset_name: str, cfg: DecoderConfig) -> str:
     """Cache key: the world model's weights (by their recorded hash), the dataset and the config."""
     identity = {"weights": weights_sha256, "dataset": dataset_name, "decoder": dataclasses.asdict(cfg)}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+    return cache_key(identity)
 
 
 def save_decoder(folder: Path, decoder: Decoder, stats: dict, weights_sha256: str) -> None:

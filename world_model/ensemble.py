@@ -13,8 +13,6 @@ Measured in docs/NOTEBOOK.md, "Does the planner know what its model does not kno
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from world_model.cache_key import cache_key
 from world_model.fitted import check_at_least_one, check_held_out_fraction, check_positive, load_fitted, save_fitted
 from world_model.latents import EpisodeLatents, split_latents
 from world_model.predictor import Predictor
@@ -164,7 +163,7 @@ def train_ensemble(wm, dataset, cfg: EnsembleConfig, device: torch.device, progr
 def ensemble_key(weights_sha256: str, dataset_name: str, cfg: EnsembleConfig) -> str:
     """Cache key: the world model's weights (by their recorded hash), the dataset and the config."""
     identity = {"weights": weights_sha256, "dataset": dataset_name, "ensemble": dataclasses.asdict(cfg)}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+    return cache_key(identity)
 
 
 def save_ensemble(folder: Path, model: PredictorEnsemble, stats: dict) -> None:

@@ -9,8 +9,6 @@ number of predictor calls. It is trained afterwards on detached latents of the f
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from world_model.cache_key import cache_key
 from world_model.fitted import check_at_least_one, check_held_out_fraction, check_positive, load_fitted, save_fitted
 from world_model.latents import EpisodeLatents, split_latents
 from world_model.predictor import Predictor
@@ -140,7 +139,7 @@ def train_macro(wm, dataset, cfg: MacroConfig, device: torch.device, progress: b
 def macro_key(weights_sha256: str, dataset_name: str, cfg: MacroConfig) -> str:
     """Cache key: the world model's weights (by their recorded hash), the dataset and the config."""
     identity = {"weights": weights_sha256, "dataset": dataset_name, "macro": dataclasses.asdict(cfg)}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+    return cache_key(identity)
 
 
 def save_macro(folder: Path, model: MacroModel, stats: dict) -> None:

@@ -21,8 +21,6 @@ cached by (base weights, dataset, config) like the fitted modules.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from world_model.cache_key import cache_key
 from world_model.checkpoint import WEIGHTS, save
 from world_model.ensemble import latent_windows
 from world_model.fitted import check_at_least_one, check_held_out_fraction, check_positive
@@ -188,6 +187,18 @@ def fit_predictor(z_train: Tensor, a_train: Tensor, y_train: Tensor | None, hist
     return predictor.eval()
 
 
+def _split(wm: WorldModel, dataset, cfg: RefitConfig, device: torch.device, latents: EpisodeLatents | None = None):
+    """The dataset's episodes encoded by wm's frozen encoder (or taken from `latents`), split as the refit
+    splits them -> (z_train [E, T, D], a_train [E, T, A], y_train [E, T, K] or None, z_held, a_held): the
+    probe targets of the train split only where the refit trains a probe and the env records them."""
+    latents = latents or EpisodeLatents(wm, dataset, device)
+    z_train, a_train, z_held, a_held = split_latents(latents, dataset, cfg.held_out_fraction, device)
+    y_train = None
+    if cfg.probe_weight > 0 and dataset.manifest["env"].get("probe_groups"):
+        y_train = episode_probe(dataset, split_episodes(dataset.num_episodes, cfg.held_out_fraction)[0], device)
+    return z_train, a_train, y_train, z_held, a_held
+
+
 def train_refit(wm: WorldModel, dataset, cfg: RefitConfig, device: torch.device, progress: bool = True,
                 latents: EpisodeLatents | None = None) -> tuple[WorldModel, dict]:
     """Encodes the dataset with the frozen world model `wm` (or takes its latents from `latents`) and
@@ -200,11 +211,7 @@ def train_refit(wm: WorldModel, dataset, cfg: RefitConfig, device: torch.device,
         raise ValueError("refit.steps > 0 refits a single-env model's predictor, and this is a shared model; "
                          "set refit.steps=0")
     start = time.perf_counter()
-    latents = latents or EpisodeLatents(wm, dataset, device)
-    z_train, a_train, z_held, a_held = split_latents(latents, dataset, cfg.held_out_fraction, device)  # [E, T, *]
-    y_train = None
-    if cfg.probe_weight > 0 and dataset.manifest["env"].get("probe_groups"):
-        y_train = episode_probe(dataset, split_episodes(dataset.num_episodes, cfg.held_out_fraction)[0], device)
+    z_train, a_train, y_train, z_held, a_held = _split(wm, dataset, cfg, device, latents)
     encode_s = time.perf_counter() - start
     predictor = fit_predictor(z_train, a_train, y_train, wm.cfg.history, cfg, progress)
     config = WorldModelConfig(**{**dataclasses.asdict(wm.cfg), "predictor_width": cfg.width,
@@ -227,14 +234,8 @@ def finetune_refit(wm: WorldModel, dataset, onpolicy, cfg: RefitConfig, fraction
     returns the model with the new predictor (eval mode, on `device`) and statistics: held-out
     open-loop errors 1 .. rollout steps ahead, before and after, on held-out episodes of both."""
     start = time.perf_counter()
-    latents = latents or EpisodeLatents(wm, dataset, device)
-    z_train, a_train, z_held, a_held = split_latents(latents, dataset, cfg.held_out_fraction, device)  # [E, T, *]
-    o_train, oa_train, o_held, oa_held = split_latents(EpisodeLatents(wm, onpolicy, device), onpolicy,
-                                                       cfg.held_out_fraction, device)
-    y_train = y_extra = None
-    if cfg.probe_weight > 0 and dataset.manifest["env"].get("probe_groups"):
-        y_train = episode_probe(dataset, split_episodes(dataset.num_episodes, cfg.held_out_fraction)[0], device)
-        y_extra = episode_probe(onpolicy, split_episodes(onpolicy.num_episodes, cfg.held_out_fraction)[0], device)
+    z_train, a_train, y_train, z_held, a_held = _split(wm, dataset, cfg, device, latents)
+    o_train, oa_train, y_extra, o_held, oa_held = _split(wm, onpolicy, cfg, device)
     encode_s = time.perf_counter() - start
     history = wm.cfg.history
     before = {"held_out_error_before": held_out_errors(wm.predictor, z_held, a_held, history, cfg.rollout),
@@ -252,7 +253,7 @@ def finetune_refit(wm: WorldModel, dataset, onpolicy, cfg: RefitConfig, fraction
 def refit_key(weights_sha256: str, dataset_name: str, cfg: RefitConfig) -> str:
     """Cache key: the base world model's weights (by their recorded hash), the dataset and the config."""
     identity = {"weights": weights_sha256, "dataset": dataset_name, "refit": dataclasses.asdict(cfg)}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+    return cache_key(identity)
 
 
 def save_refit(folder: Path, model: WorldModel, base_manifest: dict, cfg: RefitConfig, stats: dict,

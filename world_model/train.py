@@ -27,7 +27,6 @@ CUDA (one GPU per rank), gloo on CPU.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
 import random
@@ -44,6 +43,7 @@ import torch
 from world_model import distributed
 from world_model.action_code import encode_actions, shared_action_dim
 from world_model.atomic import WriteError, check_writable
+from world_model.cache_key import cache_key
 from world_model.cache_lock import building
 from world_model.checkpoint import checkpoint_exists, load, load_training_state, newest_verified, restore_newest, save
 from world_model.checkpoint import read_manifest as read_checkpoint_manifest
@@ -198,7 +198,7 @@ def run_dir(cfg, dataset_root) -> Path:
     if len(roots) > 1:
         check_mixture(roots, manifests)
     identity = run_identity(cfg, [m["identity"] for m in manifests], weights)
-    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+    key = cache_key(identity)
     return Path(cfg.cache_root) / "models" / f"{'+'.join(m['env']['name'] for m in manifests)}-{key}"
 
 
