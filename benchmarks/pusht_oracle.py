@@ -1,7 +1,7 @@
 """What limits Push-T `push`: the planner and horizon, the goal energy, or the world model?
 
-    python benchmarks/pusht_oracle.py --checkpoint RUN/latest --cost state|energy
-        [--episodes 40 --seed 1 --samples 100 --iterations 5 --workers 2 --metric l2 --scales 1
+    python benchmarks/pusht_oracle.py --checkpoint RUN/latest --cost state|energy|agent
+        [--readout READOUT_FOLDER --episodes 40 --seed 1 --samples 100 --iterations 5 --workers 2 --metric l2 --scales 1
          --only 3,7 --out episodes.jsonl]
 
 The agent's CEM loop (horizon, step weights and bounds as configs/configurator/pusht.yaml sets
@@ -13,6 +13,10 @@ prediction error is taken out. The candidates are then scored by either
   energy  the world model's goal energy on the frames the simulator gives (each candidate's frames
           drawn and encoded; the energy the planner minimises on predicted latents, with --metric
           and --scales as the configurator's metric and energy_scales)
+  agent   the agent's own cost for `push` on those encoded frames: every term the configurator
+          weighs (goal energy, the probe readout with its group weights, ...), built by
+          agent/evaluate.py plan_parts as the evaluator builds it; --readout names the fitted readout
+          (cache_root/readouts/<key>) of the checkpoint
 with the step weights of the configurator (earlier decisions `step_weight`, the last 1). If the
 state oracle fails, search or horizon limit; if the energy oracle fails where the state oracle
 succeeds, the energy does; if both succeed, the world model's prediction is what the agent lacks.
@@ -36,10 +40,12 @@ import torch
 from omegaconf import OmegaConf
 
 import world_model
-from agent.configurator import TaskSettings
+from agent.configurator import Configurator, TaskSettings
 from agent.costs import GoalEnergy, over_steps
 from agent.eval_summary import wilson_interval
+from agent.evaluate import plan_grid, plan_parts
 from agent.protocols import make_episodes
+from agent.readout import load_readout
 from envs.pusht.draw import draw
 from envs.pusht.env import PushTEnv
 from envs.pusht.replay import ANGLE_TOLERANCE, POSITION_TOLERANCE, control_step, make_sim, pose, set_state
@@ -80,7 +86,7 @@ def play(job: dict) -> dict:
     """One episode under the oracle planner -> its outcome."""
     torch.set_num_threads(1)
     spec, args = job["spec"], job["args"]
-    model = world_model.load(args["checkpoint"]).eval() if args["cost"] == "energy" else None
+    model = world_model.load(args["checkpoint"]).eval() if args["cost"] != "state" else None
     env = PushTEnv(image_size=model.cfg.image_size if model else 64)
     env.reset(seed=spec.seed, options=spec.options)
     goal = np.asarray(spec.options["goal"], np.float64)
@@ -91,6 +97,10 @@ def play(job: dict) -> dict:
     scales = tuple(int(x) for x in args["scales"].split(","))
     energy = GoalEnergy(metric=args["metric"], last_weight=task.last_weight, step_weight=task.step_weight, scales=scales,
                         grid=(GRID, model.cfg.token_dim) if model and scales != (1,) else None)
+    if args["cost"] == "agent":  # the evaluator's cost, every term the configurator weighs for `push`
+        setup = Configurator.of_run(OmegaConf.load(CONFIGURATOR), env).setup("push")
+        readout = load_readout(Path(args["readout"])) if args["readout"] else None
+        energy = plan_parts(setup, plan_grid(model), {"readout": readout})[1]
     z_goal = model.encode(env.render_pose(goal)[None, None])[0] if model else None  # [1, D]
     low, high = torch.full((2,), -1.0), torch.full((2,), 1.0)
     plan = torch.zeros(1, task.horizon, 2)
@@ -120,7 +130,8 @@ def rounded(interval: tuple[float, float]) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="the world model (its encoder scores --cost energy)")
-    parser.add_argument("--cost", choices=("state", "energy"), required=True)
+    parser.add_argument("--cost", choices=("state", "energy", "agent"), required=True)
+    parser.add_argument("--readout", help="the checkpoint's fitted probe readout folder, read by --cost agent")
     parser.add_argument("--episodes", type=int, default=40)
     parser.add_argument("--seed", type=int, default=1, help="evaluation seed of the episodes")
     parser.add_argument("--samples", type=int, default=100)
@@ -131,6 +142,9 @@ def main() -> None:
     parser.add_argument("--scales", default="1", help="energy over these token poolings, e.g. 1,2 (agent/costs.py GoalEnergy)")
     parser.add_argument("--out", help="also write one JSON line per episode (its outcome and final errors) here")
     args = parser.parse_args()
+    if args.cost == "agent" and not args.readout:
+        parser.error("--cost agent scores with the configurator's readout term: pass --readout "
+                     "cache_root/readouts/<env>-<key>, the readout agent.run fitted for this checkpoint")
     began = time.perf_counter()
     specs = make_episodes(PushTEnv(), "push", args.episodes, args.seed)
     chosen = [int(i) for i in args.only.split(",")] if args.only else range(len(specs))

@@ -16,10 +16,12 @@ from world_model.refit import (
     LinearProbe,
     RefitConfig,
     fit_predictor,
+    hard_starts,
     held_out_errors,
     is_refit,
     save_refit,
     train_refit,
+    windows_at,
 )
 
 D, A = 8, 2
@@ -86,7 +88,8 @@ def test_a_probe_term_without_probe_targets_is_refused():
 
 
 @pytest.mark.parametrize("bad", [{"steps": -1}, {"width": 30, "heads": 4}, {"lr": 0.0}, {"held_out_fraction": 1.0},
-                                 {"rollout": 0}])
+                                 {"rollout": 0}, {"hard_fraction": 0.5}, {"hard_fraction": 1.5, "hard_group": "angle"},
+                                 {"hard_top": 0.0}])
 def test_bad_settings_are_refused(bad):
     with pytest.raises(ValueError, match="refit"):
         RefitConfig(**bad)
@@ -118,3 +121,38 @@ def test_a_shared_model_is_not_refitted(tiny_data):
                                  "env_action_dims": [ds.action_dim, 2]})
     with pytest.raises(ValueError, match="refit.steps=0"):
         train_refit(WorldModel(config), ds, RefitConfig(steps=1), torch.device("cpu"), progress=False)
+
+
+def test_hard_windows_are_those_where_the_group_changes_most_over_the_rollout():
+    y = torch.zeros(3, 8, 3)
+    y[..., :2] = torch.randn(3, 8, 2, generator=torch.Generator().manual_seed(0)) * 100  # other targets: ignored
+    y[1, 6:, 2] = 5.0  # the group's one step, from frame 5 to frame 6 of episode 1
+    # 5 windows of 2 + 2 frames per episode; window t's rollout steps are frames t + 1 -> t + 2 -> t + 3
+    pairs = hard_starts(y, [2], history=2, rollout=2, top=2 / 15)
+    assert sorted(map(tuple, pairs.tolist())) == [(1, 3), (1, 4)]
+
+
+def test_windows_at_cuts_the_windows_it_is_given_as_latent_windows_does():
+    zy = torch.arange(2 * 9 * 3, dtype=torch.float32).reshape(2, 9, 3)
+    a = torch.arange(2 * 9 * 2, dtype=torch.float32).reshape(2, 9, 2)
+    start, actions, after = windows_at(zy, a, torch.tensor([[1, 4]]), 3, history=2, rollout=3,
+                                       g=torch.Generator().manual_seed(0))
+    assert torch.equal(start, zy[1, 4:6].expand(3, -1, -1)) and torch.equal(after, zy[1, 6:9].expand(3, -1, -1))
+    assert torch.equal(actions, a[1, 4:8].expand(3, -1, -1))  # K - 1 + R actions, from the window's first frame
+
+
+def test_a_refit_with_hard_windows_still_learns_the_dynamics_and_names_its_group(tiny_data):
+    z, a, y = linear_world(80, 16, seed=0)
+    zh, ah, _ = linear_world(20, 16, seed=1)
+    copy_last = (zh[:, 2:5] - zh[:, 1:2]).square().mean().item()
+    cfg = RefitConfig(steps=300, width=32, depth=1, heads=2, rollout=3, probe_rows=500, warmup_steps=20,
+                      hard_fraction=0.5, hard_group="x", hard_top=0.2)
+    predictor = fit_predictor(z, a, y, history=2, cfg=cfg, progress=False, hard_columns=[0])
+    assert max(held_out_errors(predictor, zh, ah, history=2, rollout=3)) < 0.05 * copy_last
+    with pytest.raises(ValueError, match="refit.hard_fraction=0"):
+        fit_predictor(z, a, y, history=2, cfg=cfg, progress=False)  # no columns: nothing to rank by
+    ds = Dataset(tiny_data[2])
+    base = WorldModel(WorldModelConfig(**TINY_MODEL, action_dim=ds.action_dim)).eval()
+    with pytest.raises(ValueError, match="is not a probe group of env"):
+        train_refit(base, ds, RefitConfig(steps=1, hard_fraction=0.5, hard_group="no-such-group"), torch.device("cpu"),
+                    progress=False)

@@ -12,7 +12,10 @@ than the one trained with the encoder.
 The loss, per window of `history` true latents and the `rollout` that follow: the teacher-forced
 one-step error and the open-loop rollout error (mean squared, the energy's units), plus
 `probe_weight` times the same two errors read through a linear probe of the env's probe targets
-(ridge, fitted once on training latents; each target in units of its standard deviation). The
+(ridge, fitted once on training latents; each target in units of its standard deviation). Windows are
+drawn alike, or with `hard_fraction` of each batch from the windows in which one probe group moves most
+(`hard_group`, `hard_top`): on Push-T those in which the block turns, the pushes the planner's failing episodes
+are lost to (docs/NOTEBOOK.md, "Push-T `push` with the true dynamics"). The
 result is a checkpoint (world_model/checkpoint.py) whose encoder weights are the base model's,
 whose predictor is the refit, and whose train_config records what it was refitted from; it is
 cached by (base weights, dataset, config) like the fitted modules.
@@ -69,6 +72,15 @@ class RefitConfig:
     errors only (then any env's dataset will do, probe targets or not)."""
     probe_rows: int = 10000
     """Training frames the linear probe is fitted on."""
+    hard_fraction: float = 0.0
+    """Share of every batch's windows drawn from the hard windows alone (`hard_group`, `hard_top`) rather
+    than from all alike; 0: every window alike."""
+    hard_group: str = ""
+    """The env's probe group (envs/<family>: probe_groups) whose change over a window's rollout marks
+    it hard: its targets' summed step-to-step distance over the rollout's R steps. Needed when
+    hard_fraction > 0."""
+    hard_top: float = 0.2
+    """The hard windows: this top fraction of the training windows by that change."""
     held_out_fraction: float = 0.1
     """Last episodes kept out of training (the same split as the world model's)."""
     seed: int = 0
@@ -82,6 +94,12 @@ class RefitConfig:
                              f"refit.probe_weight={self.probe_weight} must be at least 0")
         if self.width % self.heads:
             raise ValueError(f"refit.width={self.width} is not divisible by refit.heads={self.heads}; change one")
+        if not (0 <= self.hard_fraction <= 1 and 0 < self.hard_top <= 1):
+            raise ValueError(f"refit.hard_fraction={self.hard_fraction} must lie in [0, 1] and refit.hard_top="
+                             f"{self.hard_top} in (0, 1]")
+        if self.hard_fraction > 0 and not self.hard_group:
+            raise ValueError(f"refit.hard_fraction={self.hard_fraction} draws hard windows, which refit.hard_group "
+                             "names: set it to one of the env's probe groups (e.g. angle on Push-T), or hard_fraction=0")
         check_held_out_fraction(self, "refit")
 
 
@@ -127,9 +145,34 @@ def held_out_errors(predictor: Predictor, z: Tensor, a: Tensor, history: int, ro
     return (predictor.rollout(zw, aw, rollout) - target).square().mean((0, 2)).tolist()
 
 
+def hard_starts(y: Tensor, columns: list[int], history: int, rollout: int, top: float) -> Tensor:
+    """The windows in which the probe targets `columns` of y [E, T, P] change most over the rollout:
+    [M, 2] (episode, first frame) of the top `top` fraction of all windows of `history` + `rollout`
+    frames, ranked by the targets' summed step-to-step distance over the rollout's steps."""
+    step = (y[:, 1:, columns] - y[:, :-1, columns]).double().norm(dim=-1)  # [E, T - 1], frame j -> j + 1
+    run = torch.nn.functional.pad(step.cumsum(1), (1, 0))  # [E, T], run[:, j] = sum of steps before frame j
+    starts = y.shape[1] - history - rollout + 1
+    t = torch.arange(starts, device=y.device)
+    change = run[:, t + history - 1 + rollout] - run[:, t + history - 1]  # [E, starts]
+    chosen = change.flatten().topk(max(1, round(top * change.numel()))).indices
+    return torch.stack([chosen // starts, chosen % starts], 1)
+
+
+def windows_at(zy: Tensor, actions: Tensor, pairs: Tensor, size: int, history: int, rollout: int,
+               g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """`size` windows drawn (with replacement) from the (episode, first frame) `pairs` [M, 2], shaped as
+    ensemble.latent_windows draws them: zy [b, K, D], actions [b, K - 1 + R, A], targets [b, R, D]."""
+    pick = pairs[torch.randint(len(pairs), (size,), generator=g).to(pairs.device)]
+    e, t = pick[:, :1], pick[:, 1:]
+    steps = torch.arange(history + rollout, device=zy.device)
+    zs = zy[e, t + steps]  # [b, K + R, D]
+    return zs[:, :history], actions[e, t + steps[:-1]], zs[:, history:]
+
+
 def fit_predictor(z_train: Tensor, a_train: Tensor, y_train: Tensor | None, history: int, cfg: RefitConfig,
                   progress: bool = True, extra: tuple[Tensor, Tensor, Tensor | None] | None = None,
-                  extra_fraction: float = 0.0, init: Predictor | None = None) -> Predictor:
+                  extra_fraction: float = 0.0, init: Predictor | None = None,
+                  hard_columns: list[int] | None = None) -> Predictor:
     """A Predictor (cfg's width, depth, heads) fitted to latent episodes z_train [E, T, D] with
     actions a_train [E, T, A] and probe targets y_train [E, T, P] (None: latent errors only, needs
     cfg.probe_weight 0); device follows the latents. Returned in eval mode.
@@ -137,7 +180,9 @@ def fit_predictor(z_train: Tensor, a_train: Tensor, y_train: Tensor | None, hist
     extra: more episodes (z [E', T', D], actions [E', T', A], probe targets [E', T', P] or None as
     y_train), from which `extra_fraction` of every batch's windows are drawn (the planner's own
     episodes: agent/onpolicy.py); init: a predictor of the same shape whose weights it starts from
-    (a copy; None: a fresh one seeded by cfg.seed). The probe is fitted on z_train alone either way."""
+    (a copy; None: a fresh one seeded by cfg.seed). The probe is fitted on z_train alone either way.
+    hard_columns: the columns of y_train of cfg.hard_group, needed when cfg.hard_fraction > 0:
+    that share of every batch is drawn from z_train's hard windows (hard_starts)."""
     from tqdm import tqdm
 
     for z in (z_train,) + ((extra[0],) if extra is not None else ()):
@@ -145,6 +190,13 @@ def fit_predictor(z_train: Tensor, a_train: Tensor, y_train: Tensor | None, hist
             raise ValueError(f"episodes of {z.shape[1]} frames are too short for a {history}-frame history and "
                              f"refit.rollout={cfg.rollout}; lower it")
     n_extra = round(extra_fraction * cfg.batch_size) if extra is not None else 0
+    n_hard = round(cfg.hard_fraction * cfg.batch_size)
+    if n_hard and (y_train is None or not hard_columns):
+        raise ValueError("refit.hard_fraction > 0 ranks windows by the probe targets of refit.hard_group, which "
+                         "this dataset does not record; set refit.hard_fraction=0")
+    if n_extra + n_hard > cfg.batch_size:
+        raise ValueError(f"{n_extra} extra and {n_hard} hard windows do not fit a batch of refit.batch_size="
+                         f"{cfg.batch_size}; lower one share")
     if n_extra and (y_train is None) != (extra[2] is None):
         raise ValueError("the extra episodes need probe targets exactly when the training episodes have them")
     if cfg.probe_weight > 0 and y_train is None:
@@ -168,13 +220,17 @@ def fit_predictor(z_train: Tensor, a_train: Tensor, y_train: Tensor | None, hist
     def joined(z: Tensor, y: Tensor | None) -> Tensor:
         return z if y is None else torch.cat([z, y.to(z.dtype)], -1)  # [E, T, D (+ P)]
 
-    sources = [(joined(z_train, y_train), a_train, cfg.batch_size - n_extra)]
+    train = joined(z_train, y_train)
+    sources = [(train, a_train, cfg.batch_size - n_extra - n_hard)]
     if n_extra:
         sources.append((joined(extra[0], extra[2] if y_train is not None else None), extra[1], n_extra))
+    hard = hard_starts(y_train, hard_columns, history, cfg.rollout, cfg.hard_top).to(z_train.device) if n_hard else None
     d = z_train.shape[-1]
     predictor.train()
     for _ in tqdm(range(cfg.steps), desc="predictor refit", unit="step", disable=not progress):
         drawn = [latent_windows(zy, a, history, size, g, cfg.rollout) for zy, a, size in sources if size]
+        if n_hard:
+            drawn.append(windows_at(train, a_train, hard, n_hard, history, cfg.rollout, g))
         window = torch.cat([torch.cat([start, after], 1) for start, _, after in drawn])  # [b, K + R, D (+ P)]
         aw = torch.cat([a for _, a, _ in drawn])  # [b, K - 1 + R, A]
         latent, probed = _losses(predictor, window[..., :d], aw, window[..., d:], probe, history, cfg.rollout)
@@ -199,6 +255,18 @@ def _split(wm: WorldModel, dataset, cfg: RefitConfig, device: torch.device, late
     return z_train, a_train, y_train, z_held, a_held
 
 
+def _hard_columns(dataset, cfg: RefitConfig) -> list[int] | None:
+    """The columns of the dataset's probe targets that form cfg.hard_group (None when no hard windows are drawn)."""
+    if cfg.hard_fraction == 0:
+        return None
+    groups = dataset.manifest["env"].get("probe_groups") or {}
+    if cfg.hard_group not in groups:
+        raise ValueError(f"refit.hard_group={cfg.hard_group!r} is not a probe group of env "
+                         f"{dataset.manifest['env'].get('name')}; its groups are {list(groups)}")
+    names = [name for group in groups.values() for name in group]  # the probe targets' order
+    return [names.index(name) for name in groups[cfg.hard_group]]
+
+
 def train_refit(wm: WorldModel, dataset, cfg: RefitConfig, device: torch.device, progress: bool = True,
                 latents: EpisodeLatents | None = None) -> tuple[WorldModel, dict]:
     """Encodes the dataset with the frozen world model `wm` (or takes its latents from `latents`) and
@@ -213,7 +281,8 @@ def train_refit(wm: WorldModel, dataset, cfg: RefitConfig, device: torch.device,
     start = time.perf_counter()
     z_train, a_train, y_train, z_held, a_held = _split(wm, dataset, cfg, device, latents)
     encode_s = time.perf_counter() - start
-    predictor = fit_predictor(z_train, a_train, y_train, wm.cfg.history, cfg, progress)
+    predictor = fit_predictor(z_train, a_train, y_train, wm.cfg.history, cfg, progress,
+                              hard_columns=_hard_columns(dataset, cfg))
     config = WorldModelConfig(**{**dataclasses.asdict(wm.cfg), "predictor_width": cfg.width,
                                  "predictor_depth": cfg.depth, "predictor_heads": cfg.heads})
     refitted = WorldModel(config).to(device)
@@ -241,7 +310,7 @@ def finetune_refit(wm: WorldModel, dataset, onpolicy, cfg: RefitConfig, fraction
     before = {"held_out_error_before": held_out_errors(wm.predictor, z_held, a_held, history, cfg.rollout),
               "onpolicy_held_out_error_before": held_out_errors(wm.predictor, o_held, oa_held, history, cfg.rollout)}
     predictor = fit_predictor(z_train, a_train, y_train, history, cfg, progress, extra=(o_train, oa_train, y_extra),
-                              extra_fraction=fraction, init=wm.predictor)
+                              extra_fraction=fraction, init=wm.predictor, hard_columns=_hard_columns(dataset, cfg))
     tuned = WorldModel(wm.cfg).to(device)
     tuned.load_state_dict({**wm.state_dict(), **{f"predictor.{k}": v for k, v in predictor.state_dict().items()}})
     stats = {"held_out_error": held_out_errors(predictor, z_held, a_held, history, cfg.rollout),
