@@ -11,6 +11,7 @@ from conftest import TINY_MODEL
 import world_model
 from world_model.checkpoint import read_manifest
 from world_model.dataset import Dataset
+from world_model.ensemble import latent_windows
 from world_model.model import WorldModel, WorldModelConfig
 from world_model.refit import (
     LinearProbe,
@@ -21,7 +22,6 @@ from world_model.refit import (
     is_refit,
     save_refit,
     train_refit,
-    windows_at,
 )
 
 D, A = 8, 2
@@ -132,11 +132,11 @@ def test_hard_windows_are_those_where_the_group_changes_most_over_the_rollout():
     assert sorted(map(tuple, pairs.tolist())) == [(1, 3), (1, 4)]
 
 
-def test_windows_at_cuts_the_windows_it_is_given_as_latent_windows_does():
+def test_latent_windows_drawn_from_given_starts_cut_those_windows():
     zy = torch.arange(2 * 9 * 3, dtype=torch.float32).reshape(2, 9, 3)
     a = torch.arange(2 * 9 * 2, dtype=torch.float32).reshape(2, 9, 2)
-    start, actions, after = windows_at(zy, a, torch.tensor([[1, 4]]), 3, history=2, rollout=3,
-                                       g=torch.Generator().manual_seed(0))
+    start, actions, after = latent_windows(zy, a, 2, 3, torch.Generator().manual_seed(0), rollout=3,
+                                           starts=torch.tensor([[1, 4]]))
     assert torch.equal(start, zy[1, 4:6].expand(3, -1, -1)) and torch.equal(after, zy[1, 6:9].expand(3, -1, -1))
     assert torch.equal(actions, a[1, 4:8].expand(3, -1, -1))  # K - 1 + R actions, from the window's first frame
 

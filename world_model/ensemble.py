@@ -98,12 +98,17 @@ class PredictorEnsemble(nn.Module):
         return spread_from(self.rollouts(start, past, actions), z)
 
 
-def latent_windows(z: Tensor, actions: Tensor, k: int, size: int, g: torch.Generator, rollout: int = 1):
+def latent_windows(z: Tensor, actions: Tensor, k: int, size: int, g: torch.Generator, rollout: int = 1,
+                   starts: Tensor | None = None):
     """Random windows of true latents: z [b, K, D], actions [b, K - 1 + R, A] (R = rollout),
-    targets [b, R, D] (the R latents after the window)."""
-    e_count, t_count, _ = z.shape
-    e = torch.randint(e_count, (size,), generator=g).to(z.device)
-    t = torch.randint(t_count - k - rollout + 1, (size,), generator=g).to(z.device)
+    targets [b, R, D] (the R latents after the window). starts: [M, 2] (episode, first frame) of the
+    windows to draw from, with replacement; None: any window of z."""
+    if starts is None:
+        e_count, t_count, _ = z.shape
+        e = torch.randint(e_count, (size,), generator=g).to(z.device)
+        t = torch.randint(t_count - k - rollout + 1, (size,), generator=g).to(z.device)
+    else:
+        e, t = starts[torch.randint(len(starts), (size,), generator=g).to(starts.device)].unbind(1)
     steps = torch.arange(k + rollout, device=z.device)
     zs = z[e[:, None], t[:, None] + steps]  # [b, K + R, D]
     return zs[:, :k], actions[e[:, None], t[:, None] + steps[:-1]], zs[:, k:]

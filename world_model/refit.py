@@ -158,17 +158,6 @@ def hard_starts(y: Tensor, columns: list[int], history: int, rollout: int, top: 
     return torch.stack([chosen // starts, chosen % starts], 1)
 
 
-def windows_at(zy: Tensor, actions: Tensor, pairs: Tensor, size: int, history: int, rollout: int,
-               g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-    """`size` windows drawn (with replacement) from the (episode, first frame) `pairs` [M, 2], shaped as
-    ensemble.latent_windows draws them: zy [b, K, D], actions [b, K - 1 + R, A], targets [b, R, D]."""
-    pick = pairs[torch.randint(len(pairs), (size,), generator=g).to(pairs.device)]
-    e, t = pick[:, :1], pick[:, 1:]
-    steps = torch.arange(history + rollout, device=zy.device)
-    zs = zy[e, t + steps]  # [b, K + R, D]
-    return zs[:, :history], actions[e, t + steps[:-1]], zs[:, history:]
-
-
 def fit_predictor(z_train: Tensor, a_train: Tensor, y_train: Tensor | None, history: int, cfg: RefitConfig,
                   progress: bool = True, extra: tuple[Tensor, Tensor, Tensor | None] | None = None,
                   extra_fraction: float = 0.0, init: Predictor | None = None,
@@ -230,7 +219,7 @@ def fit_predictor(z_train: Tensor, a_train: Tensor, y_train: Tensor | None, hist
     for _ in tqdm(range(cfg.steps), desc="predictor refit", unit="step", disable=not progress):
         drawn = [latent_windows(zy, a, history, size, g, cfg.rollout) for zy, a, size in sources if size]
         if n_hard:
-            drawn.append(windows_at(train, a_train, hard, n_hard, history, cfg.rollout, g))
+            drawn.append(latent_windows(train, a_train, history, n_hard, g, cfg.rollout, starts=hard))
         window = torch.cat([torch.cat([start, after], 1) for start, _, after in drawn])  # [b, K + R, D (+ P)]
         aw = torch.cat([a for _, a, _ in drawn])  # [b, K - 1 + R, A]
         latent, probed = _losses(predictor, window[..., :d], aw, window[..., d:], probe, history, cfg.rollout)
