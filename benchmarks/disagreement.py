@@ -3,6 +3,7 @@ actual rollout error on held-out clips, and where it is highest.
 
     python benchmarks/disagreement.py --checkpoint RUN/latest [--windows 2000 --horizon 5]
         [--cache-root cache] [ensemble.<setting>=...] [--others OTHER/latest ...]
+    python benchmarks/disagreement.py --checkpoint REFIT --refits REFIT2 REFIT3 ...
 
 The ensemble (world_model/ensemble.py) is the one agent.run fits for this checkpoint and config: it
 is loaded from cache_root/ensembles/<env>-<key> when there, else fitted and saved there (so a later
@@ -21,7 +22,10 @@ wall or door post); the share of each group among the 10% of windows with the hi
 own (another seed, another init), each encoding the frames itself, its rollout mapped into this
 model's latents by an affine least-squares map fitted on training frames (report "others"; the
 "where" split then reads their disagreement). Put ensemble overrides before `--others`, which
-takes every argument after it. Prints one JSON line.
+takes every argument after it. `--refits` takes its members from other refits of the same encoder
+(world_model/refit.py, e.g. `refit.seed=1`: predictors as wide as the checkpoint's own, trained alike)
+instead of fitting an ensemble, and also reports the error of the mean rollout (the checkpoint's and
+theirs averaged), the error a predictor averaging them would make. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -97,6 +101,32 @@ def others_spread(checkpoints: list[str], ds: Dataset, env_name: str, latents: E
     return {"spread": np.mean(spreads, axis=0), "map_r2": r2s, "own_error": own_errors}
 
 
+class RefitMembers:
+    """Predictors of other refits of the checkpoint's encoder as the ensemble's members: rollouts as
+    PredictorEnsemble.rollouts gives them."""
+
+    def __init__(self, predictors: list):
+        self.members = predictors
+
+    def rollouts(self, start: torch.Tensor, past: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """start [B, K, D], past [B, K-1, A], actions [B, N, H, A] -> [M, B, N, H, D]."""
+        return torch.stack([m.rollout_candidates(start, past, actions) for m in self.members])
+
+
+def refit_members(checkpoint: str, manifest: dict, refits: list[str]) -> RefitMembers:
+    """The predictors of `refits`, which must be refits of the same base weights as `checkpoint`."""
+    base = ((manifest.get("train_config") or {}).get("refit") or {}).get("of")
+    if base is None:
+        raise SystemExit(f"error: --refits compares refits of one encoder and {checkpoint} is not a refit; pass one")
+    predictors = []
+    for path in refits:
+        of = ((read_manifest(path).get("train_config") or {}).get("refit") or {}).get("of")
+        if of != base:
+            raise SystemExit(f"error: {path} is not a refit of the same base weights as {checkpoint}; pass refits of one model")
+        predictors.append(world_model.load(path).eval().predictor)
+    return RefitMembers(predictors)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
@@ -108,6 +138,9 @@ def main() -> None:
     parser.add_argument("--others", nargs="*", default=[],
                         help="world models of the same env trained on their own (own encoder, another seed or "
                              "init): members whose rollouts are mapped into this model's latent space")
+    parser.add_argument("--refits", nargs="*", default=[],
+                        help="refits of the same encoder (another refit.seed): their predictors are the members, "
+                             "no ensemble is fitted")
     parser.add_argument("--map-episodes", type=int, default=200,
                         help="training episodes whose frames fit each other model's linear map into this one's latents")
     parser.add_argument("overrides", nargs="*", help="ensemble.<setting>=<value> (EnsembleConfig)")
@@ -126,7 +159,9 @@ def main() -> None:
     device = torch.device("cpu")
     latents = EpisodeLatents(wm, ds, device)
     folder = Path(args.cache_root) / "ensembles" / f"{env_name}-{ensemble_key(manifest['files'][WEIGHTS]['sha256'], dataset_root.name, cfg)}"
-    if (folder / MANIFEST).exists():
+    if args.refits:
+        ensemble, fitted, folder = refit_members(args.checkpoint, manifest, args.refits), None, "refits"
+    elif (folder / MANIFEST).exists():
         ensemble, fitted = load_ensemble(folder), None
     else:
         ensemble, fitted = train_ensemble(wm, ds, cfg, device, progress=False, latents=latents)
@@ -148,6 +183,7 @@ def main() -> None:
         spread = (own - pred).square().mean(-1).mean(0).numpy()  # [W, H]: the planner's disagreement
         among = own.var(dim=0, unbiased=False).mean(-1).numpy() if len(own) > 1 else None  # [W, H]: members alone
         moved = (z[:, k - 1 : k] - z[:, k:]).square().mean(-1).numpy()  # [W, H]: copy-last error
+        mean_error = (torch.cat([pred[None], own]).mean(0) - z[:, k:]).square().mean(-1).mean(0)  # [H]
     report = {"checkpoint": args.checkpoint, "env": env_name, "windows": args.windows, "horizon": h,
               "ensemble": str(folder), "ensemble_config": dataclasses.asdict(cfg),
               "fitted": fitted and {k_: fitted[k_] for k_ in ("encode_s", "train_s", "held_out_error",
@@ -158,6 +194,11 @@ def main() -> None:
               "spearman_copy_last_sum": round(spearman(moved.sum(1), error.sum(1)), 3),
               "mean_error_per_step": [round(float(v), 5) for v in error.mean(0)],
               "mean_disagreement_per_step": [round(float(v), 5) for v in spread.mean(0)]}
+    if args.refits:
+        report["refits"] = args.refits
+        report["mean_rollout_error_per_step"] = [round(float(v), 5) for v in mean_error]
+        report["member_error_per_step"] = [[round(float(v), 5) for v in (m - z[:, k:]).square().mean(-1).mean(0)]
+                                           for m in own]
     if args.others:
         other = others_spread(args.others, ds, env_name, latents, held, e, span, acts, k, pred, z,
                               args.map_episodes, cfg.held_out_fraction, device)

@@ -159,3 +159,37 @@ def test_a_model_of_its_own_as_the_other_member_disagrees_with_itself_by_nothing
     other = others_spread([str(tmp_path / "m1")], ds, "reacher", latents, held, e, span, acts, k, pred, z,
                           map_episodes=4, held_out_fraction=0.3, device=torch.device("cpu"))
     assert other["spread"].min() > 1e-6
+
+
+def test_refits_of_one_encoder_are_members_and_others_are_refused(tmp_path, monkeypatch):
+    """benchmarks/disagreement.py --refits: other refits of the checkpoint's base weights give their
+    predictors' rollouts as the members'; a checkpoint that is no refit, or a refit of other weights, is
+    refused in one line."""
+    import torch
+
+    import world_model
+    from world_model.checkpoint import read_manifest
+    from world_model.model import WorldModel, WorldModelConfig
+    from world_model.refit import RefitConfig, save_refit
+
+    bench = script("disagreement", monkeypatch)
+    config = WorldModelConfig(**TINY_MODEL, action_dim=2)
+    for name, seed in (("base", 0), ("other_base", 1)):
+        torch.manual_seed(seed)
+        world_model.save(tmp_path / name, WorldModel(config), step=3)
+    for name, base, seed in (("r0", "base", 2), ("r1", "base", 3), ("foreign", "other_base", 4)):
+        torch.manual_seed(seed)
+        save_refit(tmp_path / name, WorldModel(config), read_manifest(tmp_path / base), RefitConfig(steps=1), {})
+    members = bench.refit_members(str(tmp_path / "r0"), read_manifest(tmp_path / "r0"), [str(tmp_path / "r1")])
+    predictor = world_model.load(tmp_path / "r1").eval().predictor
+    g = torch.Generator().manual_seed(0)
+    start = torch.randn(2, config.history, predictor.dim, generator=g)  # [B, K, D]
+    past = torch.randn(2, config.history - 1, 2, generator=g)  # [B, K - 1, A]
+    actions = torch.rand(2, 3, 4, 2, generator=g) * 2 - 1  # [B, N, H, A]
+    with torch.no_grad():
+        rolled, own = members.rollouts(start, past, actions), predictor.rollout_candidates(start, past, actions)
+    assert rolled.shape == (1, 2, 3, 4, predictor.dim) and torch.allclose(rolled[0], own)
+    with pytest.raises(SystemExit, match="not a refit"):
+        bench.refit_members(str(tmp_path / "base"), read_manifest(tmp_path / "base"), [str(tmp_path / "r1")])
+    with pytest.raises(SystemExit, match="not a refit of the same base weights"):
+        bench.refit_members(str(tmp_path / "r0"), read_manifest(tmp_path / "r0"), [str(tmp_path / "foreign")])
