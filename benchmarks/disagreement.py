@@ -160,7 +160,10 @@ def main() -> None:
     latents = EpisodeLatents(wm, ds, device)
     folder = Path(args.cache_root) / "ensembles" / f"{env_name}-{ensemble_key(manifest['files'][WEIGHTS]['sha256'], dataset_root.name, cfg)}"
     if args.refits:
-        ensemble, fitted, folder = refit_members(args.checkpoint, manifest, args.refits), None, "refits"
+        if args.overrides:
+            raise SystemExit(f"error: --refits takes its members from the refits, so {args.overrides} would change "
+                             "nothing; drop them or --refits")
+        ensemble, fitted = refit_members(args.checkpoint, manifest, args.refits), None
     elif (folder / MANIFEST).exists():
         ensemble, fitted = load_ensemble(folder), None
     else:
@@ -183,9 +186,10 @@ def main() -> None:
         spread = (own - pred).square().mean(-1).mean(0).numpy()  # [W, H]: the planner's disagreement
         among = own.var(dim=0, unbiased=False).mean(-1).numpy() if len(own) > 1 else None  # [W, H]: members alone
         moved = (z[:, k - 1 : k] - z[:, k:]).square().mean(-1).numpy()  # [W, H]: copy-last error
-        mean_error = (torch.cat([pred[None], own]).mean(0) - z[:, k:]).square().mean(-1).mean(0)  # [H]
+        mean_error = (torch.cat([pred[None], own]).mean(0) - z[:, k:]).square().mean(-1).mean(0)  # [H], all averaged
     report = {"checkpoint": args.checkpoint, "env": env_name, "windows": args.windows, "horizon": h,
-              "ensemble": str(folder), "ensemble_config": dataclasses.asdict(cfg),
+              "ensemble": "the refits' predictors" if args.refits else str(folder),
+              "ensemble_config": None if args.refits else dataclasses.asdict(cfg),
               "fitted": fitted and {k_: fitted[k_] for k_ in ("encode_s", "train_s", "held_out_error",
                                                                "held_out_copy_last")},
               "spearman_per_step": [round(spearman(spread[:, i], error[:, i]), 3) for i in range(h)],
