@@ -46,6 +46,7 @@ from world_model.checkpoint import WEIGHTS, read_manifest
 from world_model.dataset import Dataset
 from world_model.ensemble import MANIFEST, EnsembleConfig, ensemble_key, load_ensemble, save_ensemble, train_ensemble
 from world_model.latents import EpisodeLatents, episode_actions
+from world_model.refit import refit_base
 from world_model.windows import split_episodes
 
 
@@ -115,13 +116,12 @@ class RefitMembers:
 
 def refit_members(checkpoint: str, manifest: dict, refits: list[str]) -> RefitMembers:
     """The predictors of `refits`, which must be refits of the same base weights as `checkpoint`."""
-    base = ((manifest.get("train_config") or {}).get("refit") or {}).get("of")
+    base = refit_base(manifest)
     if base is None:
         raise SystemExit(f"error: --refits compares refits of one encoder and {checkpoint} is not a refit; pass one")
     predictors = []
     for path in refits:
-        of = ((read_manifest(path).get("train_config") or {}).get("refit") or {}).get("of")
-        if of != base:
+        if refit_base(read_manifest(path)) != base:
             raise SystemExit(f"error: {path} is not a refit of the same base weights as {checkpoint}; pass refits of one model")
         predictors.append(world_model.load(path).eval().predictor)
     return RefitMembers(predictors)

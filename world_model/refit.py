@@ -336,6 +336,11 @@ def is_refit(manifest: dict) -> bool:
     return "refit" in (manifest.get("train_config") or {})
 
 
+def refit_base(manifest: dict) -> str | None:
+    """The sha256 of the base weights a refitted checkpoint (its manifest) was refitted from; None for no refit."""
+    return ((manifest.get("train_config") or {}).get("refit") or {}).get("of")
+
+
 def is_onpolicy(manifest: dict) -> bool:
     """Whether a checkpoint (its manifest) holds a refit fine-tuned on the planner's own episodes already."""
     return "onpolicy" in ((manifest.get("train_config") or {}).get("refit") or {})
