@@ -20,6 +20,9 @@ from envs.base import setting_type_problems
 from planners.subgoal_search import SubgoalSearch
 from world_model.plain import plain
 
+WARM_STARTS = ("shifted", "prior")
+"""TaskSettings.warm_start's choices (agent/policies.py PlanningPolicy)."""
+
 
 @dataclass
 class TaskSettings:
@@ -77,6 +80,13 @@ class TaskSettings:
     """Weights of the env's probe groups (envs/<family> probe_groups, e.g. {"block": 3.0}) in the
     readout distance; a group not named weighs 1. Lets the cost weigh the parts of the scene as the
     success rule does, e.g. the block that must not be knocked away against the agent."""
+    warm_start: str = "shifted"
+    """The planner's first guess at every decision: "shifted" (the previous plan shifted by the executed
+    decision, zeros after it) or "prior" (the action prior's proposal toward the goal the goal source
+    answers: agent/prior.py, fitted on the training video)."""
+    prior_weight: float = 0.0
+    """With warm_start "prior": weight of the mean squared distance of a plan's actions from the prior's
+    proposal, so the search leaves the motions the video shows only for a clearly lower cost; 0 = none."""
     action_magnitude: float = 0.0
     """Weight of the mean squared action."""
     action_smoothness: float = 0.0
@@ -97,6 +107,7 @@ class PlanSetup:
     goal_energy: dict
     goal_source: str = "final"
     subgoal_ahead: float = 2.0
+    warm_start: str = "shifted"
 
     def horizon_at(self, decision: int) -> int:
         """Planning horizon at decision index `decision` (0-based)."""
@@ -134,6 +145,11 @@ class Configurator:
             source_class(s.goal_source)
         except ValueError as e:
             raise ValueError(f"configurator.{goal_kind}.{e}") from None
+        if s.warm_start not in WARM_STARTS:
+            raise ValueError(f"configurator.{goal_kind}.warm_start={s.warm_start!r}; choose one of {list(WARM_STARTS)}")
+        if s.prior_weight < 0 or (s.prior_weight and s.warm_start != "prior"):
+            raise ValueError(f"configurator.{goal_kind}.prior_weight={s.prior_weight} weighs the distance from the action "
+                             "prior's proposal: it must be 0 or more, and above 0 only with warm_start=prior")
         if s.subgoal_ahead <= 0:
             raise ValueError(f"configurator.{goal_kind}.subgoal_ahead={s.subgoal_ahead}: it must be above 0 decisions")
         groups = self.env.probe_groups if s.readout_groups else {}
@@ -157,12 +173,13 @@ class Configurator:
                           "readout": s.readout_weight,
                           "readout_targets": [s.readout_groups.get(group, 1.0) for group, names in groups.items()
                                               for _ in names] or None,  # [K] in probe_targets' order
-                          "action_magnitude": s.action_magnitude,
+                          "action_magnitude": s.action_magnitude, "prior": s.prior_weight,
                           "action_smoothness": s.action_smoothness},
             goal_energy={"metric": s.metric, "last_weight": s.last_weight, "step_weight": s.step_weight,
                          "scales": tuple(s.energy_scales)},
             goal_source=s.goal_source,
             subgoal_ahead=s.subgoal_ahead,
+            warm_start=s.warm_start,
         )
 
 

@@ -71,7 +71,7 @@ def model_for_env(wm, env, checkpoint: Path, manifest: dict):
 
 
 def identity(cfg, checkpoint: Path, device, batch: int, goal_kinds: list[str], critic, macro=None,
-             landmarks=None, ensemble=None, readout=None) -> dict:
+             landmarks=None, ensemble=None, readout=None, prior=None) -> dict:
     """Everything that decides an evaluation's records (not its progress bars or output paths)."""
     return {
         "checkpoint": str(Path(checkpoint).resolve()),
@@ -86,6 +86,7 @@ def identity(cfg, checkpoint: Path, device, batch: int, goal_kinds: list[str], c
         **({"landmarks": plain(cfg.landmarks)} if landmarks is not None else {}),
         **({"ensemble": plain(cfg.ensemble)} if ensemble is not None else {}),
         **({"readout": plain(cfg.readout)} if readout is not None else {}),
+        **({"prior": plain(cfg.prior)} if prior is not None else {}),
     }
 
 
@@ -99,7 +100,8 @@ def chunk_policy(cfg, name: str, first: int, kind_index: int, wm, setup, grid, d
                  imagine: int = 0):
     """A fresh policy for the chunk of episodes starting at `first`, its randomness seeded from
     (goal kind, first) alone, so it does not depend on which chunks ran before it in this process.
-    modules: the fitted modules by name ("critic", "landmarks", "macro", "ensemble", "readout"; None where not fitted);
+    modules: the fitted modules by name ("critic", "landmarks", "macro", "ensemble", "readout", "prior"; None where
+    not fitted);
     bounds: the env's action bounds (low [A], high [A]) on `device`; imagine: the planner's episodes
     whose imagined latents are kept for videos (PlanningPolicy)."""
     if name != "planner":
@@ -110,7 +112,7 @@ def chunk_policy(cfg, name: str, first: int, kind_index: int, wm, setup, grid, d
     # a hierarchical planner's high level draws from the next stream
     search = build_subgoal_search(planner_cfg, setup, None if seed is None else seed + 1)
     source, cost = plan_parts(setup, grid, modules, search, *bounds)
-    return PlanningPolicy(wm, planner, cost, source, setup, device, imagine=imagine)
+    return PlanningPolicy(wm, planner, cost, source, setup, device, imagine=imagine, prior=modules.get("prior"))
 
 
 def plan_parts(setup, grid, modules: dict, search=None, low=None, high=None) -> tuple:
@@ -142,13 +144,13 @@ def _with_spread(record: dict, trace: list[dict], wm, decoder, ensemble, device)
 
 
 def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=None, macro=None,
-             progress: bool = True, decoder=None, landmarks=None, ensemble=None, readout=None) -> dict:
+             progress: bool = True, decoder=None, landmarks=None, ensemble=None, readout=None, prior=None) -> dict:
     """Runs each goal kind with the planner and the baselines on `envs` (one per batched
     episode, all alike), continuing the evaluation already in `out` if there is one; returns the
     summary (also written to out/summary.json). `checkpoint` is the folder `wm` was loaded from;
     `critic`, `macro` (the level-2 predictor), `landmarks` (the graph of the training video's
     frames), `ensemble` (the predictor ensemble of the model-disagreement cost), `readout` (the probe
-    readout of the readout cost): the fitted modules
+    readout of the readout cost), `prior` (the action prior the planner starts from): the fitted modules
     the goal kinds' sources and costs need (agent/goal_sources.py: needs); `decoder` (world_model/decoder.py)
     draws the imagined panel of the videos (none without it), and beside it, where the goal kind's
     cost has the ensemble, its spread panel."""
@@ -163,7 +165,8 @@ def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=No
                          "configs/planner file (each chunk of episodes reseeds it, so a resumed evaluation repeats)")
     batch = len(envs)
     grid = plan_grid(wm)
-    modules = {"critic": critic, "landmarks": landmarks, "macro": macro, "ensemble": ensemble, "readout": readout}
+    modules = {"critic": critic, "landmarks": landmarks, "macro": macro, "ensemble": ensemble, "readout": readout,
+               "prior": prior}
     needed = set().union(*(needs(configurator.setup(k, cfg.planner.get("name")), cfg.planner) for k in goal_kinds))
     missing = sorted(m for m in needed if modules[m] is None)
     if missing:
@@ -171,7 +174,7 @@ def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=No
                          f"pass {', '.join(m + '=' for m in missing)}")
     claim(out, identity(cfg, checkpoint, device, batch, goal_kinds, critic, macro if "macro" in needed else None,
                         landmarks if "landmarks" in needed else None, ensemble if "ensemble" in needed else None,
-                        readout if "readout" in needed else None))
+                        readout if "readout" in needed else None, prior if "prior" in needed else None))
     space = env0.action_space
     bounds = tuple(torch.as_tensor(b, dtype=torch.float32, device=device) for b in (space.low, space.high))  # [A] each
     store = RecordStore(out, cfg.eval.episodes, batch)

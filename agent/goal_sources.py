@@ -151,10 +151,10 @@ def is_hierarchical(planner_cfg) -> bool:
 
 
 def needs(setup, planner_cfg) -> set[str]:
-    """The fitted modules (among MODULES, "critic", "ensemble" and "readout") a goal kind's plans need:
-    what its source declares, the level-2 predictor for a hierarchical planner, the critic when a
+    """The fitted modules (among MODULES, "critic", "ensemble", "readout" and "prior") a goal kind's plans
+    need: what its source declares, the level-2 predictor for a hierarchical planner, the critic when a
     cost that applies gives it a weight, the predictor ensemble when the disagreement has a weight,
-    and the probe readout when its distance has one."""
+    the probe readout when its distance has one, and the action prior when the planner starts from it."""
     cls = source_class(setup.goal_source)
     out = set(cls.needs)
     hierarchical = is_hierarchical(planner_cfg)
@@ -167,6 +167,8 @@ def needs(setup, planner_cfg) -> set[str]:
         out.add("ensemble")
     if setup.cost_weights.get("readout"):
         out.add("readout")
+    if setup.warm_start == "prior":
+        out.add("prior")
     return out
 
 

@@ -19,20 +19,34 @@ def _frames(obs: list[dict], key: str, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.stack([o[key] for o in obs]))[:, None].to(device)
 
 
+def near_prior(cost_fn, proposal: torch.Tensor, weight: float):
+    """cost_fn (z [B, N, H, D], actions [B, N, H, A]) -> [B, N], plus `weight` times the mean squared
+    distance of each plan's actions from the prior's proposal [B, H, A]."""
+
+    def cost(z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return cost_fn(z, actions) + weight * (actions - proposal[:, None]).square().mean((-2, -1))
+
+    return cost
+
+
 class PlanningPolicy:
     """Observe, encode, ask the goal source where to aim, plan in latent space, act: receding-horizon
     MPC with a warm start."""
 
     name = "planner"
 
-    def __init__(self, world_model, planner, cost, source, setup: PlanSetup, device: torch.device, imagine: int = 0):
+    def __init__(self, world_model, planner, cost, source, setup: PlanSetup, device: torch.device, imagine: int = 0,
+                 prior=None):
         """planner: a flat planner (planners/); cost: (z [B, N, H, D], actions [B, N, H, A], goal [B, D])
         -> [B, N] (agent/costs.py); source: the goal kind's goal source (agent/goal_sources.py), asked
         before every plan which latent to aim at. imagine: for the first `imagine` episodes of a batch
         (those whose video is kept), each chosen plan is rolled out once more, and act's
         info["imagined"] [imagine, H', D] holds its predicted latents from this decision on (row 0:
-        the frame this decision's action should lead to)."""
-        self.wm, self.planner, self.cost, self.source = world_model, planner, cost, source
+        the frame this decision's action should lead to). prior: the action prior (agent/prior.py) the
+        planner starts every search from, needed when setup.warm_start is "prior"."""
+        if setup.warm_start == "prior" and prior is None:
+            raise ValueError("warm_start=prior starts the planner from the action prior; pass prior=")
+        self.wm, self.planner, self.cost, self.source, self.prior = world_model, planner, cost, source, prior
         self.setup, self.device, self.imagine = setup, device, imagine
 
     @torch.no_grad()
@@ -86,8 +100,15 @@ class PlanningPolicy:
                 return self.wm.rollout_candidates(z_hist, actions, past_actions=past)
 
             goal = self.source.goal(z_now, decision)  # [B, D]
-            result = self.planner.plan(rollout_fn, aim(self.cost, goal, (z_hist, past)), self._warm_start(b, horizon),
-                                       self.low, self.high)
+            cost_fn = aim(self.cost, goal, (z_hist, past))
+            if self.setup.warm_start == "prior":
+                init = self.prior.propose(z_hist, self.last_action, goal, horizon)  # [B, H, A]
+                weight = self.setup.cost_weights.get("prior", 0.0)
+                if weight:
+                    cost_fn = near_prior(cost_fn, init, weight)
+            else:
+                init = self._warm_start(b, horizon)
+            result = self.planner.plan(rollout_fn, cost_fn, init, self.low, self.high)
             self.plan, self.steps_since_plan, planned = result.actions, 0, True
             self.plan_cost = result.cost.cpu().numpy()  # [B]
             if self.imagine:

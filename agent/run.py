@@ -28,6 +28,8 @@ from agent.goal_sources import needs
 from agent.landmarks import MANIFEST as LANDMARKS_MANIFEST
 from agent.landmarks import LandmarkConfig, fit_landmarks, landmarks_key, load_landmarks, save_landmarks
 from agent.onpolicy import OnPolicyConfig, play, write_dataset
+from agent.prior import MANIFEST as PRIOR_MANIFEST
+from agent.prior import PriorConfig, load_prior, prior_key, save_prior, train_prior
 from agent.readout import MANIFEST as READOUT_MANIFEST
 from agent.readout import ReadoutConfig, load_readout, readout_key, save_readout, train_readout
 from agent.run_checks import check_eval_settings, check_frame_size, check_settings
@@ -114,7 +116,7 @@ def shared_latents(kept: dict | None, wm, dataset: Dataset, device: torch.device
 
 
 def needed_modules(cfg, env) -> set[str]:
-    """The fitted modules ("critic", "landmarks", "macro", "ensemble", "readout") the evaluated goal kinds' goal sources
+    """The fitted modules ("critic", "landmarks", "macro", "ensemble", "readout", "prior") the evaluated goal kinds' goal sources
     and costs declare they need (agent/goal_sources.py: needs), with the configurator's settings
     for env and the run's planner; the evaluation checks it was handed each of them."""
     configurator = Configurator.of_run(cfg.configurator, env)
@@ -192,6 +194,23 @@ def readout_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.
     return _cached_fitted(cfg, "readouts", "the probe readout", "set configurator.<goal kind>.readout_weight=0",
                           dataset_root, lambda root: readout_key(weights, root.name, rcfg), READOUT_MANIFEST,
                           load_readout, fit, device)
+
+
+def prior_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True,
+              kept: dict | None = None):
+    """The action prior the planner starts from, fitted once on the dataset the world model was
+    trained on and cached under cache_root/priors."""
+    pcfg = PriorConfig(**plain(cfg.prior))
+
+    def fit(folder: Path, dataset: Dataset):
+        prior, stats = train_prior(wm, dataset, pcfg, device, progress, shared_latents(kept, wm, dataset, device))
+        save_prior(folder, prior, stats)
+        return prior, (f"encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s; held-out action error "
+                       f"{stats['error']:.3f} (the video's mean action: {stats['mean_action_error']:.3f})")
+
+    return _cached_fitted(cfg, "priors", "the action prior", "set configurator.<goal kind>.warm_start=shifted",
+                          dataset_root, lambda root: prior_key(weights, root.name, pcfg), PRIOR_MANIFEST,
+                          load_prior, fit, device)
 
 
 def landmarks_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True,
@@ -327,7 +346,7 @@ def fitted_modules(cfg, wm, weights: str, dataset_root: Path | None, device: tor
     once and cached (critic_for, ...), by name; their wall times go into `timings` when given."""
     fitted = {}
     for name, fit in (("critic", critic_for), ("macro", macro_for), ("landmarks", landmarks_for),
-                      ("ensemble", ensemble_for), ("readout", readout_for)):
+                      ("ensemble", ensemble_for), ("readout", readout_for), ("prior", prior_for)):
         if name in needed:  # fitted or loaded only where a goal source or cost declares it
             mark = time.perf_counter()
             fitted[name] = fit(cfg, wm, weights, dataset_root, device, kept=kept)

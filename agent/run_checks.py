@@ -7,6 +7,7 @@ from agent.collect import check_data_settings
 from agent.configurator import Configurator, build_planner, build_subgoal_search
 from agent.critic import CriticConfig
 from agent.landmarks import LandmarkConfig
+from agent.prior import PriorConfig
 from agent.readout import ReadoutConfig
 from world_model.cli import SettingError
 from world_model.decoder import DecoderConfig
@@ -20,7 +21,7 @@ BASELINES = ("random", "zero")  # agent/policies.py: the baselines an evaluation
 VIDEO_SIZES = (8, 2048)  # eval.video_size: the envs render at least 8 px; a panel above 2048 px is no video
 # the modules fitted after the world model: config group -> the config whose own checks (__post_init__) hold
 FITTED = {"critic": CriticConfig, "macro": MacroConfig, "landmarks": LandmarkConfig, "decoder": DecoderConfig,
-          "ensemble": EnsembleConfig, "readout": ReadoutConfig}
+          "ensemble": EnsembleConfig, "readout": ReadoutConfig, "prior": PriorConfig}
 
 
 def check_settings(cfg) -> None:

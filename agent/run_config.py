@@ -11,6 +11,7 @@ from agent.configurator import TaskSettings
 from agent.critic import CriticConfig
 from agent.landmarks import LandmarkConfig
 from agent.onpolicy import OnPolicyConfig
+from agent.prior import PriorConfig
 from agent.readout import ReadoutConfig
 from world_model.decoder import DecoderConfig
 from world_model.ensemble import EnsembleConfig
@@ -86,6 +87,9 @@ class RunConfig(TrainConfig):
     readout: ReadoutConfig = field(default_factory=ReadoutConfig)
     """The probe readout (configs/readout), fitted on the world model's latents when a goal kind
     gives the readout distance a weight (configurator: readout_weight)."""
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    """The action prior (configs/prior), fitted on the world model's latents when a goal kind starts
+    its planner from it (configurator: warm_start=prior)."""
     landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
     """The graph of the training video's frames (configs/landmarks), built from the world model's
     latents when a goal kind's goal source needs it (configurator: goal_source=graph)."""

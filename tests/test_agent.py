@@ -157,6 +157,8 @@ def test_agent_run_smoke(tmp_path):
         "ensemble.depth=1",
         # and the readout cost on the other: the probe readout is fitted and read by its cost
         "configurator.task.readout_weight=1.0", "readout.steps=5", "readout.hidden=8", "readout.rollout=1",
+        # whose planner also starts from the action prior, fitted for it
+        "configurator.task.warm_start=prior", "prior.steps=5", "prior.hidden=8",
     ]
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -172,6 +174,8 @@ def test_agent_run_smoke(tmp_path):
     assert len(list((tmp_path / "cache" / "ensembles").glob("reacher-*/ensemble.json"))) == 1
     assert "readout_s" in summary["timings"]
     assert len(list((tmp_path / "cache" / "readouts").glob("reacher-*/readout.json"))) == 1
+    assert "prior_s" in summary["timings"]
+    assert len(list((tmp_path / "cache" / "priors").glob("reacher-*/prior.json"))) == 1
     # the critic was fitted on the dataset the model was trained on, the one this run collected
     assert Path(summary["dataset"]).parent == tmp_path / "cache" / "datasets"
     assert json.loads((Path(summary["checkpoint"]) / "checkpoint.json").read_text())["train_config"]["dataset"] == \

@@ -35,6 +35,7 @@ from agent.configurator import TaskSettings
 from agent.critic import CriticConfig
 from agent.landmarks import LandmarkConfig
 from agent.onpolicy import OnPolicyConfig
+from agent.prior import PriorConfig
 from agent.readout import ReadoutConfig
 from agent.run_config import RunConfig
 from world_model.decoder import DecoderConfig
@@ -163,6 +164,7 @@ GROUPS = [
     ("macro/*.yaml", dataclass_schema(MacroConfig)),
     ("ensemble/*.yaml", dataclass_schema(EnsembleConfig)),
     ("readout/*.yaml", dataclass_schema(ReadoutConfig)),
+    ("prior/*.yaml", dataclass_schema(PriorConfig)),
     ("refit/*.yaml", dataclass_schema(RefitConfig)),
     ("onpolicy/*.yaml", dataclass_schema(OnPolicyConfig)),
     ("landmarks/*.yaml", dataclass_schema(LandmarkConfig)),

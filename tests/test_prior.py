@@ -1,0 +1,172 @@
+"""The action prior learns, by hindsight, the actions that led from a frame to a later one, round-trips,
+refuses bad settings, and the planner starts its search from its proposal when the configurator says so."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import flip_last_byte
+
+import envs
+from agent.configurator import Configurator, PlanSetup, TaskSettings
+from agent.goal_sources import needs
+from agent.policies import PlanningPolicy
+from agent.prior import PriorConfig, fit_prior, held_out_error, hindsight_rows, load_prior, save_prior
+from planners.base import PlanResult
+from world_model.checkpoint import CheckpointError
+
+CFG = PriorConfig(horizon=3, max_ahead=3, hidden=64, steps=400, batch_size=256)
+
+
+def episodes(count: int, seed: int, frames: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+    """Latents [E, T, 4] of a point moving at one velocity per episode, drawn in [-1, 1]^2, and its
+    actions [E, T, 2] (that velocity; the last row is padding, as in a dataset): the k actions to a
+    frame k decisions ahead are (goal - now) / k, and also the past action."""
+    g = torch.Generator().manual_seed(seed)
+    v = torch.rand(count, 1, 2, generator=g) * 2 - 1  # [E, 1, 2]
+    start = torch.rand(count, 1, 2, generator=g) * 4 - 2
+    p = start + v * torch.arange(frames)[None, :, None]  # [E, T, 2]
+    z = torch.cat([p, 0.5 * p[..., :1], -p[..., 1:]], -1)  # [E, T, 4]
+    a = v.expand(-1, frames, -1).clone()
+    a[:, -1] = 0
+    return z, a
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    z, a = episodes(200, seed=0)
+    return fit_prior(z, a, CFG, progress=False)
+
+
+def test_hindsight_rows_mask_the_actions_that_led_to_the_goal():
+    z = torch.arange(10.0)[None, :, None].repeat(3, 1, 1)  # frame t's latent is t
+    a = torch.arange(10.0)[None, :, None].repeat(3, 1, 1) + 100  # action t leads from frame t
+    z_prev, z_now, past, goal, target, mask = hindsight_rows(z, a, 64, 3, 2, torch.Generator().manual_seed(0))
+    assert torch.equal(z_prev + 1, z_now) and torch.equal(past, z_prev + 100)
+    assert torch.equal(target[:, :, 0], z_now + 100 + torch.arange(3))  # actions t, t + 1, t + 2
+    k = goal[:, 0] - z_now[:, 0]  # decisions ahead, 1 or 2
+    assert set(k.tolist()) == {1.0, 2.0}
+    assert torch.equal(mask.sum(1), k)  # the first k actions count
+    assert float((z_now + 3).max()) <= 9  # the proposed actions never run past the episode's last action row
+    with pytest.raises(ValueError, match="too short"):
+        hindsight_rows(z[:, :4], a[:, :4], 8, 3, 2, torch.Generator())
+
+
+def test_the_prior_proposes_the_actions_that_reach_held_out_goals_and_round_trips(tmp_path, fitted):
+    z, a = episodes(50, seed=1)
+    err = held_out_error(fitted, z, a)
+    assert err["mean_action_error"] > 0.2  # the velocity varies: the mean action is far off
+    assert err["error"] < 0.1 * err["mean_action_error"]
+    # toward a goal two decisions ahead of a held-out frame: the episode's velocity, then zeros past the horizon
+    hist, goal = z[:5, 3:5], z[:5, 6]
+    proposed = fitted.propose(hist, a[:5, 3], goal, horizon=5)  # [5, 5, 2]
+    assert proposed.shape == (5, 5, 2) and torch.equal(proposed[:, 3:], torch.zeros(5, 2, 2))
+    assert (proposed[:, :2] - a[:5, None, 0]).abs().max() < 0.15
+    save_prior(tmp_path / "p", fitted, err)
+    again = load_prior(tmp_path / "p")
+    assert torch.equal(again.propose(hist, a[:5, 3], goal, 3), fitted.propose(hist, a[:5, 3], goal, 3))
+    flip_last_byte(tmp_path / "p" / "prior.safetensors")
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_prior(tmp_path / "p")
+
+
+def test_bad_settings_are_refused_in_one_line():
+    with pytest.raises(ValueError, match="prior.max_ahead=4 is beyond prior.horizon=3"):
+        PriorConfig(horizon=3, max_ahead=4)
+    with pytest.raises(ValueError, match="prior.steps"):
+        PriorConfig(steps=0)
+    env = envs.make("reacher", image_size=32)
+    try:
+        settings = {kind: TaskSettings() for kind in env.goal_kinds}
+        assert "prior" not in needs(Configurator(settings, env).setup("state"), {"name": "cem"})
+        settings["state"] = TaskSettings(warm_start="prior")
+        assert "prior" in needs(Configurator(settings, env).setup("state"), {"name": "cem"})
+        settings["state"] = TaskSettings(warm_start="policy")
+        with pytest.raises(ValueError, match=r"configurator.state.warm_start='policy'; choose one of \['shifted', 'prior'\]"):
+            Configurator(settings, env).setup("state")
+    finally:
+        env.close()
+
+
+class Recorder:
+    """A planner that returns its first guess and remembers it."""
+
+    horizon = 3
+
+    def __init__(self):
+        self.inits = []
+
+    def plan(self, rollout_fn, cost_fn, init, low, high):
+        self.inits.append(init.clone())
+        return PlanResult(actions=init, cost=torch.zeros(len(init)))
+
+    def reset(self):
+        pass
+
+
+class Encoder:
+    """A stand-in world model: a frame's latent is its first four pixel values."""
+
+    class cfg:
+        history = 2
+
+    def encode(self, frames):
+        return frames[..., 0, :4, 0].float()  # [B, T, H, W, 3] -> [B, T, 4]
+
+    def energy(self, z, goal):
+        return (z - goal).square().mean(-1)
+
+
+class Final:
+    subgoal = False
+
+    def reset(self, z_goal):
+        self.z_goal = z_goal
+
+    def goal(self, z_now, decision):
+        return self.z_goal
+
+
+def test_the_planner_starts_from_the_prior_only_when_told(fitted):
+    class Space:
+        low, high, shape = np.full(2, -1.0, np.float32), np.full(2, 1.0, np.float32), (2,)
+
+    class Env:
+        action_space = Space()
+
+    class Spec:
+        previous_state, previous_action = None, None
+
+    obs = [{"pixels": np.full((4, 4, 3), i, np.uint8), "goal": np.full((4, 4, 3), 3 * i, np.uint8)} for i in (1, 2)]
+    setups = {w: PlanSetup(budget=10, decisions=10, horizon=3, planner_overrides={}, replan_every=1, shrink_horizon=True,
+                           cost_weights={}, goal_energy={}, warm_start=w) for w in ("shifted", "prior")}
+    for warm_start, setup in setups.items():
+        planner = Recorder()
+        policy = PlanningPolicy(Encoder(), planner, lambda *a: None, Final(), setup, torch.device("cpu"),
+                                prior=fitted if warm_start == "prior" else None)
+        policy.reset(obs, [Spec(), Spec()], [Env(), Env()])
+        policy.act(obs, 0)
+        z = torch.tensor([[1.0] * 4, [2.0] * 4])
+        expected = fitted.propose(torch.stack([z, z], 1), torch.zeros(2, 2), 3 * z, 3) if warm_start == "prior" else \
+            torch.zeros(2, 3, 2)  # nothing planned before: the shifted plan is all zeros
+        assert torch.allclose(planner.inits[0], expected)
+    with pytest.raises(ValueError, match="pass prior="):
+        PlanningPolicy(Encoder(), Recorder(), None, Final(), setups["prior"], torch.device("cpu"))
+
+
+def test_the_prior_weight_adds_the_distance_from_the_proposal_and_needs_the_prior():
+    from agent.policies import near_prior
+
+    proposal = torch.zeros(1, 2, 2)
+    actions = torch.stack([torch.zeros(2, 2), torch.ones(2, 2)])[None]  # [B=1, N=2, H=2, A=2]: on it, 1 off
+    cost = near_prior(lambda z, a: torch.full(a.shape[:2], 5.0), proposal, 0.5)(None, actions)
+    assert torch.equal(cost, torch.tensor([[5.0, 5.5]]))
+    env = envs.make("reacher", image_size=32)
+    try:
+        settings = {kind: TaskSettings() for kind in env.goal_kinds}
+        settings["state"] = TaskSettings(warm_start="prior", prior_weight=0.5)
+        assert Configurator(settings, env).setup("state").cost_weights["prior"] == 0.5
+        settings["state"] = TaskSettings(prior_weight=0.5)
+        with pytest.raises(ValueError, match="above 0 only with warm_start=prior"):
+            Configurator(settings, env).setup("state")
+    finally:
+        env.close()
