@@ -20,8 +20,10 @@ from envs.base import setting_type_problems
 from planners.subgoal_search import SubgoalSearch
 from world_model.plain import plain
 
-WARM_STARTS = ("shifted", "prior")
-"""TaskSettings.warm_start's choices (agent/policies.py PlanningPolicy)."""
+WARM_STARTS = ("shifted", "prior", "hold")
+"""TaskSettings.warm_start's and compare_starts' choices (agent/policies.py PlanningPolicy): the previous
+plan shifted, the action prior's proposal, or the zero action throughout (an env whose zero action
+stops the agent holds still)."""
 
 
 @dataclass
@@ -83,7 +85,10 @@ class TaskSettings:
     warm_start: str = "shifted"
     """The planner's first guess at every decision: "shifted" (the previous plan shifted by the executed
     decision, zeros after it) or "prior" (the action prior's proposal toward the goal the goal source
-    answers: agent/prior.py, fitted on the training video)."""
+    answers: agent/prior.py, fitted on the training video) or "hold" (the zero action throughout)."""
+    compare_starts: list[str] = field(default_factory=list)
+    """Other first guesses (WARM_STARTS' names) rolled out and scored under the cost beside warm_start's
+    before every search; the search starts from the cheapest. Costs one rollout per guess; [] = none."""
     prior_weight: float = 0.0
     """With warm_start "prior": weight of the mean squared distance of a plan's actions from the prior's
     proposal, so the search leaves the motions the video shows only for a clearly lower cost; 0 = none."""
@@ -108,6 +113,7 @@ class PlanSetup:
     goal_source: str = "final"
     subgoal_ahead: float = 2.0
     warm_start: str = "shifted"
+    compare_starts: tuple[str, ...] = ()
 
     def horizon_at(self, decision: int) -> int:
         """Planning horizon at decision index `decision` (0-based)."""
@@ -147,6 +153,9 @@ class Configurator:
             raise ValueError(f"configurator.{goal_kind}.{e}") from None
         if s.warm_start not in WARM_STARTS:
             raise ValueError(f"configurator.{goal_kind}.warm_start={s.warm_start!r}; choose one of {list(WARM_STARTS)}")
+        unknown_starts = [w for w in s.compare_starts if w not in WARM_STARTS]
+        if unknown_starts:
+            raise ValueError(f"configurator.{goal_kind}.compare_starts names {unknown_starts}; choose from {list(WARM_STARTS)}")
         if s.prior_weight < 0 or (s.prior_weight and s.warm_start != "prior"):
             raise ValueError(f"configurator.{goal_kind}.prior_weight={s.prior_weight} weighs the distance from the action "
                              "prior's proposal: it must be 0 or more, and above 0 only with warm_start=prior")
@@ -180,6 +189,7 @@ class Configurator:
             goal_source=s.goal_source,
             subgoal_ahead=s.subgoal_ahead,
             warm_start=s.warm_start,
+            compare_starts=tuple(w for w in s.compare_starts if w != s.warm_start),
         )
 
 

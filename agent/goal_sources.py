@@ -167,7 +167,7 @@ def needs(setup, planner_cfg) -> set[str]:
         out.add("ensemble")
     if setup.cost_weights.get("readout"):
         out.add("readout")
-    if setup.warm_start == "prior":
+    if "prior" in (setup.warm_start, *setup.compare_starts):
         out.add("prior")
     return out
 

@@ -12,6 +12,7 @@ import torch
 
 from agent.configurator import PlanSetup
 from agent.costs import aim
+from planners.base import clamp
 
 
 def _frames(obs: list[dict], key: str, device: torch.device) -> torch.Tensor:
@@ -43,9 +44,10 @@ class PlanningPolicy:
         (those whose video is kept), each chosen plan is rolled out once more, and act's
         info["imagined"] [imagine, H', D] holds its predicted latents from this decision on (row 0:
         the frame this decision's action should lead to). prior: the action prior (agent/prior.py) the
-        planner starts every search from, needed when setup.warm_start is "prior"."""
-        if setup.warm_start == "prior" and prior is None:
-            raise ValueError("warm_start=prior starts the planner from the action prior; pass prior=")
+        planner starts every search from, needed when setup.warm_start is "prior" or compare_starts
+        names it."""
+        if "prior" in (setup.warm_start, *setup.compare_starts) and prior is None:
+            raise ValueError("warm_start=prior or compare_starts=[prior] asks the action prior for a first guess; pass prior=")
         self.wm, self.planner, self.cost, self.source, self.prior = world_model, planner, cost, source, prior
         self.setup, self.device, self.imagine = setup, device, imagine
 
@@ -72,13 +74,23 @@ class PlanningPolicy:
         self.planner.reset()  # new episodes: nothing carried over from the last ones
         self.steps_since_plan = 0
 
-    def _warm_start(self, b: int, horizon: int) -> torch.Tensor:
-        """The previous plan shifted by the executed steps, padded with zeros: [B, horizon, A]."""
-        init = torch.zeros(b, horizon, self.low.shape[0], device=self.device)
-        if self.plan is not None:
+    def _first_guess(self, name: str, z_hist: torch.Tensor, goal: torch.Tensor, horizon: int) -> torch.Tensor:
+        """The first guess `name` (agent/configurator.py WARM_STARTS) [B, horizon, A]: "prior" the action
+        prior's proposal toward `goal` [B, D] from z_hist [B, 2, D]; "shifted" the previous plan shifted by
+        the executed steps, padded with zeros; "hold" zeros."""
+        if name == "prior":
+            return self.prior.propose(z_hist, self.last_action, goal, horizon)
+        init = torch.zeros(len(z_hist), horizon, self.low.shape[0], device=self.device)
+        if name == "shifted" and self.plan is not None:
             keep = min(horizon, self.plan.shape[1])
             init[:, :keep] = self.plan[:, :keep]
         return init
+
+    def _cheapest(self, guesses: torch.Tensor, rollout_fn, cost_fn) -> torch.Tensor:
+        """guesses [B, S, H, A] -> the cheapest of each row under cost_fn [B, H, A] (clipped to the bounds)."""
+        guesses = clamp(guesses, self.low, self.high)
+        cost = cost_fn(rollout_fn(guesses), guesses)  # [B, S]
+        return guesses[torch.arange(len(guesses), device=guesses.device), cost.argmin(1)]
 
     @torch.no_grad()
     def act(self, obs: list[dict], decision: int) -> tuple[np.ndarray, dict]:
@@ -88,7 +100,6 @@ class PlanningPolicy:
         k = self.wm.cfg.history
         if k != 2:
             raise ValueError(f"the episode loop keeps a 2-frame history, but the world model has history={k}")
-        b = z_now.shape[0]
         energy = self.wm.energy(z_now, self.z_goal)  # [B]
         planned = False
         if self.plan is None or self.steps_since_plan >= self.setup.replan_every or self.plan.shape[1] == 0:
@@ -101,18 +112,18 @@ class PlanningPolicy:
 
             goal = self.source.goal(z_now, decision)  # [B, D]
             cost_fn = aim(self.cost, goal, (z_hist, past))
-            if self.setup.warm_start == "prior":
-                init = self.prior.propose(z_hist, self.last_action, goal, horizon)  # [B, H, A]
-                weight = self.setup.cost_weights.get("prior", 0.0)
-                if weight:
-                    cost_fn = near_prior(cost_fn, init, weight)
-            else:
-                init = self._warm_start(b, horizon)
+            init = self._first_guess(self.setup.warm_start, z_hist, goal, horizon)  # [B, H, A]
+            weight = self.setup.cost_weights.get("prior", 0.0)
+            if weight:  # the configurator allows it only with warm_start=prior: init is the proposal
+                cost_fn = near_prior(cost_fn, init, weight)
+            if self.setup.compare_starts:
+                others = [self._first_guess(name, z_hist, goal, horizon) for name in self.setup.compare_starts]
+                init = self._cheapest(torch.stack([init, *others], 1), rollout_fn, cost_fn)  # [B, H, A]
             result = self.planner.plan(rollout_fn, cost_fn, init, self.low, self.high)
             self.plan, self.steps_since_plan, planned = result.actions, 0, True
             self.plan_cost = result.cost.cpu().numpy()  # [B]
             if self.imagine:
-                k = min(self.imagine, b)
+                k = min(self.imagine, len(z_now))
                 self.imagined = self.wm.rollout(z_hist[:k], self.plan[:k], past_actions=past[:k])  # [k, H, D]
         info = {"energy": energy.cpu().numpy(), "plan_cost": self.plan_cost}
         if self.imagine:

@@ -1,6 +1,8 @@
 """The action prior learns, by hindsight, the actions that led from a frame to a later one, round-trips,
 refuses bad settings, and the planner starts its search from its proposal when the configurator says so."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -81,7 +83,12 @@ def test_bad_settings_are_refused_in_one_line():
         settings["state"] = TaskSettings(warm_start="prior")
         assert "prior" in needs(Configurator(settings, env).setup("state"), {"name": "cem"})
         settings["state"] = TaskSettings(warm_start="policy")
-        with pytest.raises(ValueError, match=r"configurator.state.warm_start='policy'; choose one of \['shifted', 'prior'\]"):
+        with pytest.raises(ValueError, match=r"configurator.state.warm_start='policy'; choose one of \['shifted', 'prior', 'hold'\]"):
+            Configurator(settings, env).setup("state")
+        settings["state"] = TaskSettings(compare_starts=["hold", "prior"])
+        assert "prior" in needs(Configurator(settings, env).setup("state"), {"name": "cem"})
+        settings["state"] = TaskSettings(compare_starts=["best"])
+        with pytest.raises(ValueError, match=r"configurator.state.compare_starts names \['best'\]"):
             Configurator(settings, env).setup("state")
     finally:
         env.close()
@@ -115,6 +122,9 @@ class Encoder:
     def energy(self, z, goal):
         return (z - goal).square().mean(-1)
 
+    def rollout_candidates(self, z_hist, actions, past_actions):
+        return z_hist[:, None, -1:].expand(*actions.shape[:3], -1)  # [B, N, H, 4]: nothing moves
+
 
 class Final:
     subgoal = False
@@ -126,31 +136,60 @@ class Final:
         return self.z_goal
 
 
-def test_the_planner_starts_from_the_prior_only_when_told(fitted):
-    class Space:
-        low, high, shape = np.full(2, -1.0, np.float32), np.full(2, 1.0, np.float32), (2,)
+class Space:
+    low, high, shape = np.full(2, -1.0, np.float32), np.full(2, 1.0, np.float32), (2,)
 
-    class Env:
-        action_space = Space()
 
-    class Spec:
-        previous_state, previous_action = None, None
+class Env:
+    action_space = Space()
 
+
+class Spec:
+    previous_state, previous_action = None, None
+
+
+def start(policy: PlanningPolicy) -> None:
+    """Two episodes whose frames encode to [1]*4 and [2]*4, with goals three times as far; one decision."""
     obs = [{"pixels": np.full((4, 4, 3), i, np.uint8), "goal": np.full((4, 4, 3), 3 * i, np.uint8)} for i in (1, 2)]
+    policy.reset(obs, [Spec(), Spec()], [Env(), Env()])
+    policy.act(obs, 0)
+
+
+def test_the_planner_starts_from_the_prior_only_when_told(fitted):
     setups = {w: PlanSetup(budget=10, decisions=10, horizon=3, planner_overrides={}, replan_every=1, shrink_horizon=True,
                            cost_weights={}, goal_energy={}, warm_start=w) for w in ("shifted", "prior")}
     for warm_start, setup in setups.items():
         planner = Recorder()
         policy = PlanningPolicy(Encoder(), planner, lambda *a: None, Final(), setup, torch.device("cpu"),
                                 prior=fitted if warm_start == "prior" else None)
-        policy.reset(obs, [Spec(), Spec()], [Env(), Env()])
-        policy.act(obs, 0)
+        start(policy)
         z = torch.tensor([[1.0] * 4, [2.0] * 4])
         expected = fitted.propose(torch.stack([z, z], 1), torch.zeros(2, 2), 3 * z, 3) if warm_start == "prior" else \
             torch.zeros(2, 3, 2)  # nothing planned before: the shifted plan is all zeros
         assert torch.allclose(planner.inits[0], expected)
     with pytest.raises(ValueError, match="pass prior="):
         PlanningPolicy(Encoder(), Recorder(), None, Final(), setups["prior"], torch.device("cpu"))
+
+
+def test_compare_starts_hands_the_planner_the_cheapest_first_guess_of_each_episode(fitted):
+    z = torch.tensor([[1.0] * 4, [2.0] * 4])
+    proposal = fitted.propose(torch.stack([z, z], 1), torch.zeros(2, 2), 3 * z, 3).clamp(-1, 1)  # [2, 3, 2]
+    assert proposal.abs().max() > 0.1  # the test tells the proposal from holding still
+    # Episode 0 prefers holding still, episode 1 the prior's proposal: cost = distance from a target [B, H, A].
+    target = torch.stack([torch.zeros(3, 2), proposal[1]])
+
+    def cost(z_plan, actions, goal):
+        return (actions - target[:, None]).square().sum((-2, -1))  # [B, N]
+
+    setup = PlanSetup(budget=10, decisions=10, horizon=3, planner_overrides={}, replan_every=1, shrink_horizon=True,
+                      cost_weights={}, goal_energy={}, warm_start="prior", compare_starts=("hold",))
+    planner = Recorder()
+    start(PlanningPolicy(Encoder(), planner, cost, Final(), setup, torch.device("cpu"), prior=fitted))
+    assert torch.equal(planner.inits[0][0], torch.zeros(3, 2))
+    assert torch.allclose(planner.inits[0][1], proposal[1])
+    with pytest.raises(ValueError, match="pass prior="):
+        PlanningPolicy(Encoder(), Recorder(), cost, Final(), replace(setup, warm_start="hold", compare_starts=("prior",)),
+                       torch.device("cpu"))
 
 
 def test_the_prior_weight_adds_the_distance_from_the_proposal_and_needs_the_prior():
