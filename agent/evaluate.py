@@ -182,6 +182,9 @@ def evaluate(cfg, wm, envs: list, device, out: Path, checkpoint: Path, critic=No
     try:
         for goal_kind in goal_kinds:
             setup = configurator.setup(goal_kind, cfg.planner.get("name"))
+            if setup.planner_overrides:  # they win over planner.<setting>=... from the command line: say so
+                print(f"{goal_kind}: {cfg.planner.get('name')} with this goal kind's {setup.planner_overrides} "
+                      f"(configurator.{goal_kind}.planner.{cfg.planner.get('name')}.<setting>=... changes them)")
             specs = make_episodes(env0, goal_kind, cfg.eval.episodes, cfg.eval.seed, setup.budget)
             at = (list(env0.goal_kinds).index(goal_kind), wm, setup, grid, device, modules, bounds)
             for name in ["planner", *cfg.eval.baselines]:
