@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -124,110 +126,96 @@ def needed_modules(cfg, env) -> set[str]:
     return set().union(*(needs(configurator.setup(k, cfg.planner.get("name")), cfg.planner) for k in kinds))
 
 
-def critic_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True,
-               kept: dict | None = None):
-    """The reach critic for this world model (`weights`: the sha256 of the weights `wm` was loaded
-    from, as its checkpoint's manifest records it; every fitted module is keyed by it), fitted once
-    on the dataset the model was trained on and cached under cache_root/critics."""
-    ccfg = CriticConfig(**plain(cfg.critic))
+@dataclass(frozen=True)
+class FittedModule:
+    """How one module fitted on the latents of the training video is configured, trained, cached and
+    reported (fitted_for)."""
+
+    folder: str
+    """cache_root/<folder>/<env>-<key> holds it."""
+    what: str
+    """Its name in the line that reports it and in errors."""
+    remedy: str
+    """The setting that does without it, for the error when its dataset is gone."""
+    config: type
+    """Its settings' dataclass, built from cfg.<name> (configs/<name>)."""
+    train: Callable
+    """(wm, dataset, config, device, progress, latents) -> (module, stats)."""
+    save: Callable
+    """(folder, module, stats) -> None."""
+    load: Callable
+    """folder -> module."""
+    key: Callable
+    """(weights sha256, dataset folder name, config) -> cache key."""
+    manifest: str
+    """The file whose presence marks it saved."""
+    details: Callable
+    """stats -> the details of the line that reports it."""
+
+
+def _macro_details(stats: dict) -> str:
+    errors = ", ".join(f"{e:.3f} (copy-last {c:.3f})" for e, c in zip(stats["held_out_error"], stats["held_out_copy_last"]))
+    return f"encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s, held-out error per macro step {errors}"
+
+
+def _ensemble_details(stats: dict) -> str:
+    errors = ", ".join(f"{e:.4f}" for e in stats["held_out_error"])
+    return (f"encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s, held-out one-step error per member "
+            f"{errors} (copy-last {stats['held_out_copy_last']:.4f})")
+
+
+def _readout_details(stats: dict) -> str:
+    held = "; ".join(f"{k} " + ", ".join(f"{g} {v:.3g}" for g, v in stats[k].items())
+                     for k in stats if k == "encoded" or k.startswith("predicted_"))
+    return f"encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s; held-out median errors: {held}"
+
+
+FITTED_MODULES = {
+    "critic": FittedModule(
+        "critics", "the critic", CRITIC_OFF, CriticConfig, train_critic, save_critic, load_critic, critic_key,
+        CRITIC_MANIFEST, lambda stats: (f"encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s, held-out "
+                                        f"step {stats['held_out_step']:.2f}, spread {stats['held_out_spread']:.2f}")),
+    "macro": FittedModule(
+        "macros", "the level-2 predictor", "choose a flat planner", MacroConfig, train_macro, save_macro, load_macro,
+        macro_key, MACRO_MANIFEST, _macro_details),
+    "landmarks": FittedModule(
+        "landmarks", "the landmark graph", "set configurator.<goal kind>.goal_source=final", LandmarkConfig,
+        lambda wm, dataset, lcfg, device, progress, latents: fit_landmarks(wm, dataset, lcfg, device, latents),
+        save_landmarks, load_landmarks, landmarks_key, LANDMARKS_MANIFEST,
+        lambda stats: (f"{stats['nodes']} frames; encode {stats['encode_s']:.0f} s, build {stats['build_s']:.0f} s; "
+                       f"a neighbour is a median {stats['neighbour_decisions_median']:.2f} decisions away")),
+    "ensemble": FittedModule(
+        "ensembles", "the predictor ensemble", "set configurator.<goal kind>.disagreement_weight=0", EnsembleConfig,
+        train_ensemble, save_ensemble, load_ensemble, ensemble_key, ENSEMBLE_MANIFEST, _ensemble_details),
+    "readout": FittedModule(
+        "readouts", "the probe readout", "set configurator.<goal kind>.readout_weight=0", ReadoutConfig, train_readout,
+        save_readout, load_readout, readout_key, READOUT_MANIFEST, _readout_details),
+    "prior": FittedModule(
+        "priors", "the action prior", "set configurator.<goal kind>.warm_start=shifted", PriorConfig, train_prior,
+        save_prior, load_prior, prior_key, PRIOR_MANIFEST,
+        lambda stats: (f"encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s; held-out action error "
+                       f"{stats['error']:.3f} (the video's mean action: {stats['mean_action_error']:.3f})")),
+}
+"""The modules a goal kind's source or cost may need (agent/goal_sources.py: needs), by name: the
+critic, the level-2 predictor of a hierarchical planner, the landmark graph, the predictor ensemble,
+the probe readout and the action prior."""
+
+
+def fitted_for(name: str, cfg, wm, weights: str, dataset_root: Path | None, device: torch.device,
+               progress: bool = True, kept: dict | None = None):
+    """FITTED_MODULES[name] for this world model (`weights`: the sha256 of the weights `wm` was loaded
+    from, as its checkpoint's manifest records it; every fitted module is keyed by it), fitted once on
+    the dataset the model was trained on, on the run's one encoding of it (`kept`), and cached."""
+    spec = FITTED_MODULES[name]
+    mcfg = spec.config(**plain(cfg[name]))
 
     def fit(folder: Path, dataset: Dataset):
-        critic, stats = train_critic(wm, dataset, ccfg, device, progress, shared_latents(kept, wm, dataset, device))
-        save_critic(folder, critic, stats)
-        return critic, (f"encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s, held-out step "
-                        f"{stats['held_out_step']:.2f}, spread {stats['held_out_spread']:.2f}")
+        module, stats = spec.train(wm, dataset, mcfg, device, progress, shared_latents(kept, wm, dataset, device))
+        spec.save(folder, module, stats)
+        return module, spec.details(stats)
 
-    return _cached_fitted(cfg, "critics", "the critic", CRITIC_OFF, dataset_root,
-                          lambda root: critic_key(weights, root.name, ccfg), CRITIC_MANIFEST, load_critic, fit, device)
-
-
-def macro_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True,
-              kept: dict | None = None):
-    """The level-2 predictor a hierarchical planner needs, fitted once on the dataset the world
-    model was trained on and cached under cache_root/macros."""
-    mcfg = MacroConfig(**plain(cfg.macro))
-
-    def fit(folder: Path, dataset: Dataset):
-        macro, stats = train_macro(wm, dataset, mcfg, device, progress, shared_latents(kept, wm, dataset, device))
-        save_macro(folder, macro, stats)
-        errors = ", ".join(f"{e:.3f} (copy-last {c:.3f})" for e, c in zip(stats["held_out_error"],
-                                                                         stats["held_out_copy_last"]))
-        return macro, (f"encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s, held-out error per "
-                       f"macro step {errors}")
-
-    return _cached_fitted(cfg, "macros", "the level-2 predictor", "choose a flat planner", dataset_root,
-                          lambda root: macro_key(weights, root.name, mcfg), MACRO_MANIFEST, load_macro, fit, device)
-
-
-def ensemble_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True,
-                 kept: dict | None = None):
-    """The predictor ensemble the model-disagreement cost reads, fitted once on the dataset the world
-    model was trained on and cached under cache_root/ensembles."""
-    ecfg = EnsembleConfig(**plain(cfg.ensemble))
-
-    def fit(folder: Path, dataset: Dataset):
-        ensemble, stats = train_ensemble(wm, dataset, ecfg, device, progress, shared_latents(kept, wm, dataset, device))
-        save_ensemble(folder, ensemble, stats)
-        errors = ", ".join(f"{e:.4f}" for e in stats["held_out_error"])
-        return ensemble, (f"encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s, held-out one-step error "
-                          f"per member {errors} (copy-last {stats['held_out_copy_last']:.4f})")
-
-    return _cached_fitted(cfg, "ensembles", "the predictor ensemble", "set configurator.<goal kind>.disagreement_weight=0",
-                          dataset_root, lambda root: ensemble_key(weights, root.name, ecfg), ENSEMBLE_MANIFEST,
-                          load_ensemble, fit, device)
-
-
-def readout_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True,
-                kept: dict | None = None):
-    """The probe readout the readout cost reads, fitted once on the dataset the world model was
-    trained on and cached under cache_root/readouts."""
-    rcfg = ReadoutConfig(**plain(cfg.readout))
-
-    def fit(folder: Path, dataset: Dataset):
-        readout, stats = train_readout(wm, dataset, rcfg, device, progress, shared_latents(kept, wm, dataset, device))
-        save_readout(folder, readout, stats)
-        held = "; ".join(f"{k} " + ", ".join(f"{g} {v:.3g}" for g, v in stats[k].items())
-                         for k in stats if k == "encoded" or k.startswith("predicted_"))
-        return readout, (f"encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s; held-out median errors: "
-                         f"{held}")
-
-    return _cached_fitted(cfg, "readouts", "the probe readout", "set configurator.<goal kind>.readout_weight=0",
-                          dataset_root, lambda root: readout_key(weights, root.name, rcfg), READOUT_MANIFEST,
-                          load_readout, fit, device)
-
-
-def prior_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True,
-              kept: dict | None = None):
-    """The action prior the planner starts from, fitted once on the dataset the world model was
-    trained on and cached under cache_root/priors."""
-    pcfg = PriorConfig(**plain(cfg.prior))
-
-    def fit(folder: Path, dataset: Dataset):
-        prior, stats = train_prior(wm, dataset, pcfg, device, progress, shared_latents(kept, wm, dataset, device))
-        save_prior(folder, prior, stats)
-        return prior, (f"encode {stats['encode_s']:.0f} s, train {stats['train_s']:.0f} s; held-out action error "
-                       f"{stats['error']:.3f} (the video's mean action: {stats['mean_action_error']:.3f})")
-
-    return _cached_fitted(cfg, "priors", "the action prior", "set configurator.<goal kind>.warm_start=shifted",
-                          dataset_root, lambda root: prior_key(weights, root.name, pcfg), PRIOR_MANIFEST,
-                          load_prior, fit, device)
-
-
-def landmarks_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True,
-                  kept: dict | None = None):
-    """The graph of the training video's frames (agent/landmarks.py), built once from the dataset
-    the world model was trained on and cached under cache_root/landmarks."""
-    lcfg = LandmarkConfig(**plain(cfg.landmarks))
-
-    def fit(folder: Path, dataset: Dataset):
-        graph, stats = fit_landmarks(wm, dataset, lcfg, device, shared_latents(kept, wm, dataset, device))
-        save_landmarks(folder, graph, stats)
-        return graph, (f"{stats['nodes']} frames; encode {stats['encode_s']:.0f} s, build {stats['build_s']:.0f} s; "
-                       f"a neighbour is a median {stats['neighbour_decisions_median']:.2f} decisions away")
-
-    return _cached_fitted(cfg, "landmarks", "the landmark graph", "set configurator.<goal kind>.goal_source=final",
-                          dataset_root, lambda root: landmarks_key(weights, root.name, lcfg), LANDMARKS_MANIFEST,
-                          load_landmarks, fit, device)
+    return _cached_fitted(cfg, spec.folder, spec.what, spec.remedy, dataset_root,
+                          lambda root: spec.key(weights, root.name, mcfg), spec.manifest, spec.load, fit, device)
 
 
 def decoder_for(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, progress: bool = True,
@@ -343,13 +331,12 @@ def onpolicy_for(cfg, wm, manifest: dict, checkpoint: Path, dataset_root: Path |
 def fitted_modules(cfg, wm, weights: str, dataset_root: Path | None, device: torch.device, needed: set[str],
                    kept: dict | None = None, timings: dict | None = None) -> dict:
     """The fitted modules named in `needed` for this world model (`weights`: its sha256), each fitted
-    once and cached (critic_for, ...), by name; their wall times go into `timings` when given."""
+    once and cached (fitted_for), by name; their wall times go into `timings` when given."""
     fitted = {}
-    for name, fit in (("critic", critic_for), ("macro", macro_for), ("landmarks", landmarks_for),
-                      ("ensemble", ensemble_for), ("readout", readout_for), ("prior", prior_for)):
+    for name in FITTED_MODULES:
         if name in needed:  # fitted or loaded only where a goal source or cost declares it
             mark = time.perf_counter()
-            fitted[name] = fit(cfg, wm, weights, dataset_root, device, kept=kept)
+            fitted[name] = fitted_for(name, cfg, wm, weights, dataset_root, device, kept=kept)
             if timings is not None:
                 timings[f"{name}_s"] = time.perf_counter() - mark
     return fitted

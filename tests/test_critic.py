@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 import world_model
 from agent.costs import CriticDistance, build_cost
 from agent.critic import CriticConfig, ReachCritic, fit_critic, load_critic, save_critic
-from agent.run import critic_for
+from agent.run import fitted_for
 from world_model.atomic import NotWritable, WriteError
 from world_model.checkpoint import CheckpointError
 from world_model.dataset import DatasetError
@@ -132,7 +132,7 @@ def test_the_critic_refuses_a_dataset_with_a_flipped_byte(tiny_data, tiny_wm, tm
                             "critic": {"steps": 2, "batch_size": 4, "hidden": 8, "dim": 2},
                             "cache_root": str(tmp_path / "cache")})
     with pytest.raises(DatasetError, match=r"shard-00001/episode_starts\.npy has sha256 .* delete .* collect it again"):
-        critic_for(cfg, tiny_wm[0], tiny_wm[2], root, torch.device("cpu"), progress=False)
+        fitted_for("critic", cfg, tiny_wm[0], tiny_wm[2], root, torch.device("cpu"), progress=False)
     assert not (tmp_path / "cache" / "critics").exists()
 
 
@@ -179,19 +179,19 @@ def test_a_read_only_cache_refuses_fitting_the_critic_but_serves_a_fitted_one(ti
                             "critic": {"steps": 2, "batch_size": 4, "hidden": 8, "dim": 2},
                             "cache_root": str(tmp_path / "cache")})
     (tmp_path / "cache").mkdir()
-    fitted = critic_for(cfg, tiny_wm[0], tiny_wm[2], tiny_data[2], torch.device("cpu"), progress=False)
+    fitted = fitted_for("critic", cfg, tiny_wm[0], tiny_wm[2], tiny_data[2], torch.device("cpu"), progress=False)
     empty = tmp_path / "empty"
     empty.mkdir()
     read_only(tmp_path / "cache")
     read_only(empty)
-    served = critic_for(cfg, tiny_wm[0], tiny_wm[2], tiny_data[2], torch.device("cpu"), progress=False)
+    served = fitted_for("critic", cfg, tiny_wm[0], tiny_wm[2], tiny_data[2], torch.device("cpu"), progress=False)
     for a, b in zip(fitted.state_dict().values(), served.state_dict().values()):
         assert torch.equal(a, b)
     with pytest.raises(NotWritable, match=rf"^cannot write the critic: {empty}, where {empty}/critics/reacher-\w+ "
                                           r"would be made, is not writable \(you have no write permission there\); "
                                           r"pass cache_root=<a folder you can write to>, or set "
                                           r"configurator.<goal kind>.critic_weight=0$"):
-        critic_for(OmegaConf.merge(cfg, {"cache_root": str(empty)}), tiny_wm[0], tiny_wm[2], tiny_data[2],
+        fitted_for("critic", OmegaConf.merge(cfg, {"cache_root": str(empty)}), tiny_wm[0], tiny_wm[2], tiny_data[2],
                    torch.device("cpu"), progress=False)
     assert list(empty.iterdir()) == []
 

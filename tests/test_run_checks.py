@@ -3,6 +3,7 @@ refuses a checkpoint trained on another env's video; `threads` holds for everyth
 fits, not only for the world model's training."""
 
 import types
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -105,7 +106,7 @@ def test_threads_hold_for_everything_the_process_fits(tmp_path, monkeypatch):
         seen.append(torch.get_num_threads())
         raise KeyboardInterrupt  # stop here: the thread count is all this test needs
 
-    monkeypatch.setattr(run_module, "train_critic", fit)
+    monkeypatch.setitem(run_module.FITTED_MODULES, "critic", replace(run_module.FITTED_MODULES["critic"], train=fit))
     monkeypatch.setattr(run_module, "Dataset", lambda root: None)
     monkeypatch.setattr(run_module, "_fitted_folder", lambda cfg, *args: tmp_path / "cache" / "critics" / "c")
     default, wanted = torch.get_num_threads(), torch.get_num_threads() + 1
