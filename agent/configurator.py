@@ -16,7 +16,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 from agent.goal_sources import source_class
-from envs.base import setting_type_problems
+from envs.base import GoalEnv, setting_type_problems
 from planners.subgoal_search import SubgoalSearch
 from world_model.plain import plain
 
@@ -89,6 +89,11 @@ class TaskSettings:
     compare_starts: list[str] = field(default_factory=list)
     """Other first guesses (WARM_STARTS' names) rolled out and scored under the cost beside warm_start's
     before every search; the search starts from the cheapest. Costs one rollout per guess; [] = none."""
+    hold_within: float = 0.0
+    """Above 0: at every decision where the probe readout (configs/readout), read off the current frame
+    and the goal image, finds the env's success rule met with every tolerance times this, the episode
+    holds still (the zero action) instead of acting on its plan, so a goal reached is kept rather than
+    pushed through (envs/base.py probe_reached); 0 = never."""
     prior_weight: float = 0.0
     """With warm_start "prior": weight of the mean squared distance of a plan's actions from the prior's
     proposal, so the search leaves the motions the video shows only for a clearly lower cost; 0 = none."""
@@ -114,6 +119,7 @@ class PlanSetup:
     subgoal_ahead: float = 2.0
     warm_start: str = "shifted"
     compare_starts: tuple[str, ...] = ()
+    hold_within: float = 0.0
 
     def horizon_at(self, decision: int) -> int:
         """Planning horizon at decision index `decision` (0-based)."""
@@ -159,6 +165,12 @@ class Configurator:
         if s.prior_weight < 0 or (s.prior_weight and s.warm_start != "prior"):
             raise ValueError(f"configurator.{goal_kind}.prior_weight={s.prior_weight} weighs the distance from the action "
                              "prior's proposal: it must be 0 or more, and above 0 only with warm_start=prior")
+        if s.hold_within < 0:
+            raise ValueError(f"configurator.{goal_kind}.hold_within={s.hold_within} scales the success rule's tolerances: "
+                             "it must be 0 (never hold) or more")
+        if s.hold_within and getattr(type(self.env), "probe_reached", None) in (None, GoalEnv.probe_reached):
+            raise ValueError(f"configurator.{goal_kind}.hold_within={s.hold_within}, but env {self.env.name} cannot judge its "
+                             "success rule from its probe targets (envs/base.py probe_reached); set it to 0")
         if s.subgoal_ahead <= 0:
             raise ValueError(f"configurator.{goal_kind}.subgoal_ahead={s.subgoal_ahead}: it must be above 0 decisions")
         groups = self.env.probe_groups if s.readout_groups else {}
@@ -190,6 +202,7 @@ class Configurator:
             subgoal_ahead=s.subgoal_ahead,
             warm_start=s.warm_start,
             compare_starts=tuple(w for w in s.compare_starts if w != s.warm_start),
+            hold_within=s.hold_within,
         )
 
 

@@ -112,7 +112,8 @@ def chunk_policy(cfg, name: str, first: int, kind_index: int, wm, setup, grid, d
     # a hierarchical planner's high level draws from the next stream
     search = build_subgoal_search(planner_cfg, setup, None if seed is None else seed + 1)
     source, cost = plan_parts(setup, grid, modules, search, *bounds)
-    return PlanningPolicy(wm, planner, cost, source, setup, device, imagine=imagine, prior=modules.get("prior"))
+    return PlanningPolicy(wm, planner, cost, source, setup, device, imagine=imagine, prior=modules.get("prior"),
+                          readout=modules.get("readout"))
 
 
 def plan_parts(setup, grid, modules: dict, search=None, low=None, high=None) -> tuple:

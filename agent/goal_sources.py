@@ -154,7 +154,8 @@ def needs(setup, planner_cfg) -> set[str]:
     """The fitted modules (among MODULES, "critic", "ensemble", "readout" and "prior") a goal kind's plans
     need: what its source declares, the level-2 predictor for a hierarchical planner, the critic when a
     cost that applies gives it a weight, the predictor ensemble when the disagreement has a weight,
-    the probe readout when its distance has one, and the action prior when the planner starts from it."""
+    the probe readout when its distance has a weight or the goal kind holds at a goal it reads as reached,
+    and the action prior when the planner starts from it."""
     cls = source_class(setup.goal_source)
     out = set(cls.needs)
     hierarchical = is_hierarchical(planner_cfg)
@@ -165,7 +166,7 @@ def needs(setup, planner_cfg) -> set[str]:
         out.add("critic")
     if setup.cost_weights["disagreement"]:
         out.add("ensemble")
-    if setup.cost_weights.get("readout"):
+    if setup.cost_weights.get("readout") or setup.hold_within:
         out.add("readout")
     if "prior" in (setup.warm_start, *setup.compare_starts):
         out.add("prior")

@@ -37,7 +37,7 @@ class PlanningPolicy:
     name = "planner"
 
     def __init__(self, world_model, planner, cost, source, setup: PlanSetup, device: torch.device, imagine: int = 0,
-                 prior=None):
+                 prior=None, readout=None):
         """planner: a flat planner (planners/); cost: (z [B, N, H, D], actions [B, N, H, A], goal [B, D])
         -> [B, N] (agent/costs.py); source: the goal kind's goal source (agent/goal_sources.py), asked
         before every plan which latent to aim at. imagine: for the first `imagine` episodes of a batch
@@ -45,10 +45,14 @@ class PlanningPolicy:
         info["imagined"] [imagine, H', D] holds its predicted latents from this decision on (row 0:
         the frame this decision's action should lead to). prior: the action prior (agent/prior.py) the
         planner starts every search from, needed when setup.warm_start is "prior" or compare_starts
-        names it."""
+        names it. readout: the probe readout (agent/readout.py) that judges, when setup.hold_within is
+        above 0, whether the current frame already meets the goal (then the episode holds still)."""
         if "prior" in (setup.warm_start, *setup.compare_starts) and prior is None:
             raise ValueError("warm_start=prior or compare_starts=[prior] asks the action prior for a first guess; pass prior=")
+        if setup.hold_within and readout is None:
+            raise ValueError("hold_within > 0 reads the frame and the goal with the probe readout; pass readout=")
         self.wm, self.planner, self.cost, self.source, self.prior = world_model, planner, cost, source, prior
+        self.readout = readout
         self.setup, self.device, self.imagine = setup, device, imagine
 
     @torch.no_grad()
@@ -73,6 +77,10 @@ class PlanningPolicy:
         self.plan: torch.Tensor | None = None  # [B, H, A], remaining actions of the current plan
         self.planner.reset()  # new episodes: nothing carried over from the last ones
         self.steps_since_plan = 0
+        self.rest = torch.as_tensor(np.clip(rest, space.low, space.high), dtype=torch.float32, device=self.device)  # [A]
+        if self.setup.hold_within:
+            self.env, self.goal_kind = envs[0], specs[0].goal_kind
+            self.goal_read = self.readout.targets(self.z_goal).cpu().numpy()  # [B, K]
 
     def _first_guess(self, name: str, z_hist: torch.Tensor, goal: torch.Tensor, horizon: int) -> torch.Tensor:
         """The first guess `name` (agent/configurator.py WARM_STARTS) [B, horizon, A]: "prior" the action
@@ -129,6 +137,11 @@ class PlanningPolicy:
         if self.imagine:
             info["imagined"] = self.imagined[:, self.steps_since_plan:]  # [k, H', D], row 0: after this action
         action = self.plan[:, 0]  # [B, A]
+        if self.setup.hold_within:
+            now_read = self.readout.targets(z_now).cpu().numpy()  # [B, K]
+            held = self.env.probe_reached(self.goal_kind, now_read, self.goal_read, self.setup.hold_within)  # [B]
+            action = torch.where(torch.as_tensor(held, device=self.device)[:, None], self.rest, action)
+            info["held"] = held
         self.plan = self.plan[:, 1:]
         self.steps_since_plan += 1
         self.z_prev, self.last_action = z_now, action

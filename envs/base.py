@@ -140,6 +140,13 @@ class GoalEnv(gym.Env):
         of probe_groups."""
         raise NotImplementedError
 
+    def probe_reached(self, goal_kind: str, now: np.ndarray, goal: np.ndarray, scale: float) -> np.ndarray:
+        """bool [B]: whether goal_kind's success rule holds between the states that probe targets
+        now [B, P] and goal [B, P] describe (e.g. read off frames by a readout), with every tolerance
+        times `scale`. A family whose rule its probe targets do not determine keeps this refusal."""
+        raise ValueError(f"env {self.name} cannot judge its success rule from its probe targets, so nothing can "
+                         f"hold at its goals; set configurator.{goal_kind}.hold_within=0")
+
     def episode_extras(self) -> dict[str, np.ndarray]:
         """Per-episode arrays a dataset stores beside the frames (e.g. a target position); {} if none."""
         return {}

@@ -1,5 +1,6 @@
 """The action prior learns, by hindsight, the actions that led from a frame to a later one, round-trips,
-refuses bad settings, and the planner starts its search from its proposal when the configurator says so."""
+refuses bad settings, and the planner starts its search from its proposal when the configurator says so; the
+planning policy holds still where the readout finds the goal met."""
 
 from dataclasses import replace
 
@@ -145,14 +146,15 @@ class Env:
 
 
 class Spec:
-    previous_state, previous_action = None, None
+    previous_state, previous_action, goal_kind = None, None, "reach"
 
 
-def start(policy: PlanningPolicy) -> None:
-    """Two episodes whose frames encode to [1]*4 and [2]*4, with goals three times as far; one decision."""
+def start(policy: PlanningPolicy, env=Env) -> np.ndarray:
+    """Two episodes whose frames encode to [1]*4 and [2]*4, with goals three times as far; one decision:
+    its actions [2, A]."""
     obs = [{"pixels": np.full((4, 4, 3), i, np.uint8), "goal": np.full((4, 4, 3), 3 * i, np.uint8)} for i in (1, 2)]
-    policy.reset(obs, [Spec(), Spec()], [Env(), Env()])
-    policy.act(obs, 0)
+    policy.reset(obs, [Spec(), Spec()], [env(), env()])
+    return policy.act(obs, 0)[0]
 
 
 def test_the_planner_starts_from_the_prior_only_when_told(fitted):
@@ -190,6 +192,33 @@ def test_compare_starts_hands_the_planner_the_cheapest_first_guess_of_each_episo
     with pytest.raises(ValueError, match="pass prior="):
         PlanningPolicy(Encoder(), Recorder(), cost, Final(), replace(setup, warm_start="hold", compare_starts=("prior",)),
                        torch.device("cpu"))
+
+
+def test_an_episode_holds_still_where_the_readout_finds_its_goal_met_and_acts_elsewhere():
+    """The readout reads a latent as itself; the env judges the goal met when every read number is within
+    `scale` x 3 of the goal's: episode 0 (2 off) is met at scale 1, episode 1 (4 off) is not."""
+
+    class Readout:
+        def targets(self, z):
+            return z
+
+    class JudgingEnv(Env):
+        def probe_reached(self, goal_kind, now, goal, scale):
+            assert goal_kind == "reach" and now.shape == goal.shape == (2, 4)
+            return np.abs(now - goal).max(-1) < 3 * scale
+
+    class Pusher(Recorder):
+        def plan(self, rollout_fn, cost_fn, init, low, high):
+            return PlanResult(actions=torch.full_like(init, 0.5), cost=torch.zeros(len(init)))
+
+    setup = PlanSetup(budget=10, decisions=10, horizon=3, planner_overrides={}, replan_every=1, shrink_horizon=True,
+                      cost_weights={}, goal_energy={})
+    for within, expected in ((1.0, [[0.0, 0.0], [0.5, 0.5]]), (0.5, [[0.5, 0.5]] * 2), (0.0, [[0.5, 0.5]] * 2)):
+        policy = PlanningPolicy(Encoder(), Pusher(), lambda *a: None, Final(), replace(setup, hold_within=within),
+                                torch.device("cpu"), readout=Readout())
+        assert start(policy, JudgingEnv).tolist() == expected, within
+    with pytest.raises(ValueError, match="pass readout="):
+        PlanningPolicy(Encoder(), Pusher(), None, Final(), replace(setup, hold_within=1.0), torch.device("cpu"))
 
 
 def test_the_prior_weight_adds_the_distance_from_the_proposal_and_needs_the_prior():

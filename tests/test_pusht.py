@@ -94,6 +94,34 @@ def test_t_success_is_coverage_of_the_target_above_95_percent():
     assert not off["success"] and 0.05 < off["distance"] < 0.5
 
 
+def test_the_rule_judged_from_probe_targets_is_the_rule_judged_from_poses(env):
+    """probe_reached turns (agent, block centre of gravity, cos, sin) back into poses with the block's origin:
+    on state pairs about the 20 px / pi/9 boundary it agrees with outcome(), and a smaller scale judges fewer,
+    never one the rule rejects. The reacher cannot judge its rule from its probe targets and says so."""
+    rng = np.random.default_rng(0)
+    now, goal, truth, strict = [], [], [], []
+    for _ in range(60):
+        a = np.array([*rng.uniform(100, 400, 2), 0, 0, *rng.uniform(150, 350, 2), rng.uniform(-3, 3), 0, 0, 0])
+        b = a + np.concatenate([rng.normal(0, 8, 2), [0, 0], rng.normal(0, 8, 2), rng.normal(0, 0.25, 1), [0, 0, 0]])
+        targets, poses = [], []
+        for state in (a, b):
+            env.set_sim_state(state)
+            targets.append(env.probe_targets())
+            poses.append(pose(env.sim))
+        now.append(targets[0]), goal.append(targets[1])
+        truth.append(outcome("push", *poses)["success"])
+        strict.append(outcome("push", *poses, scale=0.5)["success"])
+    judged = env.probe_reached("push", np.array(now), np.array(goal), 1.0)
+    assert 10 < sum(truth) < 50  # both sides of the boundary are tried
+    assert judged.tolist() == truth
+    half = env.probe_reached("push", np.array(now), np.array(goal), 0.5)
+    assert half.tolist() == strict and sum(half) < sum(truth) and not np.any(half & ~judged)
+    reacher = envs.make("reacher")
+    with pytest.raises(ValueError, match="hold_within=0"):
+        reacher.probe_reached("state", np.zeros((1, 2)), np.zeros((1, 2)), 1.0)
+    reacher.close()
+
+
 def test_any_step_success_when_the_goal_is_passed_and_left(env):
     """The agent sweeps through its goal position with the block untouched: the push rule holds
     for a moment (any step) but not at the end; env and replay agree on both."""

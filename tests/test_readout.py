@@ -1,6 +1,7 @@
 """The probe readout learns the targets a dataset recorded from the latents, reads the world model's
 predictions as well as encoded frames, round-trips, and its distance ranks plans by the targets;
-the configurator's readout weight reaches the cost and asks for the readout."""
+the configurator's readout weight reaches the cost and asks for the readout, as holding at a goal the readout
+finds met does."""
 
 import math
 
@@ -100,6 +101,8 @@ def test_the_readout_weight_reaches_the_cost_and_asks_for_the_readout(fitted):
         env.close()
     assert "readout" not in needs(plain, {"name": "cem"})
     assert "readout" in needs(weighted, {"name": "cem"})
+    with pytest.raises(ValueError, match="env reacher cannot judge its success rule"):  # no probe_reached of its own
+        Configurator({**settings, "state": TaskSettings(hold_within=0.8)}, env).setup("state")
     with pytest.raises(ValueError, match="readout_weight=0"):
         build_cost(weighted.cost_weights, weighted.goal_energy)  # a weight without a readout: one line
     cost = build_cost(weighted.cost_weights, weighted.goal_energy, readout=fitted)
@@ -117,6 +120,10 @@ def test_group_weights_reach_the_cost_in_target_order_and_reweigh_the_plans(fitt
         settings["push"] = TaskSettings(readout_weight=1.0, readout_groups={"blok": 3.0})
         with pytest.raises(ValueError, match=r"readout_groups names \['blok'\].*'agent', 'block', 'angle'"):
             Configurator(settings, env).setup("push")
+        held = Configurator({**settings, "push": TaskSettings(hold_within=0.8)}, env).setup("push")
+        assert held.hold_within == 0.8 and "readout" in needs(held, {"name": "cem"})  # holding reads, with no weight
+        with pytest.raises(ValueError, match="hold_within=-0.5"):
+            Configurator({**settings, "push": TaskSettings(hold_within=-0.5)}, env).setup("push")
     finally:
         env.close()
     assert weighted.cost_weights["readout_targets"] == [1.0, 1.0, 3.0, 3.0, 1.0, 1.0]

@@ -229,6 +229,22 @@ class PushTEnv(GoalEnv):
         s = get_state(self.sim)
         return np.array([s[0], s[1], s[4], s[5], math.cos(s[6]), math.sin(s[6])], np.float32)
 
+    def probe_reached(self, goal_kind: str, now: np.ndarray, goal: np.ndarray, scale: float) -> np.ndarray:
+        """bool [B]: outcome()'s rule, tolerances times `scale`, between the poses probe targets now [B, 6] and
+        goal [B, 6] describe (a read angle's (cos, sin) need not have unit length)."""
+        a, b = self._probe_pose(now), self._probe_pose(goal)  # [B, 5] each
+        return np.array([outcome(goal_kind, x, y, scale)["success"] for x, y in zip(a, b)], bool)
+
+    def _probe_pose(self, targets: np.ndarray) -> np.ndarray:
+        """probe targets [B, 6] -> poses [B, 5] (agent x, y, block origin x, y, angle): the origin is the
+        centre of gravity less the body's own offset to it, turned by the angle."""
+        targets = np.asarray(targets, np.float64)
+        angle = np.arctan2(targets[:, 5], targets[:, 4])  # [B]
+        cx, cy = self.sim.block.center_of_gravity  # in the block's frame
+        c, s = np.cos(angle), np.sin(angle)
+        origin = targets[:, 2:4] - np.stack([cx * c - cy * s, cx * s + cy * c], 1)  # [B, 2]
+        return np.concatenate([targets[:, :2], origin, angle[:, None]], 1)
+
     def episode_extras(self) -> dict[str, np.ndarray]:
         return {}
 

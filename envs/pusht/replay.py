@@ -114,21 +114,23 @@ def coverage(now: np.ndarray, goal: np.ndarray) -> float:
     return float(t_polygon(now).intersection(target).area / target.area)
 
 
-def outcome(goal_kind: str, now: np.ndarray, goal: np.ndarray) -> dict:
+def outcome(goal_kind: str, now: np.ndarray, goal: np.ndarray, scale: float = 1.0) -> dict:
     """{"success", "distance" (the number the rule thresholds), named errors} of pose now [5]
     against the goal [5].
     push: L2 over (agent x, y, block x, y) < 20 px and |block angle error| < pi/9.
-    T: the block covers > 95% of the goal's T (the agent's place does not count)."""
+    T: the block covers > 95% of the goal's T (the agent's place does not count).
+    scale: every tolerance times this (push's 20 px and pi/9, T's uncovered 5%); 1 = the rule."""
     position = float(np.linalg.norm(now[:4] - goal[:4]))
     angle = abs(wrap(now[4] - goal[4]))
     block = float(np.linalg.norm(now[2:4] - goal[2:4]))
     if goal_kind == "T":
         covered = coverage(now, goal)
-        return {"success": covered > COVERAGE_TO_SUCCEED, "distance": 1.0 - covered, "position_error": position,
+        return {"success": covered > 1.0 - scale * (1.0 - COVERAGE_TO_SUCCEED), "distance": 1.0 - covered,
+                "position_error": position,
                 "angle_error": angle, "block_error": block}
     if goal_kind != "push":
         raise ValueError(f"unknown pusht goal kind {goal_kind!r}; choose push or T")
-    return {"success": position < POSITION_TOLERANCE and angle < ANGLE_TOLERANCE, "distance": position,
+    return {"success": position < scale * POSITION_TOLERANCE and angle < scale * ANGLE_TOLERANCE, "distance": position,
             "angle_error": angle, "block_error": block}
 
 
