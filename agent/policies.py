@@ -141,7 +141,6 @@ class PlanningPolicy:
             now_read = self.readout.targets(z_now).cpu().numpy()  # [B, K]
             held = self.env.probe_reached(self.goal_kind, now_read, self.goal_read, self.setup.hold_within)  # [B]
             action = torch.where(torch.as_tensor(held, device=self.device)[:, None], self.rest, action)
-            info["held"] = held
         self.plan = self.plan[:, 1:]
         self.steps_since_plan += 1
         self.z_prev, self.last_action = z_now, action
