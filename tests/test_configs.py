@@ -223,7 +223,8 @@ def test_every_decoder_config_builds_a_decoder(decoder):
 
     from world_model.decoder import Decoder, DecoderConfig
 
-    cfg = DecoderConfig(**OmegaConf.to_container(_compose("run", [f"decoder={decoder}"]).decoder))
+    plain = next(env for env in options("env") if env not in options("schedule"))  # a schedule may set the decoder's steps
+    cfg = DecoderConfig(**OmegaConf.to_container(_compose("run", [f"decoder={decoder}", f"env={plain}"]).decoder))
     assert cfg == DecoderConfig()  # the YAML equals the class defaults (one source of truth)
     built = Decoder(768, 96, (8, 12), cfg)  # the default representation: an 8x8 grid of 12 numbers, 96 px
     assert built(torch.zeros(2, 768)).shape == (2, 96, 96, 3)

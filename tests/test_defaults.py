@@ -309,10 +309,11 @@ def test_drift_typos_restated_and_unexplained_values_are_each_named_by_file_and_
     # an env setting hashed as written: restating its default is allowed, a wrong name is not
     with open(configs / "env" / "two-rooms.yaml", "a") as f:
         f.write("goal_knid: near\n")
-    lines = {rel: (configs / rel).read_text().splitlines() for rel in ("run.yaml", "env/two-rooms.yaml")}
+    lines = {rel: (configs / rel).read_text().splitlines()
+             for rel in ("run.yaml", "env/two-rooms.yaml", "critic/pusht.yaml")}
     run_lr = lines["run.yaml"].index("  lr: 2.0e-3") + 1
     knid = lines["env/two-rooms.yaml"].index("goal_knid: near") + 1
-    cap = (configs / "critic" / "pusht.yaml").read_text().splitlines().index("cap: 40.0") + 1
+    cap = lines["critic/pusht.yaml"].index("cap: 40.0") + 1
     assert sorted(drift(configs)) == sorted([
         "world_model/tokens.yaml:1 token_dim: 4 in the group's default option, but WorldModelConfig's default is "
         "12; change the Python default, or make it an option of its own",

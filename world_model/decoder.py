@@ -41,9 +41,8 @@ class DecoderConfig:
 
     width: int = 96
     """Channels at the 8x8 grid; halved per upsampling stage."""
-    steps: int = 750
-    """Optimiser steps. Kept short: the decoder only shows what the model imagines and nothing plans
-    with it (half of the 1,500 it had cost about 1 dB of held-out PSNR; docs/NOTEBOOK.md, 2026-12-07)."""
+    steps: int = 1500
+    """Optimiser steps."""
     batch_size: int = 32
     """Frames per step."""
     lr: float = 2.0e-3
