@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 # CPU machine; set TORCH_SPEC= (empty) to keep a torch you already installed in the venv.
 TORCH_SPEC ?= torch==2.13.0
 ARGS ?= env=reacher
+# pytest-xdist processes for `make test`, one torch thread each (tests/conftest.py); 0 runs in this process
+TEST_WORKERS ?= 2
 
 .PHONY: venv run test collect clean
 
@@ -29,7 +31,7 @@ collect: venv
 	MUJOCO_GL=$${MUJOCO_GL:-egl} $(BIN)/python -m agent.collect $(ARGS)
 
 test: venv
-	MUJOCO_GL=$${MUJOCO_GL:-egl} $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	MUJOCO_GL=$${MUJOCO_GL:-egl} $(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

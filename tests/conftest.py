@@ -6,6 +6,11 @@ import signal
 
 # Headless rendering for every test process (spawned collection workers inherit it).
 os.environ.setdefault("MUJOCO_GL", "egl")
+# Under pytest-xdist (`make test` runs 2 workers) each worker gets its share of the cores for torch,
+# set before torch is first imported: two workers with two threads each on 2 cores spent half their
+# CPU time waiting on each other, and the suite took as long as in one process (docs/USAGE.md).
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 import pytest
 
