@@ -49,33 +49,6 @@ def test_shadows_are_a_rendering_choice_only(env):
     shaded.close()
 
 
-def test_the_skybox_the_reacher_leaves_out_is_never_in_its_cameras_view():
-    """The reacher draws without dm_control's skybox (cheaper frames); a renderer that draws it
-    gives the same frames, at poses over the whole joint range and targets anywhere."""
-    import mujoco
-
-    from envs import _gl
-
-    env = envs.make("reacher", image_size=64)
-    env.reset(seed=0)
-    model = env.physics.model.ptr
-    with_sky = mujoco.Renderer(model, 64, 64)
-    try:
-        for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION):
-            with_sky.scene.flags[flag] = False
-        assert with_sky.scene.flags[mujoco.mjtRndFlag.mjRND_SKYBOX]
-        rng = np.random.default_rng(0)
-        for _ in range(20):
-            env.reset(seed=int(rng.integers(1 << 30)))
-            qpos = np.array([rng.uniform(-np.pi, np.pi), rng.uniform(*env.wrist_range)])
-            ours = env.render_qpos(qpos)
-            with_sky.update_scene(env._goal_data, camera="fixed")
-            np.testing.assert_array_equal(ours, with_sky.render())
-    finally:
-        _gl.close_renderer(with_sky)
-        env.close()
-
-
 def test_shapes_and_dtypes(env):
     obs, info = env.reset(seed=0)
     assert obs["pixels"].shape == obs["goal"].shape == (32, 32, 3)

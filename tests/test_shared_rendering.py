@@ -106,6 +106,24 @@ def test_the_renderer_is_released_by_the_last_holder_and_made_again():
     again.close()
 
 
+def test_the_skybox_the_reacher_leaves_out_is_never_in_its_cameras_view():
+    """The reacher draws without dm_control's skybox (cheaper frames); its own renderer, which draws
+    it, gives the same frames at 64 px, at poses over the whole joint range and targets anywhere."""
+    env = envs.make("reacher", image_size=64)
+    env.reset(seed=0)
+    own = OwnRenderer(env)
+    try:
+        assert own.renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SKYBOX]
+        rng = np.random.default_rng(0)
+        for _ in range(20):
+            env.reset(seed=int(rng.integers(1 << 30)))
+            ours = env.render_qpos(np.array([rng.uniform(-np.pi, np.pi), rng.uniform(*env.wrist_range)]))
+            np.testing.assert_array_equal(ours, own.frame(env, "pose"))
+    finally:
+        own.close()
+        env.close()
+
+
 def test_other_sizes_and_looks_get_their_own_renderer():
     a, b, c = (envs.make("reacher", image_size=SIZE), envs.make("reacher", image_size=SIZE + 8),
                envs.make("reacher", image_size=SIZE, shadows=True))
