@@ -94,6 +94,12 @@ class TaskSettings:
     and the goal image, finds the env's success rule met with every tolerance times this, the episode
     holds still (the zero action) instead of acting on its plan, so a goal reached is kept rather than
     pushed through (envs/base.py probe_reached); 0 = never."""
+    action_scale: float = 1.0
+    """The executed command is the plan's first action times this (in (0, 1]; the next decision's
+    history carries the command as executed). Detuning, as in industrial MPC: a world model that
+    predicts less motion than an action makes (benchmarks/model_gain.py measures it) plans commands
+    too large near the goal, and the agent rings around it instead of settling; a scale near the
+    model's gain damps that, at the cost of a slower approach. 1 = as planned."""
     prior_weight: float = 0.0
     """With warm_start "prior": weight of the mean squared distance of a plan's actions from the prior's
     proposal, so the search leaves the motions the video shows only for a clearly lower cost; 0 = none."""
@@ -120,6 +126,7 @@ class PlanSetup:
     warm_start: str = "shifted"
     compare_starts: tuple[str, ...] = ()
     hold_within: float = 0.0
+    action_scale: float = 1.0
 
     def horizon_at(self, decision: int) -> int:
         """Planning horizon at decision index `decision` (0-based)."""
@@ -171,6 +178,9 @@ class Configurator:
         if s.hold_within and getattr(type(self.env), "probe_reached", None) in (None, GoalEnv.probe_reached):
             raise ValueError(f"configurator.{goal_kind}.hold_within={s.hold_within}, but env {self.env.name} cannot judge its "
                              "success rule from its probe targets (envs/base.py probe_reached); set it to 0")
+        if not 0 < s.action_scale <= 1:
+            raise ValueError(f"configurator.{goal_kind}.action_scale={s.action_scale} scales the executed command: "
+                             "it must be above 0 and at most 1 (1 = as planned)")
         if s.subgoal_ahead <= 0:
             raise ValueError(f"configurator.{goal_kind}.subgoal_ahead={s.subgoal_ahead}: it must be above 0 decisions")
         groups = self.env.probe_groups if s.readout_groups else {}
@@ -203,6 +213,7 @@ class Configurator:
             warm_start=s.warm_start,
             compare_starts=tuple(w for w in s.compare_starts if w != s.warm_start),
             hold_within=s.hold_within,
+            action_scale=s.action_scale,
         )
 
 

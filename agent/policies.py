@@ -137,6 +137,8 @@ class PlanningPolicy:
         if self.imagine:
             info["imagined"] = self.imagined[:, self.steps_since_plan:]  # [k, H', D], row 0: after this action
         action = self.plan[:, 0]  # [B, A]
+        if self.setup.action_scale != 1.0:  # detuned: the command scaled toward the rest action
+            action = self.rest + self.setup.action_scale * (action - self.rest)
         if self.setup.hold_within:
             now_read = self.readout.targets(z_now).cpu().numpy()  # [B, K]
             held = self.env.probe_reached(self.goal_kind, now_read, self.goal_read, self.setup.hold_within)  # [B]

@@ -193,3 +193,45 @@ def test_refits_of_one_encoder_are_members_and_others_are_refused(tmp_path, monk
         bench.refit_members(str(tmp_path / "base"), read_manifest(tmp_path / "base"), [str(tmp_path / "r1")])
     with pytest.raises(SystemExit, match="not a refit of the same base weights"):
         bench.refit_members(str(tmp_path / "r0"), read_manifest(tmp_path / "r0"), [str(tmp_path / "foreign")])
+
+
+def test_model_gain_reads_no_motion_off_a_model_that_predicts_none(tmp_path, monkeypatch):
+    """benchmarks/model_gain.py on four short reacher episodes: a model whose rollout repeats the last
+    frame's latent predicts no change, so every probe target's slope is 0 (and its correlation None);
+    the same model's own rollout gives a finite slope per target."""
+    import argparse
+    import json
+
+    import numpy as np
+    import torch
+
+    import envs
+    from agent.episode_record import make_record
+    from world_model.model import WorldModel, WorldModelConfig
+
+    env = envs.make("reacher", image_size=32)
+    rng = np.random.default_rng(0)
+    with open(tmp_path / "records.jsonl", "w") as out:
+        for seed in range(4):
+            spec = env.sample_episode("state", rng)
+            env.reset(seed=spec.seed, options=spec.options)
+            actions = rng.uniform(-1, 1, (4, 2))
+            for action in actions:
+                env.step(action)
+            out.write(json.dumps(make_record(spec, env, actions, np.zeros(4), "planner", 0.0)) + "\n")
+    env.close()
+
+    class CopyLast(WorldModel):
+        def rollout(self, z_hist, actions, past_actions=None):
+            return z_hist[:, -1:].expand(-1, actions.shape[1], -1)
+
+    torch.manual_seed(0)
+    module = script("model_gain", monkeypatch)
+    args = argparse.Namespace(checkpoint="tiny", records=[str(tmp_path / "records.jsonl")], late=2, ridge=1.0)
+    with torch.no_grad():
+        still = module.gain_report(CopyLast(WorldModelConfig(**TINY_MODEL, action_dim=2)).eval(), args, 0.0)
+        moving = module.gain_report(WorldModel(WorldModelConfig(**TINY_MODEL, action_dim=2)).eval(), args, 0.0)
+    names = ["sin_shoulder", "cos_shoulder", "sin_wrist", "cos_wrist", "tip_x", "tip_y"]
+    assert still["episodes_scored"] == 2 and set(still["all"]) == set(still["late"]) == set(names)
+    assert all(v["slope"] == 0 and v["corr"] is None for v in still["all"].values())
+    assert all(np.isfinite(v["slope"]) and v["median_true_change"] > 0 for v in moving["all"].values())

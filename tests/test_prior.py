@@ -1,6 +1,6 @@
 """The action prior learns, by hindsight, the actions that led from a frame to a later one, round-trips,
 refuses bad settings, and the planner starts its search from its proposal when the configurator says so; the
-planning policy holds still where the readout finds the goal met."""
+planning policy holds still where the readout finds the goal met and executes its plan scaled by action_scale."""
 
 from dataclasses import replace
 
@@ -220,6 +220,43 @@ def test_an_episode_holds_still_where_the_readout_finds_its_goal_met_and_acts_el
     with pytest.raises(ValueError, match="pass readout="):
         PlanningPolicy(Encoder(), Pusher(), None, Final(), replace(setup, hold_within=1.0), torch.device("cpu"))
 
+
+
+def test_the_executed_command_is_the_plan_scaled_by_action_scale_and_the_history_carries_it():
+    """The planner plans 0.5 everywhere; the policy executes 0.5 x action_scale, and the next decision's
+    rollouts take that executed command as the past action. Scales outside (0, 1] are refused."""
+
+    class Pusher(Recorder):
+        def plan(self, rollout_fn, cost_fn, init, low, high):
+            self.rolled = rollout_fn(init[:, None])
+            return PlanResult(actions=torch.full_like(init, 0.5), cost=torch.zeros(len(init)))
+
+    class PastRecorder(Encoder):
+        def rollout_candidates(self, z_hist, actions, past_actions):
+            self.pasts.append(past_actions.clone())
+            return super().rollout_candidates(z_hist, actions, past_actions)
+
+    setup = PlanSetup(budget=10, decisions=10, horizon=3, planner_overrides={}, replan_every=1, shrink_horizon=True,
+                      cost_weights={}, goal_energy={})
+    for scale in (1.0, 0.7):
+        model = PastRecorder()
+        model.pasts = []
+        policy = PlanningPolicy(model, Pusher(), lambda *a: torch.zeros(a[1].shape[:2]), Final(),
+                                replace(setup, action_scale=scale), torch.device("cpu"))
+        first = start(policy)
+        assert np.allclose(first, 0.5 * scale)
+        obs = [{"pixels": np.full((4, 4, 3), i, np.uint8), "goal": np.full((4, 4, 3), 3 * i, np.uint8)} for i in (1, 2)]
+        policy.act(obs, 1)
+        assert torch.allclose(model.pasts[-1], torch.full((2, 1, 2), 0.5 * scale))
+    env = envs.make("reacher", image_size=32)
+    try:
+        settings = {kind: TaskSettings() for kind in env.goal_kinds}
+        assert Configurator({**settings, "state": TaskSettings(action_scale=0.7)}, env).setup("state").action_scale == 0.7
+        for bad in (0.0, 1.5):
+            with pytest.raises(ValueError, match=f"configurator.state.action_scale={bad} .* above 0 and at most 1"):
+                Configurator({**settings, "state": TaskSettings(action_scale=bad)}, env).setup("state")
+    finally:
+        env.close()
 
 def test_the_prior_weight_adds_the_distance_from_the_proposal_and_needs_the_prior():
     from agent.policies import near_prior

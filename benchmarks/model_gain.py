@@ -1,0 +1,111 @@
+"""How much motion the world model predicts, against how much there is, along planner episodes: its gain.
+
+    python benchmarks/model_gain.py --checkpoint cache/models/reacher-<hash>/latest \
+        --records RUN/records.jsonl [RUN2/records.jsonl ...] [--late 5]
+
+Every planner record is played again in its env (reset with its seed and options, its decisions
+stepped). At each decision the world model predicts the next latent from the two-frame history, the
+previous command and the command the record executed, and the env's probe targets (envs/base.py, e.g.
+joint sin/cos) are read off the encoded and the predicted latents by a ridge map fitted on the encoded
+frames of the first half of the records. Scored on the second half, per probe target: the slope of the
+predicted one-decision change on the true change (1 = the model moves the scene as far as the env
+does; below 1 it predicts too little motion, and a planner trusting it commands too much), its
+correlation, and the same from decision `--late` on (near the goal, where precision decides). One JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+import envs
+import world_model
+
+
+def played(env, record: dict, model) -> tuple[np.ndarray, ...]:
+    """(encoded z [T, D], predicted next z [T, D], probe targets now [T, K] and after [T, K], decision [T])
+    at the T decisions of one record."""
+    repeat = record["action_repeat"]
+    obs, _ = env.reset(seed=record["seed"], options=record["options"])
+    actions = np.asarray(record["actions"], np.float32)[::repeat]  # [T, A]
+    previous = record.get("previous_state")
+    z_prev = None
+    if previous is not None:
+        z_prev = model.encode(torch.from_numpy(env.render_sim_state(np.asarray(previous)))[None, None])[:, 0]  # [1, D]
+    past = np.asarray(record.get("previous_action") if previous is not None else np.zeros(actions.shape[1]), np.float32)
+    z_all, z_next, now, after = [], [], [], []
+    for action in actions:
+        z = model.encode(torch.from_numpy(obs["pixels"])[None, None])[:, 0]  # [1, D]
+        z_prev = z if z_prev is None else z_prev
+        hist = torch.stack([z_prev, z], dim=1)  # [1, 2, D]
+        z_next.append(model.rollout(hist, torch.from_numpy(action)[None, None],
+                                    past_actions=torch.from_numpy(past)[None, None])[0, 0])
+        z_all.append(z[0])
+        now.append(env.probe_targets())
+        obs, *_ = env.step(action)
+        after.append(env.probe_targets())
+        z_prev, past = z, action
+    return (torch.stack(z_all).numpy(), torch.stack(z_next).numpy(), np.array(now), np.array(after),
+            np.arange(len(actions)))
+
+
+def ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
+    """x [N, D], y [N, K] -> W [D + 1, K] (bias last) of the ridge regression y ~ x."""
+    xa = np.concatenate([x, np.ones((len(x), 1))], 1)
+    return np.linalg.solve(xa.T @ xa + alpha * np.eye(xa.shape[1]), xa.T @ y)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--records", nargs="+", required=True)
+    parser.add_argument("--late", type=int, default=5, help="first decision counted as late")
+    parser.add_argument("--ridge", type=float, default=1.0, help="ridge penalty of the probe map")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    torch.set_grad_enabled(False)
+    return gain_report(world_model.load(args.checkpoint).eval(), args, start)
+
+
+def gain_report(model, args, start: float) -> dict:
+    """The report of main() for a loaded model (printed as one JSON line and returned)."""
+    records = []
+    for path in args.records:
+        with open(path) as lines:
+            records += [r for r in map(json.loads, lines) if r["policy"] == "planner"]
+    if len(records) < 4:
+        raise SystemExit(f"{len(records)} planner records in {args.records}; give at least 4")
+    env = envs.make(records[0]["env"], image_size=model.cfg.image_size, action_repeat=records[0]["action_repeat"])
+    runs = [played(env, r, model) for r in records]
+    env.close()
+    half = len(runs) // 2
+    fit = np.concatenate([run[0] for run in runs[:half]]), np.concatenate([run[2] for run in runs[:half]])
+    w = ridge(*fit, args.ridge)
+    z, z_next, now, after, decision = (np.concatenate([run[i] for run in runs[half:]]) for i in range(5))
+
+    def read(latents: np.ndarray) -> np.ndarray:
+        return np.concatenate([latents, np.ones((len(latents), 1))], 1) @ w  # [N, K]
+
+    true_change, predicted_change = after - now, read(z_next) - read(z)  # [N, K]
+    names = [name for group in env.probe_groups.values() for name in group]
+    report = {"checkpoint": args.checkpoint, "episodes_scored": len(runs) - half, "seconds": 0.0,
+              "probe_fit_median_error": dict(zip(names, np.median(np.abs(read(z) - now), 0).round(4).tolist()))}
+    for label, rows in (("all", decision >= 0), ("late", decision >= args.late)):
+        t, p = true_change[rows], predicted_change[rows]
+        slope = (t * p).sum(0) / np.maximum((t * t).sum(0), 1e-12)
+        # a model predicting no change at all has no correlation to speak of: None, not NaN
+        corr = [float(np.corrcoef(t[:, k], p[:, k])[0, 1]) if p[:, k].std() > 0 else None for k in range(t.shape[1])]
+        report[label] = {name: {"slope": round(float(slope[k]), 3), "corr": None if corr[k] is None else round(corr[k], 3),
+                                "median_true_change": round(float(np.median(np.abs(t[:, k]))), 4)}
+                         for k, name in enumerate(names)}
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    print(json.dumps(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()
