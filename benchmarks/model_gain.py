@@ -7,7 +7,8 @@ Every planner record is played again in its env (reset with its seed and options
 stepped). At each decision the world model predicts the next latent from the two-frame history, the
 previous command and the command the record executed, and the env's probe targets (envs/base.py, e.g.
 joint sin/cos) are read off the encoded and the predicted latents by a ridge map fitted on the encoded
-frames of the first half of the records. Scored on the second half, per probe target: the slope of the
+frames of the first half of the records (world_model/monitors.py, as the training's probe report fits
+it, the strength chosen by cross-validation on those rows). Scored on the second half, per probe target: the slope of the
 predicted one-decision change on the true change (1 = the model moves the scene as far as the env
 does; below 1 it predicts too little motion, and a planner trusting it commands too much), its
 correlation, and the same from decision `--late` on (near the goal, where precision decides). One JSON line.
@@ -24,6 +25,7 @@ import torch
 
 import envs
 import world_model
+from world_model.monitors import ridge_cv, ridge_fit
 
 
 def played(env, record: dict, model) -> tuple[np.ndarray, ...]:
@@ -53,18 +55,11 @@ def played(env, record: dict, model) -> tuple[np.ndarray, ...]:
             np.arange(len(actions)))
 
 
-def ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
-    """x [N, D], y [N, K] -> W [D + 1, K] (bias last) of the ridge regression y ~ x."""
-    xa = np.concatenate([x, np.ones((len(x), 1))], 1)
-    return np.linalg.solve(xa.T @ xa + alpha * np.eye(xa.shape[1]), xa.T @ y)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--records", nargs="+", required=True)
     parser.add_argument("--late", type=int, default=5, help="first decision counted as late")
-    parser.add_argument("--ridge", type=float, default=1.0, help="ridge penalty of the probe map")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     torch.set_grad_enabled(False)
@@ -83,16 +78,17 @@ def gain_report(model, args, start: float) -> dict:
     runs = [played(env, r, model) for r in records]
     env.close()
     half = len(runs) // 2
-    fit = np.concatenate([run[0] for run in runs[:half]]), np.concatenate([run[2] for run in runs[:half]])
-    w = ridge(*fit, args.ridge)
+    fit = [torch.from_numpy(np.concatenate([run[i] for run in runs[:half]])) for i in (0, 2)]  # z [N, D], y [N, K]
+    strength = ridge_cv(*fit)
+    probe = ridge_fit(*fit, strength)
     z, z_next, now, after, decision = (np.concatenate([run[i] for run in runs[half:]]) for i in range(5))
 
     def read(latents: np.ndarray) -> np.ndarray:
-        return np.concatenate([latents, np.ones((len(latents), 1))], 1) @ w  # [N, K]
+        return probe(torch.from_numpy(latents)).numpy()  # [N, D] -> [N, K]
 
     true_change, predicted_change = after - now, read(z_next) - read(z)  # [N, K]
     names = [name for group in env.probe_groups.values() for name in group]
-    report = {"checkpoint": args.checkpoint, "episodes_scored": len(runs) - half, "seconds": 0.0,
+    report = {"checkpoint": args.checkpoint, "episodes_scored": len(runs) - half, "seconds": 0.0, "ridge": strength,
               "probe_fit_median_error": dict(zip(names, np.median(np.abs(read(z) - now), 0).round(4).tolist()))}
     for label, rows in (("all", decision >= 0), ("late", decision >= args.late)):
         t, p = true_change[rows], predicted_change[rows]

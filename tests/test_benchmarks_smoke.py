@@ -196,7 +196,8 @@ def test_refits_of_one_encoder_are_members_and_others_are_refused(tmp_path, monk
 
 
 def test_model_gain_reads_no_motion_off_a_model_that_predicts_none(tmp_path, monkeypatch):
-    """benchmarks/model_gain.py on four short reacher episodes: a model whose rollout repeats the last
+    """benchmarks/model_gain.py on four short reacher episodes (two fit the probe map: 12 rows, enough for its
+    5-fold choice of strength): a model whose rollout repeats the last
     frame's latent predicts no change, so every probe target's slope is 0 (and its correlation None);
     the same model's own rollout gives a finite slope per target."""
     import argparse
@@ -215,10 +216,10 @@ def test_model_gain_reads_no_motion_off_a_model_that_predicts_none(tmp_path, mon
         for seed in range(4):
             spec = env.sample_episode("state", rng)
             env.reset(seed=spec.seed, options=spec.options)
-            actions = rng.uniform(-1, 1, (4, 2))
+            actions = rng.uniform(-1, 1, (6, 2))
             for action in actions:
                 env.step(action)
-            out.write(json.dumps(make_record(spec, env, actions, np.zeros(4), "planner", 0.0)) + "\n")
+            out.write(json.dumps(make_record(spec, env, actions, np.zeros(6), "planner", 0.0)) + "\n")
     env.close()
 
     class CopyLast(WorldModel):
@@ -227,7 +228,7 @@ def test_model_gain_reads_no_motion_off_a_model_that_predicts_none(tmp_path, mon
 
     torch.manual_seed(0)
     module = script("model_gain", monkeypatch)
-    args = argparse.Namespace(checkpoint="tiny", records=[str(tmp_path / "records.jsonl")], late=2, ridge=1.0)
+    args = argparse.Namespace(checkpoint="tiny", records=[str(tmp_path / "records.jsonl")], late=2)
     with torch.no_grad():
         still = module.gain_report(CopyLast(WorldModelConfig(**TINY_MODEL, action_dim=2)).eval(), args, 0.0)
         moving = module.gain_report(WorldModel(WorldModelConfig(**TINY_MODEL, action_dim=2)).eval(), args, 0.0)

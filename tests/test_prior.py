@@ -221,14 +221,13 @@ def test_an_episode_holds_still_where_the_readout_finds_its_goal_met_and_acts_el
         PlanningPolicy(Encoder(), Pusher(), None, Final(), replace(setup, hold_within=1.0), torch.device("cpu"))
 
 
-
 def test_the_executed_command_is_the_plan_scaled_by_action_scale_and_the_history_carries_it():
     """The planner plans 0.5 everywhere; the policy executes 0.5 x action_scale, and the next decision's
     rollouts take that executed command as the past action. Scales outside (0, 1] are refused."""
 
     class Pusher(Recorder):
         def plan(self, rollout_fn, cost_fn, init, low, high):
-            self.rolled = rollout_fn(init[:, None])
+            rollout_fn(init[:, None])  # the model records the past action each rollout is handed
             return PlanResult(actions=torch.full_like(init, 0.5), cost=torch.zeros(len(init)))
 
     class PastRecorder(Encoder):
@@ -257,6 +256,7 @@ def test_the_executed_command_is_the_plan_scaled_by_action_scale_and_the_history
                 Configurator({**settings, "state": TaskSettings(action_scale=bad)}, env).setup("state")
     finally:
         env.close()
+
 
 def test_the_prior_weight_adds_the_distance_from_the_proposal_and_needs_the_prior():
     from agent.policies import near_prior
