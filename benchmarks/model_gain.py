@@ -8,10 +8,15 @@ stepped). At each decision the world model predicts the next latent from the two
 previous command and the command the record executed, and the env's probe targets (envs/base.py, e.g.
 joint sin/cos) are read off the encoded and the predicted latents by a ridge map fitted on the encoded
 frames of the first half of the records (world_model/monitors.py, as the training's probe report fits
-it, the strength chosen by cross-validation on those rows). Scored on the second half, per probe target: the slope of the
-predicted one-decision change on the true change (1 = the model moves the scene as far as the env
-does; below 1 it predicts too little motion, and a planner trusting it commands too much), its
-correlation, and the same from decision `--late` on (near the goal, where precision decides). One JSON line.
+it, the strength chosen by cross-validation on those rows). Scored on the second half, per probe target:
+- `slope`: of the predicted one-decision change on the true change (1 = for a given true move the model
+  predicts as much; below 1 it predicts less);
+- `corr`: their correlation;
+- `true_on_predicted`: the slope the other way round (1 = for a given predicted move the env moves as
+  much on average). A model that predicts the mean of what may follow has `true_on_predicted` near 1
+  and `slope` near corr^2: its shrinkage is its uncertainty, not a bias. Either way, a planner that
+  trusts it fully commands more than the cautious command (about corr^2 of it) an uncertain gain calls for;
+and the same from decision `--late` on (near the goal, where precision decides). One JSON line.
 """
 
 from __future__ import annotations
@@ -91,16 +96,26 @@ def gain_report(model, args, start: float) -> dict:
     report = {"checkpoint": args.checkpoint, "episodes_scored": len(runs) - half, "seconds": 0.0, "ridge": strength,
               "probe_fit_median_error": dict(zip(names, np.median(np.abs(read(z) - now), 0).round(4).tolist()))}
     for label, rows in (("all", decision >= 0), ("late", decision >= args.late)):
-        t, p = true_change[rows], predicted_change[rows]
-        slope = (t * p).sum(0) / np.maximum((t * t).sum(0), 1e-12)
-        # a model predicting no change at all has no correlation to speak of: None, not NaN
-        corr = [float(np.corrcoef(t[:, k], p[:, k])[0, 1]) if p[:, k].std() > 0 else None for k in range(t.shape[1])]
-        report[label] = {name: {"slope": round(float(slope[k]), 3), "corr": None if corr[k] is None else round(corr[k], 3),
-                                "median_true_change": round(float(np.median(np.abs(t[:, k]))), 4)}
-                         for k, name in enumerate(names)}
+        report[label] = gain_stats(true_change[rows], predicted_change[rows], names)
     report["seconds"] = round(time.perf_counter() - start, 1)
     print(json.dumps(report))
     return report
+
+
+def gain_stats(true_change: np.ndarray, predicted_change: np.ndarray, names: list[str]) -> dict:
+    """Per probe target (true and predicted changes [N, K], K names): slope of predicted on true, their
+    correlation, slope of true on predicted, and the median size of the true change."""
+    t, p = true_change, predicted_change
+    slope = (t * p).sum(0) / np.maximum((t * t).sum(0), 1e-12)
+    # a model predicting no change at all has no correlation, nor a slope of the truth on it: None, not NaN
+    moves = [bool(p[:, k].std() > 0) for k in range(t.shape[1])]
+    corr = [float(np.corrcoef(t[:, k], p[:, k])[0, 1]) if moves[k] else None for k in range(t.shape[1])]
+    back = [float((t[:, k] * p[:, k]).sum() / (p[:, k] * p[:, k]).sum()) if moves[k] else None
+            for k in range(t.shape[1])]
+    return {name: {"slope": round(float(slope[k]), 3), "corr": None if corr[k] is None else round(corr[k], 3),
+                   "true_on_predicted": None if back[k] is None else round(back[k], 3),
+                   "median_true_change": round(float(np.median(np.abs(t[:, k]))), 4)}
+            for k, name in enumerate(names)}
 
 
 if __name__ == "__main__":

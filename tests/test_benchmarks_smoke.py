@@ -198,7 +198,7 @@ def test_refits_of_one_encoder_are_members_and_others_are_refused(tmp_path, monk
 def test_model_gain_reads_no_motion_off_a_model_that_predicts_none(tmp_path, monkeypatch):
     """benchmarks/model_gain.py on four short reacher episodes (two fit the probe map: 12 rows, enough for its
     5-fold choice of strength): a model whose rollout repeats the last
-    frame's latent predicts no change, so every probe target's slope is 0 (and its correlation None);
+    frame's latent predicts no change, so every probe target's slope is 0 (its correlation and true-on-predicted slope None);
     the same model's own rollout gives a finite slope per target."""
     import argparse
     import json
@@ -234,5 +234,23 @@ def test_model_gain_reads_no_motion_off_a_model_that_predicts_none(tmp_path, mon
         moving = module.gain_report(WorldModel(WorldModelConfig(**TINY_MODEL, action_dim=2)).eval(), args, 0.0)
     names = ["sin_shoulder", "cos_shoulder", "sin_wrist", "cos_wrist", "tip_x", "tip_y"]
     assert still["episodes_scored"] == 2 and set(still["all"]) == set(still["late"]) == set(names)
-    assert all(v["slope"] == 0 and v["corr"] is None for v in still["all"].values())
+    assert all(v["slope"] == 0 and v["corr"] is None and v["true_on_predicted"] is None for v in still["all"].values())
     assert all(np.isfinite(v["slope"]) and v["median_true_change"] > 0 for v in moving["all"].values())
+
+
+def test_model_gain_tells_a_biased_model_from_an_uncertain_one(monkeypatch):
+    """gain_stats on synthetic changes: a model predicting half of every true move reads slope 0.5 and
+    true-on-predicted 2 (correlation 1); a model predicting the mean of what follows from what it
+    sees (the truth = what it sees + unseen noise of equal variance) reads true-on-predicted about 1 and
+    slope about corr^2 = 0.5: the two look alike by `slope` alone."""
+    import numpy as np
+
+    module = script("model_gain", monkeypatch)
+    rng = np.random.default_rng(0)
+    seen = rng.normal(size=(20000, 1))
+    truth = seen + rng.normal(size=(20000, 1))
+    biased = module.gain_stats(truth, 0.5 * truth, ["x"])["x"]
+    assert biased["slope"] == 0.5 and biased["true_on_predicted"] == 2.0 and biased["corr"] == 1.0
+    uncertain = module.gain_stats(truth, seen, ["x"])["x"]
+    assert abs(uncertain["true_on_predicted"] - 1) < 0.03 and abs(uncertain["slope"] - 0.5) < 0.03
+    assert abs(uncertain["slope"] - uncertain["corr"] ** 2) < 0.03

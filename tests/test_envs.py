@@ -49,6 +49,24 @@ def test_shadows_are_a_rendering_choice_only(env):
     shaded.close()
 
 
+def test_a_lower_camera_shows_the_arm_larger_and_in_full():
+    """camera_height moves dm_control's fixed top camera: at 0.64 m the outstretched arm spans more pixels
+    than at dm_control's 0.75 m and still ends inside the frame; a height that would cut it off is refused."""
+    def arm_columns(height: float) -> tuple[int, int]:
+        env = envs.make("reacher", image_size=64, camera_height=height)
+        env.reset(seed=0)
+        frame = env.render_qpos(np.array([0.0, 0.0])).astype(int)  # arm along +x from the frame's centre
+        env.close()
+        row = frame[frame.shape[0] // 2 - 3: frame.shape[0] // 2 + 4]
+        xs = np.nonzero(((row[..., 0] - row[..., 2]) > 80).any(0))[0]  # the arm's yellow: red far above blue
+        return int(xs.min()), int(xs.max())
+
+    (_, far), (_, far_low) = arm_columns(0.75), arm_columns(0.64)
+    assert far_low > far + 3 and far_low < 63
+    with pytest.raises(ValueError, match="camera_height=0.5 m"):
+        envs.make("reacher", camera_height=0.5)
+
+
 def test_shapes_and_dtypes(env):
     obs, info = env.reset(seed=0)
     assert obs["pixels"].shape == obs["goal"].shape == (32, 32, 3)
