@@ -15,7 +15,7 @@ it, the strength chosen by cross-validation on those rows). Scored on the second
 - `true_on_predicted`: the slope the other way round (1 = for a given predicted move the env moves as
   much on average). A model that predicts the mean of what may follow has `true_on_predicted` near 1
   and `slope` near corr^2: its shrinkage is its uncertainty, not a bias. Either way, a planner that
-  trusts it fully commands more than the cautious command (about corr^2 of it) an uncertain gain calls for;
+  trusts it fully commands more than the cautious command that an uncertain effect calls for;
 and the same from decision `--late` on (near the goal, where precision decides). One JSON line.
 """
 
