@@ -96,10 +96,10 @@ class TaskSettings:
     pushed through (envs/base.py probe_reached); 0 = never."""
     action_scale: float = 1.0
     """The executed command is the plan's first action times this (in (0, 1]; the next decision's
-    history carries the command as executed). Detuning, as in industrial MPC: a world model that
-    predicts less motion than an action makes (benchmarks/model_gain.py measures it) plans commands
-    too large near the goal, and the agent rings around it instead of settling; a scale near the
-    model's gain damps that, at the cost of a slower approach. 1 = as planned."""
+    history carries the command as executed). A cautious command: where the model's one-decision
+    predictions are uncertain near the goal (benchmarks/model_gain.py measures how they match the
+    true moves, both ways), full commands ring around it instead of settling; scaled, the agent
+    settles more often, at the cost of a slower approach. 1 = as planned."""
     prior_weight: float = 0.0
     """With warm_start "prior": weight of the mean squared distance of a plan's actions from the prior's
     proposal, so the search leaves the motions the video shows only for a clearly lower cost; 0 = none."""

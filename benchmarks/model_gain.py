@@ -30,15 +30,15 @@ import torch
 
 import envs
 import world_model
+from agent.imagined import decision_actions
 from world_model.monitors import ridge_cv, ridge_fit
 
 
 def played(env, record: dict, model) -> tuple[np.ndarray, ...]:
     """(encoded z [T, D], predicted next z [T, D], probe targets now [T, K] and after [T, K], decision [T])
     at the T decisions of one record."""
-    repeat = record["action_repeat"]
     obs, _ = env.reset(seed=record["seed"], options=record["options"])
-    actions = np.asarray(record["actions"], np.float32)[::repeat]  # [T, A]
+    actions = decision_actions(record)  # [T, A]
     previous = record.get("previous_state")
     z_prev = None
     if previous is not None:
