@@ -4,7 +4,8 @@ default, and each shipped YAML under configs/ writes only what it must.
 A key of a YAML file must be a setting of its schema (else a typo: the line names the file and key), and
   - a value equal to the Python default is not written again, unless the node is hashed as written (an
     env's settings and data.behaviour key the dataset's cache, a planner's settings the evaluation's
-    identity in evaluation.json), where dropping it would change a key;
+    identity in evaluation.json), where dropping it would change a key, or the file resets a value that
+    a file of its group it inherits sets (reacher-hard's `- reacher`), with a comment saying why;
   - a value that differs from the Python default is a deliberate choice of that file, with a comment on
     its line saying why (or pointing to docs/NOTEBOOK.md); never in a group's default option (the file
     the defaults lists pick by name when nothing is overridden, and run/train/collect.yaml themselves),
@@ -234,6 +235,7 @@ def file_problems(configs: Path, rel: str, schema_of, is_default: bool) -> list[
     own = OmegaConf.to_container(OmegaConf.load(configs / rel)) or {}
     lines, spans = text.splitlines(), key_lines(text)
     problems = []
+    base = inherited(configs, rel, own)
 
     def check(values: dict, schema: Schema, prefix: tuple) -> None:
         for key, value in values.items():
@@ -249,6 +251,10 @@ def file_problems(configs: Path, rel: str, schema_of, is_default: bool) -> list[
                 check(value, field.nested(value, rel), path)
             elif field.default is REQUIRED:
                 continue
+            elif value == field.default and _at(base, path, value) != value:  # resets what the file inherits
+                if not has_why(lines, first, last, column):
+                    problems.append(f"{where}: {value!r} resets the inherited {_at(base, path, value)!r} without a "
+                                    "comment on its line saying why")
             elif value == field.default:
                 if not field.hashed:
                     problems.append(f"{where}: restates {schema.name}'s default {field.default!r}; drop it")
@@ -261,6 +267,25 @@ def file_problems(configs: Path, rel: str, schema_of, is_default: bool) -> list[
 
     check(own, schema_of(own, rel), ())
     return problems
+
+
+def inherited(configs: Path, rel: str, own: dict) -> dict:
+    """What the files of its own group that configs/<rel>'s defaults list names set, merged (reacher-hard's
+    `- reacher`): a file may set a Python default again where it resets one of theirs."""
+    merged = OmegaConf.create()
+    for entry in own.get("defaults", []):
+        if isinstance(entry, str) and entry != "_self_" and (configs / rel).with_name(f"{entry}.yaml").exists():
+            merged = OmegaConf.merge(merged, OmegaConf.load((configs / rel).with_name(f"{entry}.yaml")))
+    return OmegaConf.to_container(merged)
+
+
+def _at(values: dict, path: tuple, missing):
+    """values[path[0]][path[1]]...; `missing` where the path is not set."""
+    for key in path:
+        if not isinstance(values, dict) or key not in values:
+            return missing
+        values = values[key]
+    return values
 
 
 def files(configs: Path, pattern: str) -> list[str]:
@@ -309,11 +334,14 @@ def test_drift_typos_restated_and_unexplained_values_are_each_named_by_file_and_
     # an env setting hashed as written: restating its default is allowed, a wrong name is not
     with open(configs / "env" / "two-rooms.yaml", "a") as f:
         f.write("goal_knid: near\n")
+    # a Python default set again to reset what the file inherits (reacher-hard's `- reacher`), its comment lost
+    _rewrite(configs / "configurator" / "reacher-hard.yaml", "readout_weight: 0.0  #", "readout_weight: 0.0\n#")
     lines = {rel: (configs / rel).read_text().splitlines()
-             for rel in ("run.yaml", "env/two-rooms.yaml", "critic/pusht.yaml")}
+             for rel in ("run.yaml", "env/two-rooms.yaml", "critic/pusht.yaml", "configurator/reacher-hard.yaml")}
     run_lr = lines["run.yaml"].index("  lr: 2.0e-3") + 1
     knid = lines["env/two-rooms.yaml"].index("goal_knid: near") + 1
     cap = lines["critic/pusht.yaml"].index("cap: 40.0") + 1
+    reset = lines["configurator/reacher-hard.yaml"].index("  readout_weight: 0.0") + 1
     assert sorted(drift(configs)) == sorted([
         "world_model/tokens.yaml:1 token_dim: 4 in the group's default option, but WorldModelConfig's default is "
         "12; change the Python default, or make it an option of its own",
@@ -324,5 +352,7 @@ def test_drift_typos_restated_and_unexplained_values_are_each_named_by_file_and_
         f"critic/pusht.yaml:{cap} cap: 40.0 differs from CriticConfig's default 20.0 without a comment on its line "
         "saying why",
         f"env/two-rooms.yaml:{knid} goal_knid: not a setting of TwoRoomsEnv (env two-rooms)",
+        f"configurator/reacher-hard.yaml:{reset} state.readout_weight: 0.0 resets the inherited 0.5 without a comment "
+        "on its line saying why",
     ])
 

@@ -212,6 +212,32 @@ def test_state_goal_needs_qpos_and_renders_that_pose(env):
     assert not info["success"]
 
 
+@pytest.mark.parametrize("goal_kind", ["state", "task"])
+def test_the_rule_judged_from_probe_targets_is_the_rule_of_evaluate(env, goal_kind):
+    """probe_reached reads the joints back from their sin and cos (shoulder across the +-pi seam included) and
+    the fingertip from its x, y: on pose pairs about the tolerance it agrees with evaluate(), and half the
+    tolerance judges fewer pairs, never one the rule rejects."""
+    rng = np.random.default_rng(1)
+    now, goal, truth, strict = [], [], [], []
+    for _ in range(80):
+        q_goal = np.array([rng.uniform(-np.pi, np.pi), rng.uniform(-2.0, 2.0)])
+        q_now = q_goal + rng.normal(0, 0.045 if goal_kind == "state" else 0.2, 2)
+        env.reset(seed=0, options={"goal_kind": "state", "goal_qpos": q_goal} if goal_kind == "state" else
+                  {"goal_kind": "task", "target_pos": fingertip_xy(q_goal)})  # the fingertip of the goal pose
+        env.set_sim_state(np.r_[q_goal, 0.0, 0.0, env.target_pos])
+        goal.append(env.probe_targets())
+        env.set_sim_state(np.r_[q_now, 0.0, 0.0, env.target_pos])
+        now.append(env.probe_targets())
+        truth.append(env.evaluate()["success"])
+        distance = env.evaluate()["distance"]
+        strict.append(distance <= (JOINT_TOLERANCE if goal_kind == "state" else env.success_radius) / 2)
+    judged = env.probe_reached(goal_kind, np.array(now), np.array(goal), 1.0)
+    assert 10 < sum(truth) < 70  # both sides of the boundary are tried
+    assert judged.tolist() == truth
+    half = env.probe_reached(goal_kind, np.array(now), np.array(goal), 0.5)
+    assert half.tolist() == strict and sum(half) < sum(truth) and not np.any(half & ~judged)
+
+
 @pytest.mark.parametrize("name, radius", [("reacher", 0.06), ("reacher-hard", 0.025)])
 def test_task_goal_success_is_the_task_reward_criterion(name, radius):
     e = envs.make(name, image_size=16)

@@ -97,7 +97,7 @@ def test_t_success_is_coverage_of_the_target_above_95_percent():
 def test_the_rule_judged_from_probe_targets_is_the_rule_judged_from_poses(env):
     """probe_reached turns (agent, block centre of gravity, cos, sin) back into poses with the block's origin:
     on state pairs about the 20 px / pi/9 boundary it agrees with outcome(), and a smaller scale judges fewer,
-    never one the rule rejects. The reacher cannot judge its rule from its probe targets and says so."""
+    never one the rule rejects. Two-rooms cannot judge its rule from its probe targets and says so."""
     rng = np.random.default_rng(0)
     now, goal, truth, strict = [], [], [], []
     for _ in range(60):
@@ -116,10 +116,10 @@ def test_the_rule_judged_from_probe_targets_is_the_rule_judged_from_poses(env):
     assert judged.tolist() == truth
     half = env.probe_reached("push", np.array(now), np.array(goal), 0.5)
     assert half.tolist() == strict and sum(half) < sum(truth) and not np.any(half & ~judged)
-    reacher = envs.make("reacher")
+    rooms = envs.make("two-rooms")
     with pytest.raises(ValueError, match="hold_within=0"):
-        reacher.probe_reached("state", np.zeros((1, 2)), np.zeros((1, 2)), 1.0)
-    reacher.close()
+        rooms.probe_reached("rooms", np.zeros((1, 2)), np.zeros((1, 2)), 1.0)
+    rooms.close()
 
 
 def test_any_step_success_when_the_goal_is_passed_and_left(env):

@@ -101,8 +101,14 @@ def test_the_readout_weight_reaches_the_cost_and_asks_for_the_readout(fitted):
         env.close()
     assert "readout" not in needs(plain, {"name": "cem"})
     assert "readout" in needs(weighted, {"name": "cem"})
-    with pytest.raises(ValueError, match="env reacher cannot judge its success rule"):  # no probe_reached of its own
-        Configurator({**settings, "state": TaskSettings(hold_within=0.8)}, env).setup("state")
+    held = Configurator({**settings, "state": TaskSettings(hold_within=0.8)}, env).setup("state")
+    assert "readout" in needs(held, {"name": "cem"})  # the hold judges the frame with the readout
+    rooms = envs.make("two-rooms", image_size=32)
+    try:
+        with pytest.raises(ValueError, match="env two-rooms cannot judge its success rule"):  # no probe_reached
+            Configurator({k: TaskSettings(hold_within=0.8) for k in rooms.goal_kinds}, rooms).setup("rooms")
+    finally:
+        rooms.close()
     with pytest.raises(ValueError, match="readout_weight=0"):
         build_cost(weighted.cost_weights, weighted.goal_energy)  # a weight without a readout: one line
     cost = build_cost(weighted.cost_weights, weighted.goal_energy, readout=fitted)

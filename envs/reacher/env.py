@@ -313,6 +313,19 @@ class ReacherEnv(GoalEnv):
             np.float32
         )
 
+    def probe_reached(self, goal_kind: str, now: np.ndarray, goal: np.ndarray, scale: float) -> np.ndarray:
+        """bool [B]: the goal kind's rule, its tolerance times `scale`, between the arms probe targets now [B, 6]
+        and goal [B, 6] describe: `state` compares the joint angles (arctan2 of the read sin and cos, which need
+        not have unit length), `task` the fingertips (a task's goal image shows the fingertip on the target)."""
+        now, goal = np.asarray(now, np.float64), np.asarray(goal, np.float64)
+        if goal_kind == "state":
+            q_now = np.arctan2(now[:, [0, 2]], now[:, [1, 3]])  # [B, 2] shoulder, wrist
+            q_goal = np.arctan2(goal[:, [0, 2]], goal[:, [1, 3]])  # [B, 2]
+            return np.abs(joint_errors(q_now, q_goal)).max(1) <= JOINT_TOLERANCE * scale
+        if goal_kind == "task":
+            return np.linalg.norm(now[:, 4:6] - goal[:, 4:6], axis=1) <= self.success_radius * scale
+        raise ValueError(f"unknown goal_kind {goal_kind!r}; choose one of {GOAL_KINDS}")
+
     def episode_extras(self) -> dict[str, np.ndarray]:
         return {"target_pos": self.target_pos}
 
