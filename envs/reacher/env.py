@@ -314,7 +314,7 @@ class ReacherEnv(GoalEnv):
         )
 
     def probe_reached(self, goal_kind: str, now: np.ndarray, goal: np.ndarray, scale: float) -> np.ndarray:
-        """bool [B]: the goal kind's rule, its tolerance times `scale`, between the arms probe targets now [B, 6]
+        """bool [B]: the goal kind's rule, its tolerance times `scale`, between the arms the probe targets now [B, 6]
         and goal [B, 6] describe: `state` compares the joint angles (arctan2 of the read sin and cos, which need
         not have unit length), `task` the fingertips (a task's goal image shows the fingertip on the target)."""
         now, goal = np.asarray(now, np.float64), np.asarray(goal, np.float64)
