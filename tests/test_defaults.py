@@ -251,10 +251,10 @@ def file_problems(configs: Path, rel: str, schema_of, is_default: bool) -> list[
                 check(value, field.nested(value, rel), path)
             elif field.default is REQUIRED:
                 continue
-            elif value == field.default and _at(base, path, value) != value:  # resets what the file inherits
-                if not has_why(lines, first, last, column):
-                    problems.append(f"{where}: {value!r} resets the inherited {_at(base, path, value)!r} without a "
-                                    "comment on its line saying why")
+            elif value == field.default and (was := OmegaConf.select(base, ".".join(path), default=value)) != value:
+                if not has_why(lines, first, last, column):  # it resets what the file inherits: say why
+                    problems.append(f"{where}: {value!r} resets the inherited {was!r} without a comment on its line "
+                                    "saying why")
             elif value == field.default:
                 if not field.hashed:
                     problems.append(f"{where}: restates {schema.name}'s default {field.default!r}; drop it")
@@ -269,23 +269,16 @@ def file_problems(configs: Path, rel: str, schema_of, is_default: bool) -> list[
     return problems
 
 
-def inherited(configs: Path, rel: str, own: dict) -> dict:
-    """What the files of its own group that configs/<rel>'s defaults list names set, merged (reacher-hard's
-    `- reacher`): a file may set a Python default again where it resets one of theirs."""
+def inherited(configs: Path, rel: str, own: dict):
+    """What the files of its own group that configs/<rel>'s defaults list names set, merged into one config
+    (reacher-hard's `- reacher`): a file may set a Python default again where it resets one of theirs."""
     merged = OmegaConf.create()
-    for entry in own.get("defaults", []):
-        if isinstance(entry, str) and entry != "_self_" and (configs / rel).with_name(f"{entry}.yaml").exists():
-            merged = OmegaConf.merge(merged, OmegaConf.load((configs / rel).with_name(f"{entry}.yaml")))
-    return OmegaConf.to_container(merged)
-
-
-def _at(values: dict, path: tuple, missing):
-    """values[path[0]][path[1]]...; `missing` where the path is not set."""
-    for key in path:
-        if not isinstance(values, dict) or key not in values:
-            return missing
-        values = values[key]
-    return values
+    siblings = [(configs / rel).with_name(f"{entry}.yaml") for entry in own.get("defaults", [])
+                if isinstance(entry, str) and entry != "_self_"]
+    for sibling in siblings:
+        if sibling.exists():
+            merged = OmegaConf.merge(merged, OmegaConf.load(sibling))
+    return merged
 
 
 def files(configs: Path, pattern: str) -> list[str]:
