@@ -65,6 +65,7 @@ TINY = [
     "configurator.task.subgoal_critic_weight=0.5",  # the critic scores toward the graph's subgoal: it is fitted
     "landmarks.neighbours=3", "critic.steps=20", "critic.batch_size=16", "critic.hidden=16", "critic.dim=4",
     "decoder.width=8", "decoder.steps=5", "decoder.episodes=2", "decoder.eval_windows=4", "decoder.horizon=2",
+    "refit.steps=0",  # the reacher's schedule refits its predictor; the modules below are keyed by the model itself
 ]
 
 

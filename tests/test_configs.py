@@ -180,7 +180,7 @@ def test_every_schedule_config_sets_its_envs_training_and_the_command_line_wins(
         value, default = OmegaConf.select(own, key), OmegaConf.select(base, key)
         assert value != default, f"{key}: the file sets the default, so it is not needed"
         assert OmegaConf.select(composed, key) == value
-        other = 7 if isinstance(default, int) else "other" if isinstance(default, str) else 0.25 if value == 0.5 else 0.5
+        other = (not value) if isinstance(default, bool) else 7 if isinstance(default, int) else "other" if isinstance(default, str) else 0.25 if value == 0.5 else 0.5
         assert OmegaConf.select(_compose("run", [f"env={schedule}", f"{key}={other}"]), key) == other
         assert all(OmegaConf.select(_compose("run", [f"env={env}"]), key) == default for env in without)
 

@@ -214,7 +214,8 @@ def test_a_refused_folder_is_byte_identical_before_and_after(tmp_path):
     args = [sys.executable, "-m", "agent.run", "env=reacher", "env.image_size=32", "stage=eval",
             f"checkpoint={tmp_path / 'model'}", f"cache_root={tmp_path / 'cache'}", "eval.goal_kinds=[state]",
             "eval.episodes=1", "eval.baselines=[]", "eval.videos=0", "planner.samples=8", "planner.iterations=2",
-            "planner.elites=2", "configurator.state.readout_weight=0", f"hydra.run.dir={folder}"]  # no dataset to fit on
+            "planner.elites=2", "configurator.state.readout_weight=0", "refit.steps=0",
+            f"hydra.run.dir={folder}"]  # no dataset to fit the readout or the refit on
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False, env=env)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -120,7 +120,7 @@ def test_a_new_family_runs_through_the_whole_pipeline(dot_family, tmp_path, caps
     ConfigStore.instance().store(name="run_schema", node=RunConfig)
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("run", overrides=[
-            f"cache_root={tmp_path / 'cache'}", "steps=6", "monitor_every=3", "checkpoint_every=3",
+            f"cache_root={tmp_path / 'cache'}", "steps=6", "monitor_every=3", "checkpoint_every=3", "refit.steps=0",
             "probe_frames=20", "probe_held_frames=5", "optim.batch_size=4", "optim.warmup_steps=2",
             "world_model.token_dim=1", "world_model.encoder_width=16", "world_model.predictor_width=16",
             "world_model.stem_channels=8", "loss.inverse_dynamics_hidden=8", "critic.steps=5", "critic.batch_size=16",
@@ -159,7 +159,7 @@ def test_a_new_family_runs_through_the_whole_pipeline(dot_family, tmp_path, caps
             each = compose("run", overrides=[
                 f"cache_root={tmp_path / 'cache'}", f"planner={name}", f"checkpoint={summary['checkpoint']}",
                 "eval.episodes=2", "eval.videos=0", "eval.baselines=[]", "critic.steps=5", "critic.batch_size=16",
-                "macro.k=2", "macro.width=16", "macro.depth=1", "macro.steps=5", "macro.batch_size=8",
+                "refit.steps=0", "macro.k=2", "macro.width=16", "macro.depth=1", "macro.steps=5", "macro.batch_size=8",
             ])
         with open_dict(each):
             each.env, each.data, each.configurator = cfg.env, cfg.data, cfg.configurator
@@ -177,7 +177,7 @@ def test_a_new_family_runs_through_the_whole_pipeline(dot_family, tmp_path, caps
             graph = compose("run", overrides=[
                 f"cache_root={tmp_path / 'cache'}", f"checkpoint={summary['checkpoint']}", f"planner={name}",
                 "eval.episodes=2", "eval.videos=0", "eval.baselines=[]", "critic.steps=5", "critic.batch_size=16",
-                "landmarks.neighbours=3", "macro.k=2", "macro.width=16", "macro.depth=1", "macro.steps=5",
+                "refit.steps=0", "landmarks.neighbours=3", "macro.k=2", "macro.width=16", "macro.depth=1", "macro.steps=5",
                 "macro.batch_size=8",
             ])
         with open_dict(graph):
@@ -195,7 +195,7 @@ def test_a_new_family_runs_through_the_whole_pipeline(dot_family, tmp_path, caps
 
     # A predictor refitted on the checkpoint's frozen latents (world_model/refit.py) replaces its own:
     # fitted and cached once, then loaded; a refitted checkpoint passed back is not refitted again.
-    refit = ["refit.steps=3", "refit.width=16", "refit.depth=1", "refit.heads=2", "refit.rollout=2",
+    refit = ["refit.steps=3", "refit.from_model=false", "refit.width=16", "refit.depth=1", "refit.heads=2", "refit.rollout=2",
              "refit.batch_size=8", "refit.probe_rows=50"]
 
     def evaluating(checkpoint, *overrides):

@@ -2,6 +2,7 @@
 keeps the base encoder and records what it came from, agent.run plans with it and caches it, and
 bad settings are refused in one line."""
 
+import dataclasses
 import json
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from conftest import TINY_MODEL
 
 import world_model
+from world_model.cache_key import cache_key
 from world_model.checkpoint import read_manifest
 from world_model.dataset import Dataset
 from world_model.ensemble import latent_windows
@@ -17,9 +19,11 @@ from world_model.refit import (
     LinearProbe,
     RefitConfig,
     fit_predictor,
+    for_model,
     hard_starts,
     held_out_errors,
     is_refit,
+    refit_key,
     save_refit,
     train_refit,
 )
@@ -156,3 +160,27 @@ def test_a_refit_with_hard_windows_still_learns_the_dynamics_and_names_its_group
     with pytest.raises(ValueError, match="is not a probe group of env"):
         train_refit(base, ds, RefitConfig(steps=1, hard_fraction=0.5, hard_group="no-such-group"), torch.device("cpu"),
                     progress=False)
+
+
+def test_a_refit_from_the_model_starts_at_its_predictor_in_its_shape(tiny_data):
+    torch.manual_seed(0)
+    ds = Dataset(tiny_data[2])
+    base = WorldModel(WorldModelConfig(**TINY_MODEL, action_dim=ds.action_dim)).eval()
+    common = dict(steps=1, rollout=2, batch_size=8, probe_rows=50, lr=1e-9)  # one step too small to move a weight far
+    for from_model in (True, False):
+        # the width set is not the model's: from the model, the model's shape wins
+        cfg = RefitConfig(width=16, depth=1, heads=2, **common, from_model=from_model)
+        refitted, _ = train_refit(base, ds, cfg, torch.device("cpu"), progress=False)
+        shape = (refitted.cfg.predictor_width, refitted.cfg.predictor_depth, refitted.cfg.predictor_heads)
+        own = (TINY_MODEL["predictor_width"], TINY_MODEL["predictor_depth"], TINY_MODEL["predictor_heads"])
+        assert shape == (own if from_model else (16, 1, 2)), (from_model, shape)
+        if from_model:
+            gap = max((refitted.predictor.state_dict()[k] - v).abs().max().item()
+                      for k, v in base.predictor.state_dict().items())
+            assert gap < 1e-6, gap
+    # the cache key of a refit that does not start from the model is the key it had before the setting existed
+    cfg = RefitConfig(steps=5)
+    before = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "from_model"}
+    assert refit_key("0" * 64, "data", cfg) == cache_key({"weights": "0" * 64, "dataset": "data", "refit": before})
+    assert refit_key("0" * 64, "data", dataclasses.replace(cfg, from_model=True)) != refit_key("0" * 64, "data", cfg)
+    assert for_model(RefitConfig(steps=5, from_model=True), base.cfg).width == TINY_MODEL["predictor_width"]

@@ -33,9 +33,10 @@ def dot_cfg(cache: Path, *overrides: str, image_size=32):
     """A tiny run of the dot env of test_fake_env, as its test configures one."""
     ConfigStore.instance().store(name="run_schema", node=RunConfig)
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        # loss.probe_weight=0: the composed env is the reacher, whose schedule would turn the probe term on
+        # loss.probe_weight=0 and refit.steps=0: the composed env is the reacher, whose schedule would turn the
+        # probe term and the refit on
         cfg = compose("run", overrides=[f"cache_root={cache}", "steps=4", "eval.episodes=1", "eval.videos=0",
-                                        "loss.probe_weight=0", *overrides])
+                                        "loss.probe_weight=0", "refit.steps=0", *overrides])
     with open_dict(cfg):
         cfg.env = OmegaConf.create({"name": "dot", "image_size": image_size})
         cfg.data = OmegaConf.merge(cfg.data, {"behaviour": {}, "episodes": 4, "steps": 6, "episodes_per_shard": 2,

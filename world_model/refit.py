@@ -85,6 +85,10 @@ class RefitConfig:
     """Last episodes kept out of training (the same split as the world model's)."""
     seed: int = 0
     """Seeds the initialisation and the window draws."""
+    from_model: bool = False
+    """Start from the world model's own predictor instead of fresh weights, so the refit only has to
+    learn what the probe grade and the longer rollout add, in fewer steps; width, depth and heads are
+    then the model's (`for_model`), whatever is set."""
 
     def __post_init__(self):
         check_at_least_one(self, "refit", ("width", "depth", "heads", "batch_size", "rollout", "probe_rows"))
@@ -232,6 +236,16 @@ def fit_predictor(z_train: Tensor, a_train: Tensor, y_train: Tensor | None, hist
     return predictor.eval()
 
 
+def for_model(cfg: RefitConfig, model_cfg: WorldModelConfig | dict) -> RefitConfig:
+    """cfg as it refits a model of config `model_cfg` (a WorldModelConfig or its dict in a manifest):
+    with from_model, the refit's width, depth and heads are the model's predictor's."""
+    if not cfg.from_model:
+        return cfg
+    get = model_cfg.get if isinstance(model_cfg, dict) else lambda name: getattr(model_cfg, name)
+    return dataclasses.replace(cfg, width=get("predictor_width"), depth=get("predictor_depth"),
+                               heads=get("predictor_heads"))
+
+
 def _split(wm: WorldModel, dataset, cfg: RefitConfig, device: torch.device, latents: EpisodeLatents | None = None):
     """The dataset's episodes encoded by wm's frozen encoder (or taken from `latents`), split as the refit
     splits them -> (z_train [E, T, D], a_train [E, T, A], y_train [E, T, K] or None, z_held, a_held): the
@@ -267,11 +281,12 @@ def train_refit(wm: WorldModel, dataset, cfg: RefitConfig, device: torch.device,
     if wm.cfg.envs is not None:
         raise ValueError("refit.steps > 0 refits a single-env model's predictor, and this is a shared model; "
                          "set refit.steps=0")
+    cfg = for_model(cfg, wm.cfg)
     start = time.perf_counter()
     z_train, a_train, y_train, z_held, a_held = _split(wm, dataset, cfg, device, latents)
     encode_s = time.perf_counter() - start
     predictor = fit_predictor(z_train, a_train, y_train, wm.cfg.history, cfg, progress,
-                              hard_columns=_hard_columns(dataset, cfg))
+                              init=wm.predictor if cfg.from_model else None, hard_columns=_hard_columns(dataset, cfg))
     config = WorldModelConfig(**{**dataclasses.asdict(wm.cfg), "predictor_width": cfg.width,
                                  "predictor_depth": cfg.depth, "predictor_heads": cfg.heads})
     refitted = WorldModel(config).to(device)
@@ -310,7 +325,10 @@ def finetune_refit(wm: WorldModel, dataset, onpolicy, cfg: RefitConfig, fraction
 
 def refit_key(weights_sha256: str, dataset_name: str, cfg: RefitConfig) -> str:
     """Cache key: the base world model's weights (by their recorded hash), the dataset and the config."""
-    identity = {"weights": weights_sha256, "dataset": dataset_name, "refit": dataclasses.asdict(cfg)}
+    refit = dataclasses.asdict(cfg)
+    if not refit["from_model"]:  # unset: the key a refit had before the setting existed
+        del refit["from_model"]
+    identity = {"weights": weights_sha256, "dataset": dataset_name, "refit": refit}
     return cache_key(identity)
 
 
