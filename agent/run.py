@@ -249,7 +249,7 @@ def refit_for(cfg, wm, manifest: dict, checkpoint: Path, dataset_root: Path | No
     (world_model/refit.py), fitted once on the dataset the model was trained on and cached under
     cache_root/refits; `checkpoint` itself when cfg.refit.steps is 0 or it is a refit already. The
     encoder is the model's, so the latents the refit encodes are kept for the modules fitted after it."""
-    rcfg = for_model(RefitConfig(**plain(cfg.refit)), manifest["model_config"])  # the key names the shape it fits
+    rcfg = for_model(RefitConfig(**plain(cfg.refit)), wm.cfg)  # the key names the shape it fits
     if rcfg.steps == 0 or is_refit(manifest):
         return checkpoint
     if manifest["model_config"].get("envs") is not None:

@@ -236,14 +236,13 @@ def fit_predictor(z_train: Tensor, a_train: Tensor, y_train: Tensor | None, hist
     return predictor.eval()
 
 
-def for_model(cfg: RefitConfig, model_cfg: WorldModelConfig | dict) -> RefitConfig:
-    """cfg as it refits a model of config `model_cfg` (a WorldModelConfig or its dict in a manifest):
-    with from_model, the refit's width, depth and heads are the model's predictor's."""
+def for_model(cfg: RefitConfig, model_cfg: WorldModelConfig) -> RefitConfig:
+    """cfg as it refits a model of config `model_cfg`: with from_model, the refit's width, depth and
+    heads are the model's predictor's."""
     if not cfg.from_model:
         return cfg
-    get = model_cfg.get if isinstance(model_cfg, dict) else lambda name: getattr(model_cfg, name)
-    return dataclasses.replace(cfg, width=get("predictor_width"), depth=get("predictor_depth"),
-                               heads=get("predictor_heads"))
+    return dataclasses.replace(cfg, width=model_cfg.predictor_width, depth=model_cfg.predictor_depth,
+                               heads=model_cfg.predictor_heads)
 
 
 def _split(wm: WorldModel, dataset, cfg: RefitConfig, device: torch.device, latents: EpisodeLatents | None = None):
